@@ -1,0 +1,45 @@
+"""styleforge: neural style transfer and the VGG19 network behind it.
+
+The public API (SPEC section 7)::
+
+    import styleforge as sf
+    vgg = sf.load_vgg19("vgg19", device="cpu")
+    x = vgg.preprocess(images, size=224)
+    logits = vgg(x)
+    feats = vgg.extract(x, ["relu1_1", "conv4_2"])
+    top = vgg.classify(images, top_k=5)
+
+Heavy modules (PyTorch) are imported on first use of a name that needs them, so
+``import styleforge`` and ``styleforge --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from styleforge.errors import StyleforgeError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_vgg19": "styleforge.vgg",
+    "VGG19": "styleforge.vgg",
+    "LAYER_NAMES": "styleforge.vgg",
+    "Prediction": "styleforge.vgg",
+    "classify_files": "styleforge.classify",
+    "read_image": "styleforge.images",
+    "write_image": "styleforge.images",
+    "Convention": "styleforge.preprocessing",
+}
+
+__all__ = ["StyleforgeError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'styleforge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,71 @@
+"""``styleforge classify IMAGE... [--weights] [--top-k] [--device] [--repeat] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from styleforge.cli.common import add_command, add_device_option, add_json_option, positive_int, print_json
+from styleforge.config import ClassifyOptions
+
+DESCRIPTION = """\
+Classify images with VGG19 (ImageNet-1k). Each image is resized and cropped to the
+network input following the weights' convention (torchvision: shorter side to 256,
+centre crop 224; MatConvNet: resized straight to 224x224), then normalised the same way.
+With --repeat N the whole batch runs N times and the latency of each run is printed,
+run 1 (warm-up) apart.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``classify`` command."""
+    defaults = ClassifyOptions()
+    parser = add_command(subparsers, "classify", "classify images with VGG19", DESCRIPTION)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG/PNG/WebP/BMP files")
+    parser.add_argument("--weights", default=defaults.weights, help="cache name or .pth/.mat/.safetensors path")
+    parser.add_argument("--top-k", type=positive_int, default=defaults.top_k, help="classes to show per image")
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="images per forward pass")
+    parser.add_argument("--size", type=positive_int, default=defaults.size, help="network input side in pixels")
+    parser.add_argument("--repeat", type=positive_int, default=defaults.repeat, help="timed runs (first = warm-up)")
+    add_device_option(parser, defaults.device)
+    add_json_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Classify, then print predictions (and timings) as text or JSON."""
+    from styleforge.classify import classify_files
+
+    options = ClassifyOptions(
+        weights=args.weights,
+        top_k=args.top_k,
+        size=args.size,
+        batch_size=args.batch_size,
+        device=args.device,
+        repeat=args.repeat,
+    )
+    report = classify_files(args.images, options)
+    if args.json:
+        print_json(report.to_dict())
+        return 0
+    print(f"device: {report.device}; weights: {report.weights}; batch size {report.batch_size}")
+    for path, predictions in zip(report.paths, report.predictions, strict=True):
+        print(path)
+        for rank, p in enumerate(predictions, start=1):
+            print(f"  {rank}. {p.class_id:>4}  {p.probability:7.4f}  {p.class_name}")
+    _print_timings(report.run_seconds, report.latency(), len(report.paths))
+    return 0
+
+
+def _print_timings(run_seconds: list[float], latency: dict[str, float] | None, n_images: int) -> None:
+    if latency is None:
+        return
+    print(f"timing ({n_images} image{'s' if n_images > 1 else ''} per run):")
+    for i, seconds in enumerate(run_seconds, start=1):
+        label = "run 1 (warm-up)" if i == 1 else f"run {i}"
+        print(f"  {label}: {1000 * seconds:.1f} ms")
+    print(
+        f"  runs 2-{len(run_seconds)}: mean {latency['mean_ms']:.1f} ms, median {latency['median_ms']:.1f} ms, "
+        f"min {latency['min_ms']:.1f} ms; {latency['per_image_ms']:.1f} ms per image, "
+        f"{latency['images_per_s']:.1f} images/s"
+    )

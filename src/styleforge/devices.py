@@ -1,0 +1,50 @@
+"""Device selection: ``auto`` means CUDA when available, else CPU; never assumes a GPU."""
+
+from __future__ import annotations
+
+import torch
+
+from styleforge.config import DEVICE_CHOICES
+from styleforge.errors import StyleforgeError
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """Turn ``auto``/``cpu``/``cuda``/``cuda:N`` into a usable ``torch.device``.
+
+    Args:
+        name: the requested device.
+
+    Returns:
+        The device to use.
+
+    Raises:
+        StyleforgeError: CUDA asked for but not available, or an unknown name.
+    """
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise StyleforgeError(
+                "--device cuda was requested but CUDA is not available "
+                f"(PyTorch {torch.__version__}, built with CUDA: {torch.version.cuda or 'no'}); use --device cpu or auto"
+            )
+        return torch.device(name)
+    raise StyleforgeError(f"unknown device {name!r}; use one of {', '.join(DEVICE_CHOICES)}")
+
+
+def describe_device(device: torch.device) -> str:
+    """Return a one-line description, e.g. ``cuda:0 (NVIDIA H100)`` or ``cpu (8 threads)``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels on ``device`` (so wall-clock timings are true)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,15 @@
+"""The one error class for mistakes a user can fix.
+
+Anything raised as :class:`StyleforgeError` is a user error (bad file, unknown name,
+missing weights...). The CLI prints its message on one line as
+``styleforge: error: <message>`` and exits with status 2, never a traceback. Messages
+say what went wrong *and* what to do next. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+
+class StyleforgeError(Exception):
+    """A user-facing error: the message is complete, one line, and actionable."""
+
+    exit_status = 2

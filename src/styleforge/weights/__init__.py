@@ -1,0 +1,34 @@
+"""VGG19 weights: formats, the download registry, and the local cache.
+
+* :mod:`~styleforge.weights.formats`: readers for torchvision .pth, MatConvNet .mat and
+  styleforge .safetensors into one canonical layout, and the safetensors writer;
+* :mod:`~styleforge.weights.registry`: what can be downloaded and where the cache is;
+* :mod:`~styleforge.weights.download`: streaming, verified, atomic downloads;
+* :mod:`~styleforge.weights.store`: the cache operations behind ``styleforge weights``.
+"""
+
+from styleforge.weights.formats import WeightsBundle, read_weights_file, write_safetensors
+from styleforge.weights.registry import DEFAULT_WEIGHTS, REGISTRY, styleforge_home
+from styleforge.weights.store import (
+    download_weights,
+    import_weights,
+    list_weights,
+    load_bundle,
+    remove_weights,
+    weights_path,
+)
+
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "REGISTRY",
+    "WeightsBundle",
+    "download_weights",
+    "import_weights",
+    "list_weights",
+    "load_bundle",
+    "read_weights_file",
+    "remove_weights",
+    "styleforge_home",
+    "weights_path",
+    "write_safetensors",
+]

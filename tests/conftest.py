@@ -1,0 +1,83 @@
+"""Shared fixtures: an isolated weights cache, synthetic weight files, CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.synthetic import SourceWeights, random_weights, write_matconvnet_mat, write_torchvision_pth
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty STYLEFORGE_HOME, so no test sees a real cache."""
+    home = tmp_path_factory.mktemp("styleforge-home")
+    monkeypatch.setenv("STYLEFORGE_HOME", str(home))
+    monkeypatch.delenv("STYLEFORGE_MAX_PIXELS", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_source() -> SourceWeights:
+    return random_weights(seed=1)
+
+
+@pytest.fixture(scope="session")
+def weight_files(tmp_path_factory: pytest.TempPathFactory, tiny_source: SourceWeights) -> dict[str, Path]:
+    """The same random weights as a torchvision .pth and a MatConvNet .mat."""
+    folder = tmp_path_factory.mktemp("weights")
+    return {
+        "pth": write_torchvision_pth(tiny_source, folder / "tiny_vgg.pth"),
+        "mat": write_matconvnet_mat(tiny_source, folder / "tiny_vgg.mat"),
+    }
+
+
+def make_photo(path: Path, size: tuple[int, int] = (64, 48), seed: int = 0) -> Path:
+    """Write a smooth random colour image (a stand-in photo)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+    Image.fromarray(small).resize(size, Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[Path]:
+    return [make_photo(tmp_path / f"photo{i}.{ext}", seed=i) for i, ext in enumerate(("png", "jpg", "webp"))]
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
+    """Run ``python -m styleforge ARGS`` in a subprocess with the test's environment."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "styleforge", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_user_error(result: CliResult, *fragments: str) -> None:
+    """A user error: exit 2, exactly one stderr line starting 'styleforge: error:', no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("styleforge: error: "), lines[0]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
