@@ -92,6 +92,7 @@ def test_bad_images_exit_2_with_one_line(tmp_path: Path, weight_files: dict[str,
     (["classify", "IMG", "--weights", "no-such-weights"], "unknown weights 'no-such-weights'"),
     (["classify", "IMG", "--weights", "/nowhere/w.pth"], "does not exist"),
     (["classify", "IMG", "--device", "cuda"], "CUDA"),
+    (["classify", "IMG", "--device", "cpu", "--precision", "fp16"], "fp16 needs CUDA"),
     (["weights", "download", "resnet"], "no download is known for 'resnet'"),
     (["weights", "path", "vgg19"], "styleforge weights download vgg19"),
     (["weights", "import", "/nowhere/file.mat"], "no such file"),
@@ -122,3 +123,16 @@ def test_grayscale_input_classifies(tmp_path: Path, weight_files: dict[str, Path
     result = run_cli("classify", str(tmp_path / "gray.bmp"), "--weights", str(weight_files["pth"]), "--size", "64", "--json")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["images"][0]["top_k"]) == 5
+
+
+def test_bf16_precision_agrees_with_fp32(weight_files: dict[str, Path], photos: list[Path]) -> None:
+    common = ["classify", *map(str, photos), "--weights", str(weight_files["pth"]), "--size", "64", "--top-k", "10", "--json"]
+    exact = json.loads(run_cli(*common).stdout)
+    fast = run_cli(*common, "--precision", "bf16")
+    assert fast.returncode == 0, fast.stderr
+    reduced = json.loads(fast.stdout)
+    assert reduced["precision"] == "bf16"
+    for a, b in zip(exact["images"], reduced["images"]):
+        pa = {p["class_id"]: p["probability"] for p in a["top_k"]}
+        pb = {p["class_id"]: p["probability"] for p in b["top_k"]}
+        assert max(abs(pa[k] - pb[k]) for k in pa) < 0.05  # bf16 keeps ~3 significant digits

@@ -6,8 +6,9 @@ costs (allocator warm-up, CUDA context and kernel selection), so it is reported 
 from the steady-state runs, as in the course's timing loop.
 
 The inference path is PyTorch eager in ``torch.inference_mode`` with the network and
-the input in ``channels_last`` memory format, fp32; see ``benchmarks/classify.py`` for
-how it compares with the plain path and with reduced precision.
+the input in ``channels_last`` memory format, fp32 by default or under bf16/fp16
+autocast (``precision``); see ``benchmarks/classify.py`` for how each compares with
+the plain eager fp32 path in speed and probabilities.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from styleforge.config import ClassifyOptions
-from styleforge.devices import describe_device, resolve_device, synchronize
+from styleforge.devices import autocast, describe_device, resolve_device, synchronize
 from styleforge.errors import StyleforgeError
 from styleforge.images import read_images
 from styleforge.vgg import VGG19, Prediction, load_vgg19
@@ -36,6 +37,7 @@ class ClassifyReport:
         device: a description of the device used.
         weights: the weights source and its preprocessing convention.
         batch_size: images per forward pass.
+        precision: fp32, bf16 or fp16.
         run_seconds: wall-clock seconds of each run over all images (run 1 = warm-up).
     """
 
@@ -44,6 +46,7 @@ class ClassifyReport:
     device: str
     weights: str
     batch_size: int
+    precision: str = "fp32"
     run_seconds: list[float] = field(default_factory=list)
 
     def latency(self) -> dict[str, float] | None:
@@ -67,6 +70,7 @@ class ClassifyReport:
             "device": self.device,
             "weights": self.weights,
             "batch_size": self.batch_size,
+            "precision": self.precision,
             "images": [
                 {"path": path, "top_k": [p._asdict() for p in preds]}
                 for path, preds in zip(self.paths, self.predictions, strict=True)
@@ -96,8 +100,9 @@ def classify_files(
         raise StyleforgeError("no images given")
     if opts.top_k < 1 or opts.batch_size < 1 or opts.repeat < 1 or opts.size < 32:
         raise StyleforgeError("--top-k, --batch-size and --repeat must be >= 1, and --size >= 32")
-    images = read_images(paths)
     device = resolve_device(opts.device)
+    precision = autocast(device, opts.precision)
+    images = read_images(paths)
     model = vgg if vgg is not None else load_vgg19(opts.weights, device=device)
     model = model.to(device=device, memory_format=torch.channels_last)
     batches = [
@@ -109,7 +114,8 @@ def classify_files(
     for _ in range(opts.repeat):
         synchronize(device)
         start = time.perf_counter()
-        probs = torch.cat([model.probabilities(batch) for batch in batches])
+        with precision:
+            probs = torch.cat([model.probabilities(batch) for batch in batches])
         synchronize(device)
         run_seconds.append(time.perf_counter() - start)
     return ClassifyReport(
@@ -117,6 +123,7 @@ def classify_files(
         predictions=model.top_predictions(probs, opts.top_k),
         device=describe_device(device),
         weights=f"{opts.weights if vgg is None else 'given model'} ({model.convention.name} convention)",
+        precision=opts.precision,
         batch_size=opts.batch_size,
         run_seconds=run_seconds,
     )

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 #: Values accepted by every ``--device`` option.
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
+#: Values accepted by every ``--precision`` option: fp32 is exact; bf16 (CPU with
+#: AVX512-BF16/AMX, or CUDA) and fp16 (CUDA only) run under torch.autocast.
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+
 #: Refuse images with more pixels than this (decompression-bomb guard). 64 megapixels
 #: is a 8000x8000 photo, far beyond what any command here needs, and well under the
 #: ~10 GB a malicious PNG could otherwise make Pillow allocate.
@@ -49,6 +53,8 @@ class ClassifyOptions:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         repeat: run the whole classification this many times and report latency;
             the first run is the warm-up and is reported apart.
+        precision: ``fp32`` (default, exact), ``bf16`` or ``fp16`` autocast; see
+            ``benchmarks/classify.py`` for the speed and probability error of each.
     """
 
     weights: str = "vgg19"
@@ -57,3 +63,4 @@ class ClassifyOptions:
     batch_size: int = 8
     device: str = "auto"
     repeat: int = 1
+    precision: str = "fp32"

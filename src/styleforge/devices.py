@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import ContextManager
+
 import torch
 
-from styleforge.config import DEVICE_CHOICES
+from styleforge.config import DEVICE_CHOICES, PRECISION_CHOICES
 from styleforge.errors import StyleforgeError
 
 
@@ -48,3 +51,18 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued kernels on ``device`` (so wall-clock timings are true)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, precision: str) -> ContextManager[object]:
+    """Return the autocast context for ``precision`` on ``device`` (a no-op for fp32).
+
+    Raises:
+        StyleforgeError: unknown precision, or fp16 asked for on the CPU.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise StyleforgeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISION_CHOICES)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise StyleforgeError("fp16 needs CUDA; on the CPU use --precision bf16 (or fp32)")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from styleforge.cli.common import add_command, add_device_option, add_json_option, positive_int, print_json
-from styleforge.config import ClassifyOptions
+from styleforge.config import PRECISION_CHOICES, ClassifyOptions
 
 DESCRIPTION = """\
 Classify images with VGG19 (ImageNet-1k). Each image is resized and cropped to the
@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="images per forward pass")
     parser.add_argument("--size", type=positive_int, default=defaults.size, help="network input side in pixels")
     parser.add_argument("--repeat", type=positive_int, default=defaults.repeat, help="timed runs (first = warm-up)")
+    parser.add_argument("--precision", default=defaults.precision, choices=PRECISION_CHOICES,
+                        help="fp32 is exact; bf16 (CPUs with AVX512-BF16/AMX, CUDA) and fp16 (CUDA) are faster")
     add_device_option(parser, defaults.device)
     add_json_option(parser)
     parser.set_defaults(handler=run)
@@ -43,12 +45,13 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         repeat=args.repeat,
+        precision=args.precision,
     )
     report = classify_files(args.images, options)
     if args.json:
         print_json(report.to_dict())
         return 0
-    print(f"device: {report.device}; weights: {report.weights}; batch size {report.batch_size}")
+    print(f"device: {report.device}; weights: {report.weights}; batch size {report.batch_size}; {report.precision}")
     for path, predictions in zip(report.paths, report.predictions, strict=True):
         print(path)
         for rank, p in enumerate(predictions, start=1):
