@@ -87,11 +87,12 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    model = load_vgg19(args.weights, device="cpu") if args.weights else random_imagenet_vgg()
+    model = (load_vgg19(args.weights, device="cpu") if args.weights else random_imagenet_vgg()).to(device)
     paths = ["eager-fp32", "cl-fp32", "cl-bf16", "cl-fp16"] + (["compiled-fp32"] if args.compile else [])
     rows = []
     for batch in (int(b) for b in args.batch_sizes.split(",")):
-        x = model.normalize(torch.rand(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(batch))).to(device)
+        pixels = torch.rand(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(batch))
+        x = model.normalize(pixels.to(device))
         baseline_probs = None
         baseline_ms = None
         for name in paths:

@@ -217,3 +217,24 @@ def _conv_hwc(x: np.ndarray, filters_hwio: np.ndarray, bias: np.ndarray) -> np.n
     kh, kw = filters_hwio.shape[:2]
     windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(0, 1))  # (H', W', C, kh, kw)
     return np.einsum("ijchw,hwck->ijk", windows, filters_hwio.astype(np.float64)) + bias
+
+
+def main() -> None:
+    """Write tiny random VGG19 weights for trying the CLI offline (meaningless classes)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("output", type=Path, help="a .pth (torchvision layout) or .mat (MatConvNet layout) path")
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    src = random_weights(num_classes=args.classes, seed=args.seed)
+    if args.output.suffix == ".mat":
+        write_matconvnet_mat(src, args.output)
+    else:
+        write_torchvision_pth(src, args.output)
+    print(args.output)
+
+
+if __name__ == "__main__":
+    main()

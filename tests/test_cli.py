@@ -30,7 +30,7 @@ def test_weights_import_list_path_classify_remove(weight_files: dict[str, Path],
     assert rows["tiny"]["cached"] and not rows["vgg19"]["cached"]
     assert run_cli("weights", "path", "tiny").stdout.strip() == str(cached)
 
-    result = run_cli("classify", *map(str, photos), "--weights", "tiny", "--top-k", "3", "--size", "64", "--batch-size", "2", "--json")
+    result = run_cli("classify", *map(str, photos), "--weights", "tiny", "--top-k", "3", "--size", "64", "--batch-size", "2", "--device", "cpu", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert [img["path"] for img in report["images"]] == [str(p) for p in photos]
@@ -65,7 +65,7 @@ def test_download_offline_fails_cleanly(tmp_path: Path) -> None:
     # No network here (and none wanted in tests): point the proxy at a closed loopback port.
     env = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
     result = run_cli("weights", "download", "vgg19", "--quiet", env=env)
-    assert_user_error(result, "cannot download", "styleforge weights import vgg19-dcbb9e9d.pth")
+    assert_user_error(result, "cannot download", "styleforge weights import PATH/vgg19-dcbb9e9d.pth")
 
 
 def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:

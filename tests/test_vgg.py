@@ -137,3 +137,14 @@ def test_imagenet_names_are_shipped() -> None:
     names = imagenet_classes()
     assert len(names) == 1000 and names[0] == "tench" and names[281] == "tabby" and names[999] == "toilet tissue"
     assert class_names_for(1000) == list(names)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(weight_files: dict[str, Path]) -> None:
+    cpu = sf.load_vgg19(str(weight_files["pth"]), device="cpu")
+    gpu = sf.load_vgg19(str(weight_files["pth"]), device="cuda")
+    assert gpu.device.type == "cuda"
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(gpu(x.cuda()).cpu(), cpu(x), rtol=1e-3, atol=1e-3)
+    img = Image.new("RGB", (80, 60), (30, 140, 90))
+    assert [p.class_id for p in gpu.classify(img, size=64)[0]] == [p.class_id for p in cpu.classify(img, size=64)[0]]

@@ -116,7 +116,7 @@ def test_download_registry_weights_converts_into_cache(
 def test_offline_download_says_how_to_import(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = WeightSpec("vgg19", "http://127.0.0.1:9/vgg19-dcbb9e9d.pth", "vgg19-dcbb9e9d.pth", 574_673_361, "t", sha256_prefix="dcbb9e9d")
     monkeypatch.setitem(REGISTRY, "vgg19", spec)
-    with pytest.raises(StyleforgeError, match=r"offline.*styleforge weights import vgg19-dcbb9e9d.pth"):
+    with pytest.raises(StyleforgeError, match=r"offline.*styleforge weights import PATH/vgg19-dcbb9e9d.pth"):
         store.download_weights("vgg19", progress=False)
     assert not any(registry.downloads_dir().glob("*"))
 
@@ -147,7 +147,7 @@ def test_missing_registry_weights_error_names_url_size_and_commands() -> None:
         store.load_bundle("vgg19")
     message = str(info.value)
     for fragment in ("styleforge weights download vgg19", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-                     "574.7 MB", "styleforge weights import vgg19-dcbb9e9d.pth"):
+                     "574.7 MB", "styleforge weights import PATH/vgg19-dcbb9e9d.pth"):
         assert fragment in message
 
 

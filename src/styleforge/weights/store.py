@@ -51,7 +51,7 @@ def download_weights(name: str, *, progress: bool = True, keep_original: bool = 
     raw_path = downloads_dir() / spec.filename
     offline_hint = (
         f"; if this machine is offline, fetch {spec.filename} (about {human_size(spec.approx_size)}) elsewhere "
-        f"and run 'styleforge weights import {spec.filename}'"
+        f"and run 'styleforge weights import PATH/{spec.filename}'"
     )
     result = download_file(
         spec.url, raw_path, sha256_prefix=spec.sha256_prefix, md5=spec.md5, progress=progress, network_hint=offline_hint
@@ -154,8 +154,8 @@ def missing_weights_error(name: str) -> StyleforgeError:
         )
     return StyleforgeError(
         f"weights {name!r} are not in the cache ({weights_dir()}): run 'styleforge weights download {name}' "
-        f"(about {human_size(spec.approx_size)} from {spec.url}), or copy {spec.filename} here from a machine "
-        f"that has it and run 'styleforge weights import {spec.filename}'"
+        f"(about {human_size(spec.approx_size)} from {spec.url}); without internet, copy {spec.filename} from a "
+        f"machine that has it and run 'styleforge weights import PATH/{spec.filename}'"
     )
 
 
