@@ -8,7 +8,7 @@ change a default are read here too (and only here).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 #: Values accepted by every ``--device`` option.
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -64,3 +64,101 @@ class ClassifyOptions:
     device: str = "auto"
     repeat: int = 1
     precision: str = "fp32"
+
+
+#: VGG19 layers used by default for Gatys style transfer: the course's choice (conv
+#: outputs, before ReLU; Gatys et al.'s Caffe features were post-ReLU because Caffe's
+#: ReLU works in place, so ``relu4_2`` / ``relu1_1..relu5_1`` reproduce the paper).
+GATYS_CONTENT_LAYERS = ("conv4_2",)
+GATYS_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+#: Default (content_weight, style_weight) per VGG preprocessing convention, for the
+#: course normalisations (see docs/loss-weights.md for the derivation). Feature
+#: magnitudes differ by about 50x between the conventions (0-255 Caffe-style input vs
+#: mean/std-normalised input), content loss scales with the square and style loss with
+#: the fourth power of that, so one pair of weights cannot serve both.
+GATYS_LOSS_WEIGHTS = {
+    "torchvision": (1.0, 500.0),
+    "matconvnet": (1.0, 0.01),
+}
+
+#: Learning rate per optimiser when none is given; the optimised image is RGB in [0, 1].
+GATYS_LEARNING_RATES = {"lbfgs": 1.0, "adam": 0.02}
+
+
+@dataclass(frozen=True)
+class GatysOptions:
+    """Options of optimisation-based style transfer (``sf.stylize``, ``styleforge stylize``).
+
+    Attributes:
+        size: long side of the output in pixels (the content is resized to it).
+        iterations: optimiser steps (per scale when ``scales`` is given).
+        optimizer: ``lbfgs`` (default, converges in fewer steps) or ``adam``.
+        lr: learning rate; None uses :data:`GATYS_LEARNING_RATES`.
+        content_weight, style_weight: alpha and beta in L = alpha L_c + beta L_s + tv L_tv;
+            None uses :data:`GATYS_LOSS_WEIGHTS` for the weights' convention.
+        tv_weight: weight of the total-variation regulariser (0 = off, the course's choice).
+        content_layers: layers of the content loss (their losses are averaged).
+        style_layers: layers of the style loss.
+        style_layer_weights: one weight per style layer (normalised to sum 1); None = equal.
+        style_blend: one weight per style image (normalised to sum 1); None = equal.
+        content_loss, style_loss, tv_kind: normalisations (see :mod:`styleforge.losses`).
+        init: starting image: ``content``, ``noise`` (uniform, seeded) or ``style``.
+        preserve_color: None, ``luminance`` or ``histogram`` (see :mod:`styleforge.color`).
+        scales: long sides for coarse-to-fine runs, e.g. (256, 512); each scale starts
+            from the upsampled previous result; the last one is the output size.
+        style_scale: style image long side relative to the output's.
+        seed: seeds the noise initialisation.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        weights: VGG19 weights: cache name or file.
+        pooling: ``max`` or ``avg`` pooling in VGG19.
+        engine: ``torch`` or ``numpy`` (the from-scratch reference engine).
+    """
+
+    size: int = 512
+    iterations: int = 500
+    optimizer: str = "lbfgs"
+    lr: float | None = None
+    content_weight: float | None = None
+    style_weight: float | None = None
+    tv_weight: float = 0.0
+    content_layers: tuple[str, ...] = GATYS_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = GATYS_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None
+    style_blend: tuple[float, ...] | None = None
+    content_loss: str = "course"
+    style_loss: str = "course"
+    tv_kind: str = "l2"
+    init: str = "content"
+    preserve_color: str | None = None
+    scales: tuple[int, ...] | None = None
+    style_scale: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    weights: str = "vgg19"
+    pooling: str = "max"
+    engine: str = "torch"
+
+    @classmethod
+    def from_kwargs(cls, **overrides: object) -> GatysOptions:
+        """Build options from keyword overrides; unknown names raise StyleforgeError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            from styleforge.errors import StyleforgeError
+
+            raise StyleforgeError(f"unknown stylize option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**overrides)  # type: ignore[arg-type]
+
+    def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float]:
+        """Return (content_weight, style_weight), filling defaults for a convention."""
+        default = GATYS_LOSS_WEIGHTS.get(convention_name)
+        if default is None:  # a user's own convention: go by its input range
+            default = GATYS_LOSS_WEIGHTS["matconvnet" if input_scale > 10 else "torchvision"]
+        alpha = default[0] if self.content_weight is None else self.content_weight
+        beta = default[1] if self.style_weight is None else self.style_weight
+        return alpha, beta
+
+    def learning_rate(self) -> float:
+        """Return the learning rate, filling the optimiser's default."""
+        return GATYS_LEARNING_RATES.get(self.optimizer, 1.0) if self.lr is None else self.lr

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 
 from styleforge import __version__
 from styleforge.cli import classify as classify_cmd
+from styleforge.cli import stylize as stylize_cmd
 from styleforge.cli import weights as weights_cmd
 from styleforge.errors import StyleforgeError
 
-COMMANDS = (weights_cmd, classify_cmd)
+COMMANDS = (weights_cmd, classify_cmd, stylize_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from styleforge.config import DEVICE_CHOICES
+from styleforge.errors import StyleforgeError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -45,3 +46,30 @@ def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
+
+
+def parse_list(text: str | None, option: str, kind: type = str) -> tuple | None:
+    """Parse a comma-separated option value (``conv1_1,conv2_1`` or ``0.7,0.3``).
+
+    Parsed in the handler rather than by argparse so that a bad value is a one-line
+    user error (exit 2) naming the option, like every other user error.
+    """
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise StyleforgeError(f"{option} needs a comma-separated list, got {text!r}")
+    try:
+        return tuple(kind(item) for item in items)
+    except ValueError:
+        raise StyleforgeError(f"bad {option} {text!r}: expected comma-separated {kind.__name__} values") from None
+
+
+def check_output_suffix(path: str) -> None:
+    """Fail early (before long work) when an output image has an unknown suffix."""
+    from pathlib import Path
+
+    from styleforge.images import WRITE_FORMATS
+
+    if Path(path).suffix.lower() not in WRITE_FORMATS:
+        raise StyleforgeError(f"output '{path}' needs an image suffix: {', '.join(sorted(WRITE_FORMATS))}")

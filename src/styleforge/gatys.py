@@ -1,0 +1,405 @@
+r"""Optimisation-based style transfer (Gatys, Ecker & Bethge 2016) on PyTorch.
+
+The generated image :math:`x` (RGB in [0, 1]) minimises
+
+.. math:: L(x) = \alpha \frac{1}{|C|}\sum_{l \in C} L_c^l(x) + \beta \sum_{l \in S} w_l L_s^l(x) + \gamma\, TV(x)
+
+with the content and style losses of :mod:`styleforge.losses` on VGG19 features of the
+image in the weights' own preprocessing convention (:meth:`VGG19.normalize`), layer
+weights :math:`w_l` summing to 1, and several style images blended by mixing their Gram
+targets.
+
+What makes it fast: target features are computed once, without gradients; VGG19 runs
+only up to the deepest layer used; its weights never require gradients, so backward
+computes only the image gradient; no graph is kept between iterations (losses are
+logged as floats); the network and its input use ``channels_last``.
+
+The driver here is engine-independent: it prepares images (colour preservation,
+scales, initialisation), runs one engine per scale, tracks the best image, reports
+progress and survives Ctrl-C. The PyTorch engine is :class:`TorchEngine`; the NumPy
+engine (``engine="numpy"``) plugs in with the same ``optimize`` method.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from styleforge.color import check_mode, luminance_image, match_color_histogram, restore_chroma
+from styleforge.config import GatysOptions
+from styleforge.errors import StyleforgeError
+from styleforge.images import read_image, write_image
+from styleforge.losses import (
+    CONTENT_NORMALIZATIONS,
+    STYLE_NORMALIZATIONS,
+    TV_KINDS,
+    blended_grams,
+    content_loss,
+    gram_matrix,
+    normalized_layer_weights,
+    style_loss,
+    total_variation,
+)
+from styleforge.progress import Progress
+from styleforge.runlog import LossHistory
+
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise", "style")
+ENGINES = ("torch", "numpy")
+HISTORY_COLUMNS = ("step", "scale", "width", "height", "total", "content", "style", "tv", "seconds")
+
+ImageInput = Image.Image | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class ScaleProblem:
+    """One scale of a run, as arrays of shape (1, 3, H, W), float32 RGB in [0, 1].
+
+    Attributes:
+        content: the content image.
+        styles: the style images (each its own size).
+        init: the starting image (content's size).
+    """
+
+    content: np.ndarray
+    styles: list[np.ndarray]
+    init: np.ndarray
+
+
+#: Called after each evaluated step of a scale with (step within the scale, 1-based;
+#: losses as floats; a function returning the current image array).
+StepCallback = Callable[[int, dict[str, float], Callable[[], np.ndarray]], None]
+
+
+class Engine(Protocol):
+    """What an engine provides: optimise one scale, returning the best image found
+    (same shape as ``problem.init``) and whether it was interrupted by Ctrl-C."""
+
+    device_description: str
+
+    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, bool]: ...
+
+
+@dataclass
+class StepInfo:
+    """Progress of a run, handed to ``callback`` after every step.
+
+    Attributes:
+        step: global step, 1-based, across all scales.
+        total_steps: steps in the whole run.
+        scale_index: 0-based index into the scales.
+        size: (width, height) of the current scale.
+        losses: ``total``, ``content``, ``style``, ``tv`` as floats.
+        image: returns the current image as a PIL image (computed on demand).
+    """
+
+    step: int
+    total_steps: int
+    scale_index: int
+    size: tuple[int, int]
+    losses: dict[str, float]
+    image: Callable[[], Image.Image]
+
+
+@dataclass
+class StylizeResult:
+    """Outcome of :func:`run_stylize`: the image, the loss history, whether Ctrl-C stopped
+    it early, wall-clock seconds and the device used."""
+
+    image: Image.Image
+    history: LossHistory
+    interrupted: bool
+    seconds: float
+    device: str
+
+
+def stylize(
+    content: ImageInput,
+    styles: ImageInput | Sequence[ImageInput],
+    vgg: object | None = None,
+    engine: str = "torch",
+    callback: Callable[[StepInfo], None] | None = None,
+    **options: object,
+) -> Image.Image:
+    """Stylise ``content`` with ``styles`` (SPEC section 7: PIL in, PIL out).
+
+    Args:
+        content: a PIL image or an image path.
+        styles: one style image/path or several (blended by ``style_blend``).
+        vgg: a loaded VGG19 for the torch engine (default: load ``options.weights``).
+        engine: ``torch`` or ``numpy``.
+        callback: called with a :class:`StepInfo` after every step.
+        **options: any field of :class:`~styleforge.config.GatysOptions`.
+
+    Returns:
+        The stylised RGB image.
+    """
+    opts = GatysOptions.from_kwargs(**options, engine=engine)
+    return run_stylize(content, styles, opts, vgg=vgg, callback=callback, progress=False).image
+
+
+def run_stylize(
+    content: ImageInput,
+    styles: ImageInput | Sequence[ImageInput],
+    options: GatysOptions | None = None,
+    vgg: object | None = None,
+    callback: Callable[[StepInfo], None] | None = None,
+    progress: bool = True,
+) -> StylizeResult:
+    """Run style transfer and return the image with its loss history (see :func:`stylize`).
+
+    Ctrl-C stops the run cleanly: the best image so far is returned with
+    ``interrupted=True`` (and the CLI writes it).
+    """
+    opts = validate_options(options or GatysOptions())
+    content_img = _as_image(content)
+    style_imgs = [_as_image(s) for s in ([styles] if isinstance(styles, (Image.Image, str, os.PathLike)) else styles)]
+    if not style_imgs:
+        raise StyleforgeError("at least one style image is needed")
+    if opts.style_blend is not None and len(opts.style_blend) != len(style_imgs):
+        raise StyleforgeError(f"{len(opts.style_blend)} blend weights given for {len(style_imgs)} style images")
+    engine = make_engine(opts, vgg)
+    work_content, work_styles = _prepare_colors(content_img, style_imgs, opts.preserve_color)
+    sizes = list(opts.scales or (opts.size,))
+    history = LossHistory(HISTORY_COLUMNS)
+    total_steps = opts.iterations * len(sizes)
+    start = time.perf_counter()
+    current: np.ndarray | None = None
+    interrupted = False
+    with Progress(total_steps, "stylizing", enabled=progress) as bar:
+        for index, long_side in enumerate(sizes):
+            problem = _scale_problem(work_content, work_styles, long_side, opts, current)
+            height, width = problem.content.shape[2:]
+            offset = index * opts.iterations
+
+            def on_step(step: int, losses: dict[str, float], image: Callable[[], np.ndarray], *, _index: int = index,
+                        _offset: int = offset, _size: tuple[int, int] = (width, height)) -> None:
+                history.append(step=_offset + step, scale=_index, width=_size[0], height=_size[1],
+                               seconds=time.perf_counter() - start, **losses)
+                bar.update()
+                bar.set_postfix(" ".join(f"{k} {v:.3g}" for k, v in losses.items()))
+                if callback is not None:
+                    callback(StepInfo(_offset + step, total_steps, _index, _size, losses, lambda: array_to_image(image())))
+
+            current, interrupted = engine.optimize(problem, opts.iterations, on_step)
+            if interrupted:
+                break
+    assert current is not None
+    result = array_to_image(current)
+    if opts.preserve_color == "luminance":
+        result = restore_chroma(result, content_img)
+    return StylizeResult(result, history, interrupted, time.perf_counter() - start, engine.device_description)
+
+
+def validate_options(opts: GatysOptions) -> GatysOptions:
+    """Check option values; returns them (with ``style_blend`` etc. as tuples) or raises."""
+    from styleforge.vgg import LAYER_NAMES
+
+    checks = [
+        (opts.optimizer in OPTIMIZERS, f"unknown optimizer {opts.optimizer!r}; use one of {', '.join(OPTIMIZERS)}"),
+        (opts.init in INITS, f"unknown init {opts.init!r}; use one of {', '.join(INITS)}"),
+        (opts.engine in ENGINES, f"unknown engine {opts.engine!r}; use one of {', '.join(ENGINES)}"),
+        (opts.content_loss in CONTENT_NORMALIZATIONS, f"unknown content loss {opts.content_loss!r}; use one of {', '.join(CONTENT_NORMALIZATIONS)}"),
+        (opts.style_loss in STYLE_NORMALIZATIONS, f"unknown style loss {opts.style_loss!r}; use one of {', '.join(STYLE_NORMALIZATIONS)}"),
+        (opts.tv_kind in TV_KINDS, f"unknown TV kind {opts.tv_kind!r}; use one of {', '.join(TV_KINDS)}"),
+        (opts.iterations >= 1, "iterations must be >= 1"),
+        (opts.size >= 16 and all(s >= 16 for s in opts.scales or ()), "sizes must be >= 16 pixels"),
+        (opts.style_scale > 0, "style scale must be > 0"),
+        (opts.tv_weight >= 0 and (opts.lr is None or opts.lr > 0), "tv weight must be >= 0 and lr > 0"),
+        (bool(opts.content_layers) and bool(opts.style_layers), "content and style layers must not be empty"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise StyleforgeError(message)
+    for layer in (*opts.content_layers, *opts.style_layers):
+        if layer not in LAYER_NAMES or layer.startswith(("fc", "relu6", "relu7", "softmax")):
+            raise StyleforgeError(f"bad layer name {layer!r}: use VGG19 conv/relu/pool layers such as conv4_2 or relu3_1")
+    check_mode(opts.preserve_color)
+    normalized_layer_weights(opts.style_layers, opts.style_layer_weights)
+    return opts
+
+
+def make_engine(opts: GatysOptions, vgg: object | None) -> Engine:
+    """Build the engine ``opts.engine`` (loading VGG19 weights when none is given)."""
+    if opts.engine == "numpy":
+        from styleforge.numpy_engine.gatys import NumpyEngine
+
+        return NumpyEngine.from_options(opts, vgg)
+    from styleforge.devices import resolve_device
+    from styleforge.vgg import VGG19, load_vgg19
+
+    device = resolve_device(opts.device)
+    if vgg is None:
+        vgg = load_vgg19(opts.weights, device=device, pooling=opts.pooling)
+    if not isinstance(vgg, VGG19):
+        raise StyleforgeError("vgg must be a styleforge VGG19 (see sf.load_vgg19)")
+    return TorchEngine(vgg, opts, device)
+
+
+class TorchEngine:
+    """Gatys optimisation of one scale on PyTorch (any device)."""
+
+    def __init__(self, vgg: torch.nn.Module, opts: GatysOptions, device: torch.device) -> None:
+        from styleforge.devices import describe_device
+
+        self.vgg = vgg.to(device, memory_format=torch.channels_last)
+        self.opts = opts
+        self.device = device
+        self.device_description = describe_device(device)
+        self.alpha, self.beta = opts.loss_weights(vgg.convention.name, vgg.convention.input_scale)
+        self.layer_weights = normalized_layer_weights(opts.style_layers, opts.style_layer_weights)
+        self.layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
+
+    def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """VGG19 features of an image batch in [0, 1], in the weights' convention."""
+        return self.vgg.extract(self.vgg.normalize(image).contiguous(memory_format=torch.channels_last), layers)
+
+    @torch.no_grad()
+    def targets(self, problem: ScaleProblem) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Content features and blended style Grams, computed once without gradients."""
+        content = self.features(self._tensor(problem.content), self.opts.content_layers)
+        grams = [
+            {layer: gram_matrix(f)[0] for layer, f in self.features(self._tensor(s), self.opts.style_layers).items()}
+            for s in problem.styles
+        ]
+        blend = self.opts.style_blend or [1.0] * len(grams)
+        return content, blended_grams(grams, blend)
+
+    def losses(self, image: torch.Tensor, content_targets: dict[str, torch.Tensor], style_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of ``image``; ``total`` is their sum."""
+        opts = self.opts
+        feats = self.features(image, self.layers)
+        lc = sum(content_loss(feats[l], content_targets[l], opts.content_loss) for l in opts.content_layers) / len(opts.content_layers)
+        ls = sum(w * style_loss(feats[l], style_targets[l], opts.style_loss) for l, w in self.layer_weights.items())
+        tv = total_variation(image, opts.tv_kind) if opts.tv_weight > 0 else image.new_zeros(())
+        terms = {"content": self.alpha * lc, "style": self.beta * ls, "tv": opts.tv_weight * tv}
+        return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}
+
+    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, bool]:
+        """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, interrupted)."""
+        content_targets, style_targets = self.targets(problem)
+        image = self._tensor(problem.init).requires_grad_(True)
+        optimizer = self._optimizer(image)
+        best = _Best()
+        step = 0
+
+        def closure() -> torch.Tensor:
+            nonlocal step
+            optimizer.zero_grad(set_to_none=True)
+            terms = self.losses(image, content_targets, style_targets)
+            terms["total"].backward()
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            best.offer(values["total"], image)
+            step += 1
+            on_step(step, values, lambda: image.detach().cpu().numpy())
+            return terms["total"]
+
+        try:
+            while step < steps:
+                optimizer.step(closure)
+        except KeyboardInterrupt:
+            return best.array(image), True
+        with torch.no_grad():  # the image after the last step was never evaluated
+            best.offer(float(self.losses(image, content_targets, style_targets)["total"]), image)
+        return best.array(image), False
+
+    def _optimizer(self, image: torch.Tensor) -> torch.optim.Optimizer:
+        lr = self.opts.learning_rate()
+        if self.opts.optimizer == "adam":
+            return torch.optim.Adam([image], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+        # One iteration (= one function evaluation, no line search) per .step(); the
+        # curvature history persists in the optimiser's state between calls.
+        return torch.optim.LBFGS([image], lr=lr, max_iter=1, history_size=100, tolerance_grad=-1, tolerance_change=-1)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
+
+
+class _Best:
+    """Keeps a copy of the lowest-loss image seen (NaN losses never win)."""
+
+    def __init__(self) -> None:
+        self.loss = math.inf
+        self.image: torch.Tensor | None = None
+
+    def offer(self, loss: float, image: torch.Tensor) -> None:
+        if loss < self.loss:
+            self.loss = loss
+            self.image = image.detach().clone()
+
+    def array(self, fallback: torch.Tensor) -> np.ndarray:
+        chosen = self.image if self.image is not None else fallback.detach()
+        return chosen.cpu().numpy()
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def image_to_array(img: Image.Image) -> np.ndarray:
+    """PIL RGB -> (1, 3, H, W) float32 in [0, 1]."""
+    return (np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
+
+
+def array_to_image(array: np.ndarray) -> Image.Image:
+    """(1, 3, H, W) floats in [0, 1] -> PIL RGB (clipped, rounded)."""
+    hwc = np.clip(np.asarray(array, dtype=np.float64)[0].transpose(1, 2, 0), 0.0, 1.0)
+    return Image.fromarray(np.rint(hwc * 255.0).astype(np.uint8), mode="RGB")
+
+
+def resize_long_side(img: Image.Image, long_side: int) -> Image.Image:
+    """Resize so the longer side is ``long_side`` pixels, keeping the aspect ratio."""
+    width, height = img.size
+    scale = long_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)
+
+
+def snapshot_writer(output: str | os.PathLike[str], every: int) -> Callable[[StepInfo], None]:
+    """Return a callback writing ``OUT_stepNNNNN.EXT`` beside ``output`` every ``every`` steps."""
+    out = Path(output)
+
+    def write(info: StepInfo) -> None:
+        if every > 0 and info.step % every == 0:
+            write_image(info.image(), out.with_name(f"{out.stem}_step{info.step:05d}{out.suffix}"))
+
+    return write
+
+
+def _as_image(value: ImageInput) -> Image.Image:
+    return value.convert("RGB") if isinstance(value, Image.Image) else read_image(value)
+
+
+def _prepare_colors(content: Image.Image, styles: list[Image.Image], mode: str | None) -> tuple[Image.Image, list[Image.Image]]:
+    if mode == "luminance":
+        return luminance_image(content), [luminance_image(s, match_to=content) for s in styles]
+    if mode == "histogram":
+        return content, [match_color_histogram(s, content) for s in styles]
+    return content, styles
+
+
+def _scale_problem(content: Image.Image, styles: list[Image.Image], long_side: int, opts: GatysOptions,
+                   previous: np.ndarray | None) -> ScaleProblem:
+    scaled_content = resize_long_side(content, long_side)
+    style_side = max(16, round(long_side * opts.style_scale))
+    scaled_styles = [resize_long_side(s, style_side) for s in styles]
+    content_array = image_to_array(scaled_content)
+    if previous is not None:
+        init = image_to_array(array_to_image(previous).resize(scaled_content.size, Image.Resampling.BICUBIC))
+    elif opts.init == "content":
+        init = content_array.copy()
+    elif opts.init == "style":
+        init = image_to_array(styles[0].resize(scaled_content.size, Image.Resampling.BICUBIC))
+    else:
+        rng = np.random.default_rng(opts.seed)
+        init = rng.random(content_array.shape, dtype=np.float32)
+    return ScaleProblem(content_array, [image_to_array(s) for s in scaled_styles], init)
+

@@ -1,0 +1,180 @@
+"""Gatys style transfer on PyTorch, end to end on tiny images with tiny synthetic weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import styleforge as sf
+from styleforge.color import match_color_histogram, rgb_to_yiq, to_float
+from styleforge.config import GatysOptions
+from styleforge.errors import StyleforgeError
+from styleforge.gatys import StepInfo, TorchEngine, run_stylize
+
+
+def _image(seed: int, size: tuple[int, int], hue: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(6, 6, 3)).astype(np.float64) * np.array(hue) / 255.0
+    return Image.fromarray(small.astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)
+
+
+CONTENT = _image(1, (64, 48))
+STYLE_A = _image(2, (40, 40), hue=(255, 120, 40))  # orange-ish
+STYLE_B = _image(3, (50, 30), hue=(40, 90, 255))  # blue-ish
+
+
+@pytest.fixture(scope="module")
+def vgg(weight_files: dict[str, Path]) -> sf.VGG19:
+    return sf.load_vgg19(str(weight_files["pth"]))
+
+
+def _opts(**changes: object) -> GatysOptions:
+    base = dict(size=64, iterations=10, device="cpu", style_weight=50.0)
+    base.update(changes)
+    return GatysOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_loss_falls_and_output_keeps_the_content_size(vgg: sf.VGG19, optimizer: str) -> None:
+    result = run_stylize(CONTENT, STYLE_A, _opts(optimizer=optimizer, init="noise"), vgg=vgg, progress=False)
+    totals = result.history.column("total")
+    assert len(totals) == 10
+    assert totals[-1] < 0.5 * totals[0]
+    assert result.image.size == CONTENT.size and result.image.mode == "RGB"
+    assert not result.interrupted
+
+
+def test_public_api_returns_a_pil_image(vgg: sf.VGG19) -> None:
+    out = sf.stylize(CONTENT, [STYLE_A], vgg=vgg, size=48, iterations=3, device="cpu")
+    assert isinstance(out, Image.Image) and out.size == (48, 36)
+    with pytest.raises(StyleforgeError, match="unknown stylize option"):
+        sf.stylize(CONTENT, STYLE_A, vgg=vgg, iteratoins=3)
+
+
+def test_blend_one_zero_equals_the_first_style_alone(vgg: sf.VGG19) -> None:
+    alone = run_stylize(CONTENT, [STYLE_A], _opts(), vgg=vgg, progress=False).image
+    blended = run_stylize(CONTENT, [STYLE_A, STYLE_B], _opts(style_blend=(1.0, 0.0)), vgg=vgg, progress=False).image
+    other = run_stylize(CONTENT, [STYLE_A, STYLE_B], _opts(style_blend=(0.0, 1.0)), vgg=vgg, progress=False).image
+    assert np.array_equal(np.asarray(alone), np.asarray(blended))
+    assert not np.array_equal(np.asarray(alone), np.asarray(other))
+
+
+def test_blend_count_must_match_styles(vgg: sf.VGG19) -> None:
+    with pytest.raises(StyleforgeError, match="3 blend weights given for 2 style images"):
+        run_stylize(CONTENT, [STYLE_A, STYLE_B], _opts(style_blend=(1, 1, 1)), vgg=vgg, progress=False)
+
+
+def _chroma(img: Image.Image) -> np.ndarray:
+    return rgb_to_yiq(to_float(img))[..., 1:]
+
+
+def test_luminance_preservation_keeps_the_content_chroma(vgg: sf.VGG19) -> None:
+    opts = _opts(init="style", style_weight=500.0)
+    plain = run_stylize(CONTENT, STYLE_A, opts, vgg=vgg, progress=False).image
+    kept = run_stylize(CONTENT, STYLE_A, _opts(init="style", style_weight=500.0, preserve_color="luminance"), vgg=vgg, progress=False).image
+    target = _chroma(CONTENT)
+    kept_error = np.abs(_chroma(kept) - target).mean()
+    plain_error = np.abs(_chroma(plain) - target).mean()
+    assert kept_error < 0.01  # 8-bit rounding and gamut clipping only
+    assert plain_error > 5 * kept_error
+
+
+def test_histogram_matching_gives_the_style_the_content_colour_statistics() -> None:
+    matched = match_color_histogram(STYLE_A, CONTENT)
+    m, c = to_float(matched).reshape(-1, 3), to_float(CONTENT).reshape(-1, 3)
+    np.testing.assert_allclose(m.mean(axis=0), c.mean(axis=0), atol=0.01)
+    # Within 10%: pixels pushed outside [0, 1] are clipped, which shrinks the variance a little.
+    np.testing.assert_allclose(np.cov(m, rowvar=False), np.cov(c, rowvar=False), rtol=0.1, atol=0.003)
+
+
+def test_histogram_preservation_moves_output_colours_towards_the_content(vgg: sf.VGG19) -> None:
+    plain = run_stylize(CONTENT, STYLE_A, _opts(init="style"), vgg=vgg, progress=False).image
+    kept = run_stylize(CONTENT, STYLE_A, _opts(init="style", preserve_color="histogram"), vgg=vgg, progress=False).image
+    target = to_float(CONTENT).reshape(-1, 3).mean(axis=0)
+    assert np.abs(to_float(kept).reshape(-1, 3).mean(axis=0) - target).sum() < np.abs(to_float(plain).reshape(-1, 3).mean(axis=0) - target).sum()
+
+
+def test_coarse_to_fine_reaches_the_final_size_and_continues_from_the_coarse_result(vgg: sf.VGG19) -> None:
+    result = run_stylize(CONTENT, STYLE_A, _opts(scales=(32, 64), iterations=5), vgg=vgg, progress=False)
+    assert result.image.size == (64, 48)
+    rows = result.history.rows
+    assert [r["scale"] for r in rows] == [0] * 5 + [1] * 5
+    assert (rows[0]["width"], rows[5]["width"]) == (32, 64)
+    assert [r["step"] for r in rows] == list(range(1, 11))
+
+
+def test_same_seed_same_image_and_seed_matters(vgg: sf.VGG19) -> None:
+    def run(seed: int) -> np.ndarray:
+        return np.asarray(run_stylize(CONTENT, STYLE_A, _opts(init="noise", seed=seed), vgg=vgg, progress=False).image)
+
+    first = run(7)
+    assert np.array_equal(first, run(7))
+    assert not np.array_equal(first, run(8))
+
+
+def test_interrupt_returns_the_best_image_so_far(vgg: sf.VGG19) -> None:
+    seen: list[float] = []
+
+    def stop_at_five(info: StepInfo) -> None:
+        seen.append(info.losses["total"])
+        if info.step == 5:
+            raise KeyboardInterrupt
+
+    result = run_stylize(CONTENT, STYLE_A, _opts(iterations=50, init="noise"), vgg=vgg, callback=stop_at_five, progress=False)
+    assert result.interrupted and len(result.history.rows) == 5 and len(seen) == 5
+    assert result.image.size == CONTENT.size
+
+
+def test_targets_are_computed_once_per_scale(vgg: sf.VGG19, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = TorchEngine.targets
+
+    def counting(self: TorchEngine, problem: object) -> object:
+        calls.append(1)
+        return original(self, problem)
+
+    monkeypatch.setattr(TorchEngine, "targets", counting)
+    run_stylize(CONTENT, STYLE_A, _opts(scales=(32, 48), iterations=4), vgg=vgg, progress=False)
+    assert len(calls) == 2
+
+
+def test_vgg_runs_only_up_to_the_deepest_layer_used(vgg: sf.VGG19) -> None:
+    called: set[str] = set()
+    handles = [getattr(vgg, n).register_forward_hook(lambda m, i, o, n=n: called.add(n)) for n in ("conv5_1", "conv5_2", "fc6")]
+    try:
+        run_stylize(CONTENT, STYLE_A, _opts(iterations=2), vgg=vgg, progress=False)
+    finally:
+        for h in handles:
+            h.remove()
+    assert called == {"conv5_1"}
+
+
+def test_convention_sets_default_loss_weights() -> None:
+    opts = GatysOptions()
+    assert opts.loss_weights("torchvision", 1.0) == (1.0, 500.0)
+    assert opts.loss_weights("matconvnet", 255.0) == (1.0, 0.01)
+    assert opts.loss_weights("my-own", 255.0) == (1.0, 0.01)
+    assert GatysOptions(style_weight=3.0).loss_weights("torchvision", 1.0) == (1.0, 3.0)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"style_layers": ("conv9_9",)}, "bad layer name 'conv9_9'"),
+    ({"content_layers": ("fc7",)}, "bad layer name 'fc7'"),
+    ({"optimizer": "sgd"}, "unknown optimizer"),
+    ({"init": "zeros"}, "unknown init"),
+    ({"preserve_color": "yes"}, "unknown colour preservation"),
+    ({"style_layer_weights": (1.0,)}, "1 style layer weights given for 5"),
+])
+def test_bad_options_are_refused(vgg: sf.VGG19, changes: dict, message: str) -> None:
+    with pytest.raises(StyleforgeError, match=message):
+        run_stylize(CONTENT, STYLE_A, _opts(**changes), vgg=vgg, progress=False)
+
+
+def test_matconvnet_convention_weights_also_optimise(weight_files: dict[str, Path]) -> None:
+    vgg = sf.load_vgg19(str(weight_files["mat"]))
+    result = run_stylize(CONTENT, STYLE_A, GatysOptions(size=48, iterations=8, device="cpu", init="noise"), vgg=vgg, progress=False)
+    totals = result.history.column("total")
+    assert totals[-1] < totals[0]
