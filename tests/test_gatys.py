@@ -12,7 +12,8 @@ import styleforge as sf
 from styleforge.color import match_color_histogram, rgb_to_yiq, to_float
 from styleforge.config import GatysOptions
 from styleforge.errors import StyleforgeError
-from styleforge.gatys import StepInfo, TorchEngine, run_stylize
+from styleforge.gatys import StepInfo, run_stylize
+from styleforge.gatys_torch import TorchEngine
 
 
 def _image(seed: int, size: tuple[int, int], hue: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:

@@ -8,6 +8,7 @@ change a default are read here too (and only here).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 #: Values accepted by every ``--device`` option.
@@ -17,10 +18,38 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 #: AVX512-BF16/AMX, or CUDA) and fp16 (CUDA only) run under torch.autocast.
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 
+#: Normalisations of the perceptual losses (see :mod:`styleforge.losses`).
+CONTENT_NORMALIZATIONS = ("course", "mse", "sum")
+STYLE_NORMALIZATIONS = ("course", "johnson", "mse")
+TV_KINDS = ("l2", "l1")
+
 #: Refuse images with more pixels than this (decompression-bomb guard). 64 megapixels
 #: is a 8000x8000 photo, far beyond what any command here needs, and well under the
 #: ~10 GB a malicious PNG could otherwise make Pillow allocate.
 DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def normalized_weights(count: int, weights: Sequence[float] | None, what: str, items: str) -> list[float]:
+    """Return ``count`` non-negative weights summing to 1 (equal when ``weights`` is None).
+
+    Args:
+        count: how many items the weights are for.
+        weights: the user's weights, or None.
+        what: what the weights are called in messages, e.g. ``blend``.
+        items: what they weigh, e.g. ``style images``.
+
+    Raises:
+        StyleforgeError: wrong count, a negative weight, or all zero.
+    """
+    from styleforge.errors import StyleforgeError
+
+    values = [1.0] * count if weights is None else [float(w) for w in weights]
+    if len(values) != count:
+        raise StyleforgeError(f"{len(values)} {what} weights given for {count} {items}")
+    total = sum(values)
+    if any(v < 0 for v in values) or total <= 0:
+        raise StyleforgeError(f"{what} weights must be >= 0 and not all zero")
+    return [v / total for v in values]
 
 
 def max_pixels_from_env() -> int:

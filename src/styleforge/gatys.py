@@ -12,12 +12,13 @@ targets.
 What makes it fast: target features are computed once, without gradients; VGG19 runs
 only up to the deepest layer used; its weights never require gradients, so backward
 computes only the image gradient; no graph is kept between iterations (losses are
-logged as floats); the network and its input use ``channels_last``.
+logged as floats); on CUDA the network and its input use ``channels_last``.
 
 The driver here is engine-independent: it prepares images (colour preservation,
 scales, initialisation), runs one engine per scale, tracks the best image, reports
-progress and survives Ctrl-C. The PyTorch engine is :class:`TorchEngine`; the NumPy
-engine (``engine="numpy"``) plugs in with the same ``optimize`` method.
+progress and survives Ctrl-C. The PyTorch engine is :class:`styleforge.gatys_torch.TorchEngine`; the NumPy
+engine (``engine="numpy"``) plugs in with the same ``optimize`` method. This module
+imports no PyTorch, so ``--engine numpy`` runs where PyTorch is absent.
 """
 
 from __future__ import annotations
@@ -31,24 +32,12 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 from PIL import Image
 
 from styleforge.color import check_mode, luminance_image, match_color_histogram, restore_chroma
-from styleforge.config import GatysOptions
+from styleforge.config import CONTENT_NORMALIZATIONS, STYLE_NORMALIZATIONS, TV_KINDS, GatysOptions, normalized_weights
 from styleforge.errors import StyleforgeError
 from styleforge.images import read_image, write_image
-from styleforge.losses import (
-    CONTENT_NORMALIZATIONS,
-    STYLE_NORMALIZATIONS,
-    TV_KINDS,
-    blended_grams,
-    content_loss,
-    gram_matrix,
-    normalized_layer_weights,
-    style_loss,
-    total_variation,
-)
 from styleforge.progress import Progress
 from styleforge.runlog import LossHistory
 
@@ -165,8 +154,8 @@ def run_stylize(
     style_imgs = [_as_image(s) for s in ([styles] if isinstance(styles, (Image.Image, str, os.PathLike)) else styles)]
     if not style_imgs:
         raise StyleforgeError("at least one style image is needed")
-    if opts.style_blend is not None and len(opts.style_blend) != len(style_imgs):
-        raise StyleforgeError(f"{len(opts.style_blend)} blend weights given for {len(style_imgs)} style images")
+    if opts.style_blend is not None:
+        normalized_weights(len(style_imgs), opts.style_blend, "blend", "style images")
     engine = make_engine(opts, vgg)
     work_content, work_styles = _prepare_colors(content_img, style_imgs, opts.preserve_color)
     sizes = list(opts.scales or (opts.size,))
@@ -202,7 +191,7 @@ def run_stylize(
 
 def validate_options(opts: GatysOptions) -> GatysOptions:
     """Check option values; returns them (with ``style_blend`` etc. as tuples) or raises."""
-    from styleforge.vgg import LAYER_NAMES
+    from styleforge.architecture import LAYER_NAMES
 
     checks = [
         (opts.optimizer in OPTIMIZERS, f"unknown optimizer {opts.optimizer!r}; use one of {', '.join(OPTIMIZERS)}"),
@@ -224,7 +213,9 @@ def validate_options(opts: GatysOptions) -> GatysOptions:
         if layer not in LAYER_NAMES or layer.startswith(("fc", "relu6", "relu7", "softmax")):
             raise StyleforgeError(f"bad layer name {layer!r}: use VGG19 conv/relu/pool layers such as conv4_2 or relu3_1")
     check_mode(opts.preserve_color)
-    normalized_layer_weights(opts.style_layers, opts.style_layer_weights)
+    normalized_weights(len(opts.style_layers), opts.style_layer_weights, "style layer", "style layers")
+    if opts.style_blend is not None:
+        normalized_weights(len(opts.style_blend), opts.style_blend, "blend", "style images")
     return opts
 
 
@@ -234,114 +225,30 @@ def make_engine(opts: GatysOptions, vgg: object | None) -> Engine:
         from styleforge.numpy_engine.gatys import NumpyEngine
 
         return NumpyEngine.from_options(opts, vgg)
-    from styleforge.devices import resolve_device
-    from styleforge.vgg import VGG19, load_vgg19
+    from styleforge.gatys_torch import TorchEngine
 
-    device = resolve_device(opts.device)
-    if vgg is None:
-        vgg = load_vgg19(opts.weights, device=device, pooling=opts.pooling)
-    if not isinstance(vgg, VGG19):
-        raise StyleforgeError("vgg must be a styleforge VGG19 (see sf.load_vgg19)")
-    return TorchEngine(vgg, opts, device)
-
-
-class TorchEngine:
-    """Gatys optimisation of one scale on PyTorch (any device)."""
-
-    def __init__(self, vgg: torch.nn.Module, opts: GatysOptions, device: torch.device) -> None:
-        from styleforge.devices import describe_device
-
-        self.vgg = vgg.to(device, memory_format=torch.channels_last)
-        self.opts = opts
-        self.device = device
-        self.device_description = describe_device(device)
-        self.alpha, self.beta = opts.loss_weights(vgg.convention.name, vgg.convention.input_scale)
-        self.layer_weights = normalized_layer_weights(opts.style_layers, opts.style_layer_weights)
-        self.layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
-
-    def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """VGG19 features of an image batch in [0, 1], in the weights' convention."""
-        return self.vgg.extract(self.vgg.normalize(image).contiguous(memory_format=torch.channels_last), layers)
-
-    @torch.no_grad()
-    def targets(self, problem: ScaleProblem) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Content features and blended style Grams, computed once without gradients."""
-        content = self.features(self._tensor(problem.content), self.opts.content_layers)
-        grams = [
-            {layer: gram_matrix(f)[0] for layer, f in self.features(self._tensor(s), self.opts.style_layers).items()}
-            for s in problem.styles
-        ]
-        blend = self.opts.style_blend or [1.0] * len(grams)
-        return content, blended_grams(grams, blend)
-
-    def losses(self, image: torch.Tensor, content_targets: dict[str, torch.Tensor], style_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The weighted loss terms of ``image``; ``total`` is their sum."""
-        opts = self.opts
-        feats = self.features(image, self.layers)
-        lc = sum(content_loss(feats[l], content_targets[l], opts.content_loss) for l in opts.content_layers) / len(opts.content_layers)
-        ls = sum(w * style_loss(feats[l], style_targets[l], opts.style_loss) for l, w in self.layer_weights.items())
-        tv = total_variation(image, opts.tv_kind) if opts.tv_weight > 0 else image.new_zeros(())
-        terms = {"content": self.alpha * lc, "style": self.beta * ls, "tv": opts.tv_weight * tv}
-        return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}
-
-    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, bool]:
-        """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, interrupted)."""
-        content_targets, style_targets = self.targets(problem)
-        image = self._tensor(problem.init).requires_grad_(True)
-        optimizer = self._optimizer(image)
-        best = _Best()
-        step = 0
-
-        def closure() -> torch.Tensor:
-            nonlocal step
-            optimizer.zero_grad(set_to_none=True)
-            terms = self.losses(image, content_targets, style_targets)
-            terms["total"].backward()
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            best.offer(values["total"], image)
-            step += 1
-            on_step(step, values, lambda: image.detach().cpu().numpy())
-            return terms["total"]
-
-        try:
-            while step < steps:
-                optimizer.step(closure)
-        except KeyboardInterrupt:
-            return best.array(image), True
-        with torch.no_grad():  # the image after the last step was never evaluated
-            best.offer(float(self.losses(image, content_targets, style_targets)["total"]), image)
-        return best.array(image), False
-
-    def _optimizer(self, image: torch.Tensor) -> torch.optim.Optimizer:
-        lr = self.opts.learning_rate()
-        if self.opts.optimizer == "adam":
-            return torch.optim.Adam([image], lr=lr, betas=(0.9, 0.999), eps=1e-8)
-        # One iteration (= one function evaluation, no line search) per .step(); the
-        # curvature history persists in the optimiser's state between calls.
-        return torch.optim.LBFGS([image], lr=lr, max_iter=1, history_size=100, tolerance_grad=-1, tolerance_change=-1)
-
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
-
-
-class _Best:
-    """Keeps a copy of the lowest-loss image seen (NaN losses never win)."""
-
-    def __init__(self) -> None:
-        self.loss = math.inf
-        self.image: torch.Tensor | None = None
-
-    def offer(self, loss: float, image: torch.Tensor) -> None:
-        if loss < self.loss:
-            self.loss = loss
-            self.image = image.detach().clone()
-
-    def array(self, fallback: torch.Tensor) -> np.ndarray:
-        chosen = self.image if self.image is not None else fallback.detach()
-        return chosen.cpu().numpy()
+    return TorchEngine.from_options(opts, vgg)
 
 
 # ---------------------------------------------------------------------------- images
+
+
+class BestImage:
+    """Keeps a copy of the lowest-loss image seen; NaN losses never win.
+
+    ``offer(loss, copy)`` calls ``copy()`` only on improvement, so engines keep the copy
+    on their own device and in their own type.
+    """
+
+    def __init__(self) -> None:
+        self.loss = math.inf
+        self.image: object | None = None
+
+    def offer(self, loss: float, copy: Callable[[], object]) -> None:
+        """Record ``copy()`` if ``loss`` is the lowest so far."""
+        if loss < self.loss:
+            self.loss = loss
+            self.image = copy()
 
 
 def image_to_array(img: Image.Image) -> np.ndarray:

@@ -37,11 +37,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from styleforge.config import CONTENT_NORMALIZATIONS, STYLE_NORMALIZATIONS, TV_KINDS, normalized_weights
 from styleforge.errors import StyleforgeError
-
-CONTENT_NORMALIZATIONS = ("course", "mse", "sum")
-STYLE_NORMALIZATIONS = ("course", "johnson", "mse")
-TV_KINDS = ("l2", "l1")
 
 
 def content_loss(x: torch.Tensor, y: torch.Tensor, normalization: str = "course") -> torch.Tensor:
@@ -120,19 +117,8 @@ def total_variation(image: torch.Tensor, kind: str = "l2") -> torch.Tensor:
 
 
 def normalized_layer_weights(layers: Sequence[str], weights: Sequence[float] | None) -> dict[str, float]:
-    """Per-layer style weights summing to 1 (equal when ``weights`` is None).
-
-    Raises:
-        StyleforgeError: wrong count, a negative weight, or all zero.
-    """
-    if weights is None:
-        weights = [1.0] * len(layers)
-    if len(weights) != len(layers):
-        raise StyleforgeError(f"{len(weights)} style layer weights given for {len(layers)} style layers")
-    total = float(sum(weights))
-    if any(w < 0 for w in weights) or total <= 0:
-        raise StyleforgeError("style layer weights must be >= 0 and not all zero")
-    return {layer: float(w) / total for layer, w in zip(layers, weights, strict=True)}
+    """Per-layer style weights summing to 1 (equal when ``weights`` is None)."""
+    return dict(zip(layers, normalized_weights(len(layers), weights, "style layer", "style layers"), strict=True))
 
 
 def blended_grams(grams_per_style: Sequence[Mapping[str, torch.Tensor]], blend: Sequence[float]) -> dict[str, torch.Tensor]:
@@ -145,10 +131,6 @@ def blended_grams(grams_per_style: Sequence[Mapping[str, torch.Tensor]], blend: 
     Returns:
         ``{layer: blended Gram}``.
     """
-    if len(blend) != len(grams_per_style):
-        raise StyleforgeError(f"{len(blend)} blend weights given for {len(grams_per_style)} style images")
-    total = float(sum(blend))
-    if any(b < 0 for b in blend) or total <= 0:
-        raise StyleforgeError("style blend weights must be >= 0 and not all zero")
+    shares = normalized_weights(len(grams_per_style), blend, "blend", "style images")
     layers = grams_per_style[0].keys()
-    return {layer: sum((b / total) * grams[layer] for b, grams in zip(blend, grams_per_style, strict=True)) for layer in layers}  # type: ignore[misc]
+    return {layer: sum(b * grams[layer] for b, grams in zip(shares, grams_per_style, strict=True)) for layer in layers}  # type: ignore[misc]

@@ -32,24 +32,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from styleforge.architecture import CONV_NAMES, FC_NAMES, LAYER_INDEX, LAYER_NAMES
 from styleforge.classes import class_names_for
 from styleforge.errors import StyleforgeError
 from styleforge.preprocessing import TORCHVISION, Convention, resize_for_network
-from styleforge.weights.formats import CONV_BLOCKS, CONV_NAMES, FC_NAMES, WeightsBundle
+from styleforge.weights.formats import WeightsBundle
 
+__all__ = ["LAYER_NAMES", "POOLING_MODES", "VGG19", "Prediction", "load_vgg19"]
 
-def _layer_names() -> tuple[str, ...]:
-    names: list[str] = []
-    for block, count in enumerate(CONV_BLOCKS, start=1):
-        for i in range(1, count + 1):
-            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
-        names.append(f"pool{block}")
-    return (*names, "fc6", "relu6", "fc7", "relu7", "fc8", "softmax")
-
-
-#: The 43 layer names, in forward order.
-LAYER_NAMES: tuple[str, ...] = _layer_names()
-_LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
 POOLING_MODES = ("max", "avg")
 
 
@@ -184,11 +174,11 @@ class VGG19(nn.Module):
         wanted = list(dict.fromkeys(names))
         if not wanted:
             raise StyleforgeError("no layer names given")
-        unknown = [n for n in wanted if n not in _LAYER_INDEX]
+        unknown = [n for n in wanted if n not in LAYER_INDEX]
         if unknown:
             raise StyleforgeError(f"unknown VGG19 layer {unknown[0]!r}; valid names are {', '.join(LAYER_NAMES)}")
-        last = max(_LAYER_INDEX[n] for n in wanted)
-        if last >= _LAYER_INDEX["fc6"] and not self.has_classifier:
+        last = max(LAYER_INDEX[n] for n in wanted)
+        if last >= LAYER_INDEX["fc6"] and not self.has_classifier:
             raise StyleforgeError("these weights have no classifier (fc6-fc8); only conv/relu/pool layers are available")
         if x.ndim != 4 or x.shape[1] != 3:
             raise StyleforgeError(f"VGG19 expects an (N, 3, H, W) batch, got shape {tuple(x.shape)}")

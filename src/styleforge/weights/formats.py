@@ -35,14 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from styleforge.architecture import CONV_BLOCKS, CONV_NAMES, FC_NAMES
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import atomic_path
 from styleforge.preprocessing import MATCONVNET, TORCHVISION, Convention
 
-#: Conv layers per block in VGG19 (configuration E of Simonyan & Zisserman).
-CONV_BLOCKS = (2, 2, 4, 4, 4)
-CONV_NAMES = tuple(f"conv{b}_{i}" for b, n in enumerate(CONV_BLOCKS, start=1) for i in range(1, n + 1))
-FC_NAMES = ("fc6", "fc7", "fc8")
 
 #: Value of the ``format`` metadata key in styleforge's VGG safetensors files.
 SAFETENSORS_FORMAT = "styleforge-vgg19"

@@ -1,0 +1,117 @@
+"""The PyTorch engine of Gatys style transfer: one scale on any device.
+
+See :mod:`styleforge.gatys` for the objective and the driver that calls
+:meth:`TorchEngine.optimize` once per scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from styleforge.config import GatysOptions
+from styleforge.errors import StyleforgeError
+from styleforge.gatys import BestImage, ScaleProblem, StepCallback
+from styleforge.losses import blended_grams, content_loss, gram_matrix, normalized_layer_weights, style_loss, total_variation
+
+
+class TorchEngine:
+    """Gatys optimisation of one scale on PyTorch (any device)."""
+
+    @classmethod
+    def from_options(cls, opts: GatysOptions, vgg: object | None = None) -> TorchEngine:
+        """Build the engine, loading ``opts.weights`` when no VGG19 is given."""
+        from styleforge.devices import resolve_device
+        from styleforge.vgg import VGG19, load_vgg19
+
+        device = resolve_device(opts.device)
+        if vgg is None:
+            vgg = load_vgg19(opts.weights, device=device, pooling=opts.pooling)
+        if not isinstance(vgg, VGG19):
+            raise StyleforgeError("vgg must be a styleforge VGG19 (see sf.load_vgg19)")
+        return cls(vgg, opts, device)
+
+    def __init__(self, vgg: torch.nn.Module, opts: GatysOptions, device: torch.device) -> None:
+        from styleforge.devices import describe_device
+
+        # channels_last feeds tensor cores on CUDA; on the CPU it measured no faster here
+        # (benchmarks/gatys.py) and plain NCHW keeps results bit-identical to a naive loop.
+        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.vgg = vgg.to(device, memory_format=self.memory_format)
+        self.opts = opts
+        self.device = device
+        self.device_description = describe_device(device)
+        self.alpha, self.beta = opts.loss_weights(vgg.convention.name, vgg.convention.input_scale)
+        self.layer_weights = normalized_layer_weights(opts.style_layers, opts.style_layer_weights)
+        self.layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
+
+    def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """VGG19 features of an image batch in [0, 1], in the weights' convention."""
+        return self.vgg.extract(self.vgg.normalize(image).contiguous(memory_format=self.memory_format), layers)
+
+    @torch.no_grad()
+    def targets(self, problem: ScaleProblem) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Content features and blended style Grams, computed once without gradients."""
+        content = self.features(self._tensor(problem.content), self.opts.content_layers)
+        grams = [
+            {layer: gram_matrix(f)[0] for layer, f in self.features(self._tensor(s), self.opts.style_layers).items()}
+            for s in problem.styles
+        ]
+        blend = self.opts.style_blend or [1.0] * len(grams)
+        return content, blended_grams(grams, blend)
+
+    def losses(self, image: torch.Tensor, content_targets: dict[str, torch.Tensor], style_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of ``image``; ``total`` is their sum."""
+        opts = self.opts
+        feats = self.features(image, self.layers)
+        lc = sum(content_loss(feats[l], content_targets[l], opts.content_loss) for l in opts.content_layers) / len(opts.content_layers)
+        ls = sum(w * style_loss(feats[l], style_targets[l], opts.style_loss) for l, w in self.layer_weights.items())
+        tv = total_variation(image, opts.tv_kind) if opts.tv_weight > 0 else image.new_zeros(())
+        terms = {"content": self.alpha * lc, "style": self.beta * ls, "tv": opts.tv_weight * tv}
+        return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}
+
+    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, bool]:
+        """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, interrupted)."""
+        content_targets, style_targets = self.targets(problem)
+        image = self._tensor(problem.init).requires_grad_(True)
+        optimizer = self._optimizer(image)
+        best = BestImage()
+        step = 0
+
+        def closure() -> torch.Tensor:
+            nonlocal step
+            optimizer.zero_grad(set_to_none=True)
+            terms = self.losses(image, content_targets, style_targets)
+            terms["total"].backward()
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            best.offer(values["total"], lambda: image.detach().clone())
+            step += 1
+            on_step(step, values, lambda: image.detach().cpu().numpy())
+            return terms["total"]
+
+        try:
+            while step < steps:
+                optimizer.step(closure)
+        except KeyboardInterrupt:
+            return self._best_array(best, image), True
+        with torch.no_grad():  # the image after the last step was never evaluated
+            best.offer(float(self.losses(image, content_targets, style_targets)["total"]), lambda: image.detach().clone())
+        return self._best_array(best, image), False
+
+    @staticmethod
+    def _best_array(best: BestImage, fallback: torch.Tensor) -> np.ndarray:
+        chosen = best.image if isinstance(best.image, torch.Tensor) else fallback.detach()
+        return chosen.cpu().numpy()
+
+    def _optimizer(self, image: torch.Tensor) -> torch.optim.Optimizer:
+        lr = self.opts.learning_rate()
+        if self.opts.optimizer == "adam":
+            return torch.optim.Adam([image], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+        # One iteration (= one function evaluation, no line search) per .step(); the
+        # curvature history persists in the optimiser's state between calls.
+        return torch.optim.LBFGS([image], lr=lr, max_iter=1, history_size=100, tolerance_grad=-1, tolerance_change=-1)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
