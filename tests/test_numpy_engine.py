@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from styleforge.config import GatysOptions
 from styleforge.gatys import run_stylize
-from styleforge.numpy_engine import VGG19, Adam, ContentLoss, Conv2d, Linear, MaxPool2d, ReLU, Softmax, StyleLoss, TotalVariationLoss, gram
+from styleforge.numpy_engine import LBFGS, VGG19, Adam, ContentLoss, Conv2d, Linear, MaxPool2d, ReLU, Softmax, StyleLoss, TotalVariationLoss, gram
 from styleforge.numpy_engine.layers import Layer
 from styleforge.vgg import load_vgg19
 from styleforge.weights.formats import read_weights_file
@@ -286,11 +286,33 @@ def test_numpy_gatys_loss_falls_and_matches_the_torch_engine(weight_files: dict[
     np.testing.assert_allclose(numpy_losses[:5], torch_losses[:5], rtol=1e-4)
 
 
-def test_numpy_engine_needs_adam(weight_files: dict[str, Path]) -> None:
-    from styleforge.errors import StyleforgeError
+def test_numpy_lbfgs_matches_the_torch_engine(weight_files: dict[str, Path]) -> None:
+    numpy_losses = _gatys_losses("numpy", weight_files["pth"], optimizer="lbfgs")
+    torch_losses = _gatys_losses("torch", weight_files["pth"], optimizer="lbfgs")
+    assert numpy_losses[-1] < 0.7 * numpy_losses[0]
+    np.testing.assert_allclose(numpy_losses[:5], torch_losses[:5], rtol=1e-4)
 
-    with pytest.raises(StyleforgeError, match="--optimizer adam"):
-        _gatys_losses("numpy", weight_files["mat"], optimizer="lbfgs")
+
+def test_lbfgs_follows_torch_lbfgs_on_a_quadratic() -> None:
+    rng = np.random.default_rng(16)
+    a = rng.normal(size=(6, 6))
+    hessian = a @ a.T + np.eye(6)
+    b = rng.normal(size=6)
+    x = np.zeros(6)
+    xt = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([xt], lr=0.5, max_iter=1, history_size=3, tolerance_grad=-1, tolerance_change=-1)
+    ours = LBFGS(lr=0.5, history_size=3)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.5 * xt @ torch.tensor(hessian) @ xt - torch.tensor(b) @ xt
+        loss.backward()
+        return loss
+
+    for _ in range(8):
+        x = ours.step(x, hessian @ x - b)
+        opt.step(closure)
+        np.testing.assert_allclose(x, xt.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_engine_imports_and_runs_with_torch_unimportable(weight_files: dict[str, Path], tmp_path: Path) -> None:

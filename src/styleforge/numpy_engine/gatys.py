@@ -3,8 +3,8 @@
 Same objective, layers, weights and initialisation as the PyTorch engine (see
 :mod:`styleforge.gatys`), with every gradient computed by the hand-written backward
 passes: loss layers -> :meth:`VGG19.backward` -> the normalisation -> the image, plus the
-total-variation gradient, then Adam (formula 3.17). L-BFGS is not implemented here: use
-``optimizer="adam"`` (the course's choice).
+total-variation gradient, then Adam (formula 3.17) or L-BFGS (the same algorithm as the
+PyTorch engine's), both written in NumPy.
 """
 
 from __future__ import annotations
@@ -15,20 +15,18 @@ from styleforge.config import GatysOptions, normalized_weights
 from styleforge.errors import StyleforgeError
 from styleforge.gatys import BestImage, ScaleProblem, StepCallback
 from styleforge.numpy_engine.losses import ContentLoss, StyleLoss, TotalVariationLoss, gram
-from styleforge.numpy_engine.optim import Adam
+from styleforge.numpy_engine.optim import LBFGS, Adam
 from styleforge.numpy_engine.vgg import VGG19
 
 
 class NumpyEngine:
-    """Optimises one scale with the NumPy VGG19 and Adam."""
+    """Optimises one scale with the NumPy VGG19 and Adam or L-BFGS."""
 
     device_description = "cpu (NumPy engine)"
 
     @classmethod
     def from_options(cls, opts: GatysOptions, vgg: object | None = None) -> NumpyEngine:
         """Build the engine, loading ``opts.weights`` when no NumPy VGG19 is given."""
-        if opts.optimizer != "adam":
-            raise StyleforgeError("the NumPy engine implements Adam (the course's optimiser): add --optimizer adam")
         if opts.pooling != "max":
             raise StyleforgeError("the NumPy engine implements max pooling only: drop --pooling avg")
         if opts.device not in ("auto", "cpu"):
@@ -87,10 +85,11 @@ class NumpyEngine:
         return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}, grad
 
     def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, bool]:
-        """Run ``steps`` Adam steps from ``problem.init``; returns (best image, interrupted)."""
+        """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, interrupted)."""
         content_targets, style_targets = self.targets(problem)
         image = problem.init.astype(self.vgg.dtype, copy=True)
-        adam = Adam(lr=self.opts.learning_rate())
+        lr = self.opts.learning_rate()
+        optimizer = Adam(lr=lr) if self.opts.optimizer == "adam" else LBFGS(lr=lr, history_size=100)
         best = BestImage()
         try:
             for step in range(1, steps + 1):
@@ -98,7 +97,7 @@ class NumpyEngine:
                 best.offer(values["total"], image.copy)
                 current = image
                 on_step(step, values, lambda: current)
-                image = adam.step(image, grad)
+                image = optimizer.step(image, grad)
         except KeyboardInterrupt:
             return (best.image if best.image is not None else image), True  # type: ignore[return-value]
         final, _ = self.loss_and_gradient(image, content_targets, style_targets, need_gradient=False)

@@ -3,8 +3,8 @@ r"""im2col and col2im on NCHW arrays through strided views (no per-pixel Python 
 A k x k window at stride s over a padded input ``xp`` of shape (N, C, Hp, Wp) is seen,
 without copying, as an array of shape (N, C, OH, OW, k, k) with
 OH = (Hp - k) // s + 1 (``numpy.lib.stride_tricks.sliding_window_view``, then a strided
-slice). ``im2col`` lays those windows out as the rows of a (N*OH*OW, C*k*k) matrix so a
-convolution is one matrix product (course section 3.x, "im2col").
+slice). ``im2col`` lays those windows out as the columns of a (C*k*k, N*OH*OW) matrix so a
+convolution is one matrix product (the course's im2col speed-up).
 
 ``col2im`` is the adjoint: it accumulates gradients of every window position back into
 the padded input. It loops over the k*k offsets inside the window (9 iterations for a
@@ -38,10 +38,15 @@ def windows(xp: np.ndarray, kernel: int, stride: int) -> np.ndarray:
 
 
 def im2col(xp: np.ndarray, kernel: int, stride: int) -> np.ndarray:
-    """Windows as matrix rows: (N*OH*OW, C*k*k), row order (n, i, j), column order (c, p, q)."""
+    """Windows as matrix columns: (C*k*k, N*OH*OW), row order (c, p, q), column order (n, i, j).
+
+    This "K-major" layout (as in Caffe) copies each window row with unit stride along
+    the image width, and for N = 1 the product ``W (C_out, C*k*k) @ cols`` is already the
+    (C_out, OH, OW) output: no transposes of large arrays on either pass.
+    """
     win = windows(xp, kernel, stride)
     n, c, oh, ow, k, _ = win.shape
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * k * k)
+    return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * k * k, n * oh * ow)
 
 
 def col2im(window_grads: np.ndarray, padded_shape: tuple[int, ...], stride: int) -> np.ndarray:

@@ -169,9 +169,9 @@ class Conv2d(Layer):
         oh, ow = kernels.output_size(hp, self.k, self.stride), kernels.output_size(wp, self.k, self.stride)
         self._xp = xp
         if self.impl == "fast":
-            self._cols = kernels.im2col(xp, self.k, self.stride)
-            out = self._cols @ w.reshape(w.shape[0], -1).T + b  # (N*OH*OW, C_out)
-            return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2).copy()
+            self._cols = kernels.im2col(xp, self.k, self.stride)  # (C_in*k*k, N*OH*OW)
+            out = w.reshape(w.shape[0], -1) @ self._cols + b[:, None]  # (C_out, N*OH*OW)
+            return np.ascontiguousarray(out.reshape(-1, n, oh, ow).transpose(1, 0, 2, 3))
         s, k = self.stride, self.k
         out = np.empty((n, w.shape[0], oh, ow), dtype=x.dtype)
         for b_ in range(n):
@@ -186,11 +186,11 @@ class Conv2d(Layer):
         xp, w = self._xp, self.weight.astype(dy.dtype, copy=False)
         if self.impl == "fast":
             n, c_out, oh, ow = dy.shape
-            dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, c_out)  # (N*OH*OW, C_out)
-            self.grad_weight = (dy_rows.T @ self._cols).reshape(w.shape)
-            self.grad_bias = dy_rows.sum(axis=0)
-            dcols = dy_rows @ w.reshape(c_out, -1)  # (N*OH*OW, C_in*k*k)
-            window_grads = dcols.reshape(n, oh, ow, w.shape[1], self.k, self.k).transpose(0, 3, 1, 2, 4, 5)
+            dy_cols = dy.transpose(1, 0, 2, 3).reshape(c_out, -1)  # (C_out, N*OH*OW); a view when N = 1
+            self.grad_weight = (dy_cols @ self._cols.T).reshape(w.shape)
+            self.grad_bias = dy_cols.sum(axis=1)
+            dcols = w.reshape(c_out, -1).T @ dy_cols  # (C_in*k*k, N*OH*OW)
+            window_grads = dcols.reshape(w.shape[1], self.k, self.k, n, oh, ow).transpose(3, 0, 4, 5, 1, 2)
             return kernels.crop(kernels.col2im(window_grads, xp.shape, self.stride), self.padding)
         s, k = self.stride, self.k
         dxp = np.zeros_like(xp)
