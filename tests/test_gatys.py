@@ -179,3 +179,13 @@ def test_matconvnet_convention_weights_also_optimise(weight_files: dict[str, Pat
     result = run_stylize(CONTENT, STYLE_A, GatysOptions(size=48, iterations=8, device="cpu", init="noise"), vgg=vgg, progress=False)
     totals = result.history.column("total")
     assert totals[-1] < totals[0]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_matches_cpu_first_losses(weight_files: dict[str, Path]) -> None:
+    cpu = run_stylize(CONTENT, STYLE_A, _opts(optimizer="adam", iterations=3), progress=False,
+                      vgg=sf.load_vgg19(str(weight_files["pth"]), device="cpu"))
+    gpu = run_stylize(CONTENT, STYLE_A, _opts(optimizer="adam", iterations=3, device="cuda"), progress=False,
+                      vgg=sf.load_vgg19(str(weight_files["pth"]), device="cuda"))
+    assert gpu.device.startswith("cuda")
+    np.testing.assert_allclose(gpu.history.column("total"), cpu.history.column("total"), rtol=1e-2)

@@ -174,8 +174,8 @@ def run_stylize(
                         _offset: int = offset, _size: tuple[int, int] = (width, height)) -> None:
                 history.append(step=_offset + step, scale=_index, width=_size[0], height=_size[1],
                                seconds=time.perf_counter() - start, **losses)
-                bar.update()
                 bar.set_postfix(" ".join(f"{k} {v:.3g}" for k, v in losses.items()))
+                bar.update()
                 if callback is not None:
                     callback(StepInfo(_offset + step, total_steps, _index, _size, losses, lambda: array_to_image(image())))
 
