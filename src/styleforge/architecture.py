@@ -6,6 +6,10 @@ nothing heavy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from styleforge.errors import StyleforgeError
+
 #: Conv layers per block: 64 x2 | 128 x2 | 256 x4 | 512 x4 | 512 x4, max-pool after each.
 CONV_BLOCKS = (2, 2, 4, 4, 4)
 CONV_NAMES = tuple(f"conv{b}_{i}" for b, n in enumerate(CONV_BLOCKS, start=1) for i in range(1, n + 1))
@@ -24,3 +28,24 @@ def _layer_names() -> tuple[str, ...]:
 #: The 43 layer names of the course, in forward order.
 LAYER_NAMES: tuple[str, ...] = _layer_names()
 LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+
+
+def plan_extraction(names: Iterable[str], has_classifier: bool) -> tuple[list[str], int]:
+    """Validate requested layer names; return them de-duplicated and the deepest index.
+
+    Both VGG19 implementations (PyTorch and NumPy) run layers ``0..deepest`` and no more.
+
+    Raises:
+        StyleforgeError: no names, an unknown name, or a classifier layer requested from
+            weights without fc6-fc8.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        raise StyleforgeError("no layer names given")
+    unknown = [n for n in wanted if n not in LAYER_INDEX]
+    if unknown:
+        raise StyleforgeError(f"unknown VGG19 layer {unknown[0]!r}; valid names are {', '.join(LAYER_NAMES)}")
+    deepest = max(LAYER_INDEX[n] for n in wanted)
+    if deepest >= LAYER_INDEX["fc6"] and not has_classifier:
+        raise StyleforgeError("these weights have no classifier (fc6-fc8); only conv/relu/pool layers are available")
+    return wanted, deepest

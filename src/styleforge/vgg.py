@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from styleforge.architecture import CONV_NAMES, FC_NAMES, LAYER_INDEX, LAYER_NAMES
+from styleforge.architecture import CONV_NAMES, FC_NAMES, LAYER_NAMES, plan_extraction
 from styleforge.classes import class_names_for
 from styleforge.errors import StyleforgeError
 from styleforge.preprocessing import TORCHVISION, Convention, resize_for_network
@@ -171,15 +171,7 @@ class VGG19(nn.Module):
         Returns:
             ``{name: tensor}`` in the order requested.
         """
-        wanted = list(dict.fromkeys(names))
-        if not wanted:
-            raise StyleforgeError("no layer names given")
-        unknown = [n for n in wanted if n not in LAYER_INDEX]
-        if unknown:
-            raise StyleforgeError(f"unknown VGG19 layer {unknown[0]!r}; valid names are {', '.join(LAYER_NAMES)}")
-        last = max(LAYER_INDEX[n] for n in wanted)
-        if last >= LAYER_INDEX["fc6"] and not self.has_classifier:
-            raise StyleforgeError("these weights have no classifier (fc6-fc8); only conv/relu/pool layers are available")
+        wanted, last = plan_extraction(names, self.has_classifier)
         if x.ndim != 4 or x.shape[1] != 3:
             raise StyleforgeError(f"VGG19 expects an (N, 3, H, W) batch, got shape {tuple(x.shape)}")
         found: dict[str, torch.Tensor] = {}

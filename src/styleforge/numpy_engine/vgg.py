@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from styleforge.architecture import LAYER_INDEX, LAYER_NAMES
+from styleforge.architecture import LAYER_INDEX, LAYER_NAMES, plan_extraction
 from styleforge.errors import StyleforgeError
 from styleforge.numpy_engine.layers import Conv2d, Layer, Linear, MaxPool2d, ReLU, Softmax
 from styleforge.weights.formats import WeightsBundle
@@ -78,13 +78,7 @@ class VGG19:
 
     def extract(self, x: np.ndarray, names: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
         """Forward a normalised batch; returns the named activations, stopping at the deepest."""
-        wanted = list(dict.fromkeys(names))
-        unknown = [n for n in wanted if n not in LAYER_INDEX]
-        if unknown:
-            raise StyleforgeError(f"unknown VGG19 layer {unknown[0]!r}; valid names are {', '.join(LAYER_NAMES)}")
-        last = max(LAYER_INDEX[n] for n in wanted)
-        if last >= LAYER_INDEX["fc6"] and not self.has_classifier:
-            raise StyleforgeError("these weights have no classifier (fc6-fc8)")
+        wanted, last = plan_extraction(names, self.has_classifier)
         x = x.astype(self.dtype, copy=False)
         found: dict[str, np.ndarray] = {}
         for name in LAYER_NAMES[: last + 1]:
