@@ -191,3 +191,100 @@ class GatysOptions:
     def learning_rate(self) -> float:
         """Return the learning rate, filling the optimiser's default."""
         return GATYS_LEARNING_RATES.get(self.optimizer, 1.0) if self.lr is None else self.lr
+
+
+#: Default (content_weight, style_weight, tv_weight) for Johnson training per VGG
+#: convention, with content loss "mse" on relu4_2, style loss "mse" on normalised Grams
+#: averaged over relu1_1..relu5_1, and TV (mean squared neighbour differences) on the
+#: output in [0, 1]. torchvision: PyTorch's fast_neural_style calibration (content 1e5,
+#: style 1e10 per layer, i.e. 5e10 for a mean over five layers) with TV at ~1% of the
+#: content term; MatConvNet: the same scaled by the ~5e4 squared feature-scale ratio
+#: (see docs/loss-weights.md).
+TRAIN_LOSS_WEIGHTS = {
+    "torchvision": (1e5, 5e10, 1e4),
+    "matconvnet": (2.0, 20.0, 0.2),
+}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of feed-forward style training (``sf.train``, ``styleforge train``).
+
+    Attributes:
+        epochs: passes over the photo folder.
+        batch_size: images per step (per process under torchrun).
+        image_size: training crops are image_size x image_size (shorter side resized to
+            it, then a centre crop).
+        lr: Adam learning rate.
+        content_weight, style_weight, tv_weight: None uses :data:`TRAIN_LOSS_WEIGHTS`
+            for the weights' convention.
+        content_layer: VGG19 layer of the content (feature reconstruction) loss.
+        style_layers: VGG19 layers of the style loss (equal weights).
+        style_size: long side of the style image when its Grams are computed; None uses
+            image_size.
+        checkpoint_every: write a checkpoint (and a preview) every N steps; 0 = only at the end.
+        log_every: print and log losses every N steps.
+        max_steps: stop after this many steps in total (None = run all epochs).
+        workers: background data-loading processes.
+        seed: seeds weights initialisation, data order and every RNG.
+        device: auto, cpu or cuda.
+        weights: VGG19 weights (cache name or file).
+        norm: ``instance`` or ``batch``; upsample: ``resize`` or ``deconv``.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; fp16 on CUDA only).
+    """
+
+    epochs: int = 2
+    batch_size: int = 4
+    image_size: int = 256
+    lr: float = 1e-3
+    content_weight: float | None = None
+    style_weight: float | None = None
+    tv_weight: float | None = None
+    content_layer: str = "relu4_2"
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    style_size: int | None = None
+    checkpoint_every: int = 2000
+    log_every: int = 100
+    max_steps: int | None = None
+    workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+    weights: str = "vgg19"
+    norm: str = "instance"
+    upsample: str = "resize"
+    precision: str = "fp32"
+
+    def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float, float]:
+        """Return (content, style, tv) weights, filling defaults for a convention."""
+        default = TRAIN_LOSS_WEIGHTS.get(convention_name)
+        if default is None:
+            default = TRAIN_LOSS_WEIGHTS["matconvnet" if input_scale > 10 else "torchvision"]
+        chosen = (self.content_weight, self.style_weight, self.tv_weight)
+        return tuple(d if c is None else c for c, d in zip(chosen, default, strict=True))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """Options of stylising with a trained model (``model.stylize``, ``styleforge transfer``).
+
+    Attributes:
+        size: resize inputs so the long side is this many pixels (None = keep sizes).
+        tile: process images in tiles of this side (None = automatic).
+        tile_overlap: overlap between tiles, blended linearly (at most a quarter of the tile).
+        auto_tile_pixels: images above this many pixels are tiled automatically
+            (4 megapixels bounds activation memory to about 2 GB in fp32).
+        stats_pixels: instance-norm statistics of a tiled image are computed on a copy
+            downscaled to at most this many pixels.
+        batch_size: same-size images per forward pass.
+        device: auto, cpu or cuda.
+        precision: fp32, bf16 or fp16 (autocast).
+    """
+
+    size: int | None = None
+    tile: int | None = None
+    tile_overlap: int = 64
+    auto_tile_pixels: int = 4_000_000
+    stats_pixels: int = 1_000_000
+    batch_size: int = 4
+    device: str = "auto"
+    precision: str = "fp32"

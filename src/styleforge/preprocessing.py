@@ -115,7 +115,21 @@ def resize_for_network(img: Image.Image, size: int, policy: str) -> Image.Image:
         return img.resize((size, size), Image.Resampling.BILINEAR)
     if policy != "crop":
         raise StyleforgeError(f"unknown resize policy {policy!r}; use one of {', '.join(RESIZE_POLICIES)}")
-    short = round(size / CROP_RATIO)
+    return center_crop_square(img, size, short_side=round(size / CROP_RATIO))
+
+
+def center_crop_square(img: Image.Image, size: int, short_side: int | None = None) -> Image.Image:
+    """Scale the shorter side to ``short_side`` (default ``size``), then take the central square.
+
+    Args:
+        img: an RGB PIL image.
+        size: side of the square output.
+        short_side: the shorter side after scaling (>= size).
+
+    Returns:
+        A ``size x size`` image (bilinear resampling).
+    """
+    short = short_side or size
     width, height = img.size
     scale = short / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))

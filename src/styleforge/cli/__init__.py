@@ -16,11 +16,12 @@ from collections.abc import Sequence
 
 from styleforge import __version__
 from styleforge.cli import classify as classify_cmd
+from styleforge.cli import johnson as johnson_cmd
 from styleforge.cli import stylize as stylize_cmd
 from styleforge.cli import weights as weights_cmd
 from styleforge.errors import StyleforgeError
 
-COMMANDS = (weights_cmd, classify_cmd, stylize_cmd)
+COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

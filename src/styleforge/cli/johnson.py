@@ -1,0 +1,144 @@
+"""Feed-forward style transfer commands: ``train``, ``transfer`` and ``check-data``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from styleforge.cli.common import add_command, add_device_option, add_json_option, parse_list, positive_int, print_json
+from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions
+
+TRAIN_DESCRIPTION = """\
+Train a feed-forward style network (Johnson et al.) on a folder of photos (searched
+recursively; unreadable files are skipped and counted). Only the transform network is
+optimised; VGG19 is frozen. Checkpoints (model, optimiser, step, data position, RNG
+states, options) go to OUT/checkpoint.pt atomically; --resume continues exactly.
+Default loss weights depend on the VGG weights' convention (torchvision: content 1e5,
+style 5e10, tv 1e4; MatConvNet: 2, 20, 0.2). Several GPUs: torchrun --nproc_per_node K
+-m styleforge train ...
+"""
+
+TRANSFER_DESCRIPTION = """\
+Stylise images or whole folders with a trained model. Folder inputs are mirrored under
+OUT/<folder name>/; same-size images are batched; images above 4 megapixels (or larger
+than --tile) are processed in overlapping tiles with blended seams.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train``, ``transfer`` and ``check-data``."""
+    _register_train(subparsers)
+    _register_transfer(subparsers)
+    p = add_command(subparsers, "check-data", "list unreadable images in a training folder", "Check every image under DIR.")
+    p.add_argument("folder", metavar="DIR")
+    add_json_option(p)
+    p.set_defaults(handler=run_check_data)
+
+
+def _register_train(subparsers: Any) -> None:
+    d = TrainOptions()
+    p = add_command(subparsers, "train", "train a feed-forward style network", TRAIN_DESCRIPTION)
+    p.add_argument("--style", required=True, help="style image")
+    p.add_argument("--data", required=True, help="folder of training photos (e.g. COCO train2014)")
+    p.add_argument("--out", required=True, help="output folder: checkpoint, log.csv, loss.png, previews, model")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--image-size", type=positive_int, default=d.image_size, help="training crop side")
+    p.add_argument("--style-size", type=positive_int, default=d.style_size, help="style image long side (default: image size)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--content-weight", type=float, default=d.content_weight, help="default: per weights convention")
+    p.add_argument("--style-weight", type=float, default=d.style_weight, help="default: per weights convention")
+    p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="default: per weights convention")
+    p.add_argument("--content-layer", default=d.content_layer)
+    p.add_argument("--style-layers", default=",".join(d.style_layers))
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints (0 = end only)")
+    p.add_argument("--log-every", type=positive_int, default=d.log_every, help="steps between loss lines")
+    p.add_argument("--max-steps", type=positive_int, default=d.max_steps, help="stop after this many steps")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--test-image", default=None, help="stylised into OUT at every checkpoint")
+    p.add_argument("--workers", type=int, default=d.workers, help="background data-loading processes")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--weights", default=d.weights, help="VGG19 weights: cache name or file")
+    p.add_argument("--norm", default=d.norm, choices=("instance", "batch"))
+    p.add_argument("--upsample", default=d.upsample, choices=("resize", "deconv"))
+    p.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES, help="autocast precision")
+    p.add_argument("--quiet", action="store_true")
+    add_device_option(p, d.device)
+    p.set_defaults(handler=run_train)
+
+
+def _register_transfer(subparsers: Any) -> None:
+    d = TransferOptions()
+    p = add_command(subparsers, "transfer", "stylise images with a trained model", TRANSFER_DESCRIPTION)
+    p.add_argument("--model", required=True, help="trained model (.safetensors)")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    p.add_argument("--size", type=positive_int, default=d.size, help="resize so the long side is this (default: keep)")
+    p.add_argument("--tile", type=positive_int, default=d.tile, help="tile side for large images (default: automatic)")
+    p.add_argument("--tile-overlap", type=int, default=d.tile_overlap)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="same-size images per pass")
+    p.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES)
+    p.add_argument("--quiet", action="store_true")
+    add_device_option(p, d.device)
+    add_json_option(p)
+    p.set_defaults(handler=run_transfer)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train and print the model path."""
+    from styleforge.training import train
+
+    path = train(
+        args.style, args.data, args.out, resume=args.resume, test_image=args.test_image, progress=not args.quiet,
+        epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, style_size=args.style_size,
+        lr=args.lr, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+        content_layer=args.content_layer, style_layers=parse_list(args.style_layers, "--style-layers"),
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every, max_steps=args.max_steps,
+        workers=args.workers, seed=args.seed, device=args.device, weights=args.weights, norm=args.norm,
+        upsample=args.upsample, precision=args.precision,
+    )
+    print(path)
+    return 0
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    """Stylise the inputs; prints one line per image (or JSON)."""
+    from styleforge.transfer import load_style_model, plan_outputs, transfer_files
+
+    options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
+                              device=args.device, precision=args.precision)
+    items = plan_outputs(args.inputs, args.output)
+    model = load_style_model(args.model, options=options)
+
+    def report(item: Any, seconds: float) -> None:
+        if not args.quiet and not args.json:
+            print(f"{item.source} -> {item.target} ({1000 * seconds:.1f} ms)")
+
+    result = transfer_files(model, items, report)
+    for path, reason in result.skipped:
+        print(f"styleforge: skipped {path}: {reason}", file=sys.stderr)
+    if args.json:
+        print_json({
+            "device": result.device,
+            "images": [{"input": str(i.source), "output": str(i.target), "ms": 1000 * s} for i, s in result.written],
+            "skipped": [{"input": str(p), "reason": r} for p, r in result.skipped],
+        })
+    elif not args.quiet and result.written:
+        mean = sum(s for _, s in result.written) / len(result.written)
+        print(f"{len(result.written)} image(s) on {result.device}, {1000 * mean:.1f} ms per image")
+    return 2 if result.skipped else 0
+
+
+def run_check_data(args: argparse.Namespace) -> int:
+    """List unreadable images under a folder and count the readable ones."""
+    from styleforge.training import check_data
+
+    report = check_data(args.folder)
+    if args.json:
+        print_json({"good": report.good, "unreadable": [{"path": str(p), "reason": r} for p, r in report.bad]})
+    else:
+        for path, reason in report.bad:
+            print(f"unreadable: {path}: {reason}")
+        print(f"{report.good} readable image(s), {len(report.bad)} unreadable, in {args.folder}")
+    return 0

@@ -1,0 +1,515 @@
+r"""Training the feed-forward style network (Johnson et al. 2016) with VGG19 perceptual losses.
+
+For a batch of photos :math:`x` and the network output :math:`y = f(x)` (both 0-255):
+
+.. math:: L = \alpha\, L_c(\phi_{c}(y), \phi_{c}(x)) + \beta \sum_{l} w_l L_s(\phi_l(y), A_l) + \gamma\, TV(y / 255)
+
+with :math:`\phi` the frozen VGG19 (in the weights' convention), content loss ``mse`` on
+``relu4_2``, style loss ``mse`` on C*H*W-normalised Gram matrices averaged over
+``relu1_1..relu5_1``, and the style targets :math:`A_l` computed once. Only the
+transform network is optimised (Adam).
+
+Reproducibility and resuming: the data order of epoch ``e`` is a permutation seeded by
+``seed + e`` (and sharded by rank under torchrun); a checkpoint stores the network, the
+optimiser, the step, the epoch and the position inside it, every RNG state, the options
+and the loss history, so ``resume=True`` continues exactly (the same losses and weights
+as an uninterrupted run). Checkpoints, logs and models are written atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from styleforge.config import TrainOptions
+from styleforge.devices import autocast, describe_device, resolve_device
+from styleforge.errors import StyleforgeError
+from styleforge.fsutil import atomic_path
+from styleforge.images import find_images, read_image, write_image
+from styleforge.losses import content_loss, gram_matrix, normalized_layer_weights, style_loss, total_variation
+from styleforge.preprocessing import center_crop_square
+from styleforge.runlog import LossHistory
+from styleforge.transform_net import TransformNet
+
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_COLUMNS = ("step", "epoch", "total", "content", "style", "tv", "skipped", "seconds")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class PhotoFolder(Dataset):
+    """Every image under a folder (recursively), as size x size uint8 CHW tensors.
+
+    Unreadable files give ``None`` (skipped and counted by :func:`collate_photos`), so a
+    corrupt file in a large collection never stops training.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], size: int) -> None:
+        folder = Path(root)
+        if not folder.is_dir():
+            raise StyleforgeError(f"data folder '{folder}' does not exist or is not a folder")
+        self.files = find_images(folder)
+        if not self.files:
+            raise StyleforgeError(f"data folder '{folder}' holds no .jpg/.jpeg/.png/.webp/.bmp images")
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor | None:
+        try:
+            img = center_crop_square(read_image(self.files[index]), self.size)
+        except StyleforgeError:
+            return None
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def collate_photos(batch: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, int]:
+    """Stack the readable images of a batch; returns (tensor or None, number skipped)."""
+    good = [b for b in batch if b is not None]
+    return (torch.stack(good) if good else None), len(batch) - len(good)
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, sharded across ranks, resumable mid-epoch.
+
+    Args:
+        length: dataset size.
+        seed: base seed; epoch ``e`` uses ``seed + e``.
+        epoch: which epoch's order to produce.
+        start: skip this many of this rank's indices (resuming inside an epoch).
+        rank, world: this process's shard of every permutation.
+    """
+
+    def __init__(self, length: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.length, self.seed, self.epoch, self.start, self.rank, self.world = length, seed, epoch, start, rank, world
+
+    def order(self) -> list[int]:
+        """This rank's indices for the epoch, before skipping ``start``."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        permutation = torch.randperm(self.length, generator=generator).tolist()
+        per_rank = self.length // self.world  # equal shards keep ranks in lock-step
+        return permutation[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.start :])
+
+    def __len__(self) -> int:
+        return max(0, self.length // self.world - self.start)
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass
+class TrainState:
+    """Where training is: counters and history (saved in every checkpoint)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    skipped: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Distributed:
+    """torchrun's process layout (a single process when WORLD_SIZE is unset)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        """Read RANK / WORLD_SIZE / LOCAL_RANK as set by torchrun."""
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def rng_state() -> dict[str, object]:
+    """Every RNG state, in types ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, object] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Owns the networks, optimiser, losses and files of one training run."""
+
+    def __init__(self, style_image: Image.Image, style_name: str, data_dir: str | os.PathLike[str],
+                 out_dir: str | os.PathLike[str], opts: TrainOptions, vgg: object | None = None,
+                 test_image: Image.Image | None = None, progress: bool = True) -> None:
+        from styleforge.vgg import VGG19, load_vgg19
+
+        self.opts, self.style_name, self.test_image, self.progress = opts, style_name, test_image, progress
+        self.style_image = style_image
+        self.out_dir = Path(out_dir)
+        self.dist = Distributed.from_env()
+        self.device = self._device()
+        self.dataset = PhotoFolder(data_dir, opts.image_size)
+        torch.manual_seed(opts.seed)
+        np.random.seed(opts.seed)
+        random.seed(opts.seed)
+        self.net = TransformNet(opts.norm, opts.upsample).to(self.device)
+        self.vgg = vgg if vgg is not None else load_vgg19(opts.weights, device=self.device)
+        if not isinstance(self.vgg, VGG19):
+            raise StyleforgeError("vgg must be a styleforge VGG19 (see sf.load_vgg19)")
+        self.vgg = self.vgg.to(self.device).eval().requires_grad_(False)
+        self.alpha, self.beta, self.gamma = opts.loss_weights(self.vgg.convention.name, self.vgg.convention.input_scale)
+        self.layer_weights = normalized_layer_weights(opts.style_layers, None)
+        self.style_targets = self._style_targets(style_image)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opts.lr)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=opts.precision == "fp16")
+        self.model = self._wrap_distributed()
+        self.state = TrainState()
+
+    # -- setup
+
+    def _device(self) -> torch.device:
+        device = resolve_device(self.opts.device)
+        if self.dist.world > 1:
+            import torch.distributed as td
+
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if not td.is_initialized():
+                td.init_process_group(backend=backend)
+            if device.type == "cuda":
+                device = torch.device("cuda", self.dist.local_rank)
+                torch.cuda.set_device(device)
+        return device
+
+    def _wrap_distributed(self) -> torch.nn.Module:
+        if self.dist.world == 1:
+            return self.net
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.net, device_ids=ids)
+
+    @torch.no_grad()
+    def _style_targets(self, style_image: Image.Image) -> dict[str, torch.Tensor]:
+        from styleforge.gatys import image_to_array, resize_long_side
+
+        side = self.opts.style_size or self.opts.image_size
+        pixels = torch.from_numpy(image_to_array(resize_long_side(style_image, side))).to(self.device)
+        feats = self.vgg.extract(self.vgg.normalize(pixels), self.opts.style_layers)
+        return {layer: gram_matrix(f)[0] for layer, f in feats.items()}
+
+    # -- one step
+
+    def losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted loss terms for a uint8 batch (``total`` is their sum)."""
+        opts = self.opts
+        x = photos.to(self.device, non_blocking=True).float()
+        with autocast(self.device, opts.precision):
+            y = self.model(x)
+            layers = [opts.content_layer, *opts.style_layers]
+            feats_y = self.vgg.extract(self.vgg.normalize(y / 255.0), layers)
+            with torch.no_grad():
+                target = self.vgg.extract(self.vgg.normalize(x / 255.0), [opts.content_layer])[opts.content_layer]
+        lc = content_loss(feats_y[opts.content_layer].float(), target.float(), "mse")
+        ls = sum(w * style_loss(feats_y[l], self.style_targets[l], "mse") for l, w in self.layer_weights.items())
+        tv = total_variation(y.float() / 255.0)
+        terms = {"content": self.alpha * lc, "style": self.beta * ls, "tv": self.gamma * tv}
+        return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}
+
+    def step(self, photos: torch.Tensor) -> dict[str, float]:
+        """One optimisation step; returns the loss terms as floats."""
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = self.losses(photos)
+        self.scaler.scale(terms["total"]).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    # -- loop
+
+    def run(self, resume: bool = False) -> Path:
+        """Train until the epochs or ``max_steps`` are done; returns the final model path."""
+        opts = self.opts
+        if resume:
+            self.load_checkpoint()
+        batches_per_epoch = len(self.dataset) // self.dist.world // opts.batch_size
+        if batches_per_epoch == 0:
+            raise StyleforgeError(f"{len(self.dataset)} images are fewer than one batch of {opts.batch_size} per process")
+        total_steps = opts.max_steps or opts.epochs * batches_per_epoch
+        self._announce(total_steps)
+        start, start_step = time.perf_counter(), self.state.step
+        try:
+            while self.state.epoch < opts.epochs and self.state.step < total_steps:
+                for photos, bad in self._loader():
+                    self.state.batch_in_epoch += 1
+                    self.state.skipped += bad
+                    if photos is None:
+                        continue
+                    values = self.step(photos)
+                    self.state.step += 1
+                    self._record(values, time.perf_counter() - start, start_step, total_steps)
+                    if opts.checkpoint_every and self.state.step % opts.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if self.state.step >= total_steps:
+                        break
+                else:
+                    self.state.epoch += 1
+                    self.state.batch_in_epoch = 0
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            self._say(f"interrupted at step {self.state.step}; checkpoint saved, continue with --resume")
+            raise
+        self.save_checkpoint()
+        return self.save_model()
+
+    def _loader(self) -> DataLoader:
+        opts = self.opts
+        sampler = EpochSampler(len(self.dataset), opts.seed, self.state.epoch, self.state.batch_in_epoch * opts.batch_size,
+                               self.dist.rank, self.dist.world)
+        return DataLoader(self.dataset, batch_size=opts.batch_size, sampler=sampler, num_workers=opts.workers,
+                          collate_fn=collate_photos, drop_last=True, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
+
+    def _record(self, values: dict[str, float], elapsed: float, start_step: int, total_steps: int) -> None:
+        row = {"step": self.state.step, "epoch": self.state.epoch, "skipped": self.state.skipped, "seconds": elapsed, **values}
+        self.state.history.append(row)
+        if self.state.step % self.opts.log_every == 0 or self.state.step == total_steps:
+            rate = (self.state.step - start_step) / max(elapsed, 1e-9)
+            eta = (total_steps - self.state.step) / max(rate, 1e-9)
+            self._say(f"step {self.state.step}/{total_steps} epoch {self.state.epoch + 1}: total {values['total']:.4g} "
+                      f"content {values['content']:.4g} style {values['style']:.4g} tv {values['tv']:.4g} | "
+                      f"{rate:.2f} steps/s, ETA {_duration(eta)}, {self.state.skipped} unreadable skipped")
+
+    def _announce(self, total_steps: int) -> None:
+        d = self.dist
+        where = describe_device(self.device) + (f", {d.world} processes" if d.world > 1 else "")
+        self._say(f"training on {where}: {len(self.dataset)} images, {total_steps} steps of batch {self.opts.batch_size}, "
+                  f"{self.opts.image_size} px, {self.opts.precision}; weights {self.alpha:g}/{self.beta:g}/{self.gamma:g} "
+                  f"(content/style/tv), VGG convention {self.vgg.convention.name}")
+
+    def _say(self, text: str) -> None:
+        if self.progress and self.dist.is_main:
+            print(text, file=sys.stderr, flush=True)
+
+    # -- files
+
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def save_checkpoint(self) -> None:
+        """Write checkpoint, CSV log, loss plot and preview (rank 0 only; atomic)."""
+        if not self.dist.is_main:
+            return
+        payload = {
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": asdict(self.state),
+            "rng": rng_state(),
+            "options": asdict(self.opts),
+            "style_name": self.style_name,
+        }
+        with atomic_path(self.checkpoint_path()) as tmp:
+            torch.save(payload, tmp)
+        history = self._history()
+        history.write_csv(self.out_dir / "log.csv")
+        if history.rows:
+            history.plot(self.out_dir / "loss.png", ("total", "content", "style", "tv"), title=f"training: {self.style_name}")
+        if self.test_image is not None:
+            write_image(self.preview(self.test_image), self.out_dir / f"preview_step{self.state.step:07d}.jpg")
+
+    def load_checkpoint(self) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote."""
+        path = self.checkpoint_path()
+        if not path.is_file():
+            raise StyleforgeError(f"--resume: no checkpoint at '{path}'")
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 (torch raises many types for a bad file)
+            raise StyleforgeError(f"cannot read checkpoint '{path}': {' '.join(str(exc).split())[:200]}") from None
+        saved = payload["options"]
+        for key in ("norm", "upsample", "batch_size", "image_size", "seed"):
+            if saved[key] != getattr(self.opts, key):
+                raise StyleforgeError(f"--resume: the checkpoint was made with {key}={saved[key]!r}, not {getattr(self.opts, key)!r}")
+        self.net.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.state = TrainState(**payload["state"])
+        set_rng_state(payload["rng"])
+
+    def _history(self) -> LossHistory:
+        history = LossHistory(HISTORY_COLUMNS)
+        for row in self.state.history:
+            history.append(**row)
+        return history
+
+    @torch.no_grad()
+    def preview(self, image: Image.Image) -> Image.Image:
+        """Stylise ``image`` with the current network (eval mode, then back to training)."""
+        self.net.eval()
+        try:
+            from styleforge.gatys import image_to_array
+
+            x = torch.from_numpy(image_to_array(image) * 255.0).to(self.device)
+            y = self.net(x)[0].clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        finally:
+            self.net.train()
+        return Image.fromarray(y, mode="RGB")
+
+    def save_model(self) -> Path:
+        """Write the finished model (safetensors + JSON metadata); returns the safetensors path."""
+        from styleforge.transfer import save_style_model
+
+        last = self.state.history[-1] if self.state.history else {}
+        metadata = {
+            "style_image": self.style_name,
+            "options": asdict(self.opts),
+            "steps": self.state.step,
+            "epochs_completed": self.state.epoch,
+            "unreadable_images_skipped": self.state.skipped,
+            "final_losses": {k: last[k] for k in ("total", "content", "style", "tv") if k in last},
+            "vgg_convention": self.vgg.convention.name,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        path = self.out_dir / f"{Path(self.style_name).stem}.safetensors"
+        if self.dist.is_main:
+            save_style_model(self.net, path, metadata, self.style_image)
+        return path
+
+
+def train(
+    style_image: Image.Image | str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    vgg: object | None = None,
+    resume: bool = False,
+    test_image: Image.Image | str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    **options: object,
+) -> Path:
+    """Train a feed-forward style network (SPEC section 7: ``sf.train``).
+
+    Args:
+        style_image: the style (PIL image or path).
+        data_dir: folder of training photos (searched recursively).
+        out_dir: where checkpoints, logs, previews and the model go.
+        vgg: a loaded VGG19 (default: load ``options['weights']``).
+        resume: continue from ``out_dir/checkpoint.pt``.
+        test_image: stylised into ``out_dir`` at every checkpoint.
+        progress: print progress lines on stderr.
+        **options: fields of :class:`~styleforge.config.TrainOptions`.
+
+    Returns:
+        The path of the trained model's safetensors file.
+    """
+    opts = validate_train_options(_train_options(options))
+    style = style_image if isinstance(style_image, Image.Image) else read_image(style_image)
+    name = "style" if isinstance(style_image, Image.Image) else Path(style_image).name
+    test = None if test_image is None else (test_image if isinstance(test_image, Image.Image) else read_image(test_image))
+    trainer = Trainer(style.convert("RGB"), name, data_dir, out_dir, opts, vgg=vgg, test_image=test, progress=progress)
+    return trainer.run(resume=resume)
+
+
+def _train_options(options: dict[str, object]) -> TrainOptions:
+    known = set(TrainOptions.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise StyleforgeError(f"unknown train option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return TrainOptions(**options)  # type: ignore[arg-type]
+
+
+def validate_train_options(opts: TrainOptions) -> TrainOptions:
+    """Check option values; returns them or raises StyleforgeError."""
+    from styleforge.architecture import LAYER_NAMES
+    from styleforge.transform_net import NORMS, UPSAMPLES
+
+    for layer in (opts.content_layer, *opts.style_layers):
+        if layer not in LAYER_NAMES or layer.startswith(("fc", "relu6", "relu7", "softmax")):
+            raise StyleforgeError(f"bad layer name {layer!r}: use VGG19 conv/relu/pool layers such as relu4_2")
+    checks = [
+        (opts.epochs >= 1 and opts.batch_size >= 1 and opts.image_size >= 16, "epochs and batch size must be >= 1, image size >= 16"),
+        (opts.lr > 0, "lr must be > 0"),
+        (opts.max_steps is None or opts.max_steps >= 1, "max steps must be >= 1"),
+        (opts.workers >= 0 and opts.log_every >= 1 and opts.checkpoint_every >= 0, "workers >= 0, log-every >= 1, checkpoint-every >= 0"),
+        (opts.norm in NORMS, f"unknown norm {opts.norm!r}"),
+        (opts.upsample in UPSAMPLES, f"unknown upsample {opts.upsample!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise StyleforgeError(message)
+    return opts
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+
+
+@dataclass
+class DataReport:
+    """Result of :func:`check_data`: readable count and the unreadable files with reasons."""
+
+    good: int
+    bad: list[tuple[Path, str]]
+
+
+def check_data(folder: str | os.PathLike[str], workers: int | None = None) -> DataReport:
+    """Try to read every image under ``folder`` (in parallel); report the unreadable ones.
+
+    Raises:
+        StyleforgeError: the folder is missing or holds no image files.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = PhotoFolder(folder, 16).files
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        reasons = list(pool.map(_read_problem, files))
+    bad = [(f, r) for f, r in zip(files, reasons, strict=True) if r is not None]
+    return DataReport(len(files) - len(bad), bad)
+
+
+def _read_problem(path: Path) -> str | None:
+    try:
+        read_image(path)
+    except StyleforgeError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None

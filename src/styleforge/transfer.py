@@ -1,0 +1,309 @@
+"""Trained style models: saving, loading, and stylising images, folders and huge images.
+
+A model is two files side by side: ``NAME.safetensors`` (the transform network's
+weights; metadata: format, norm, upsample) and ``NAME.json`` (style image name and a
+base64 PNG thumbnail, training options, steps, final losses, date).
+
+Large images are stylised in overlapping tiles (``tile`` x ``tile``, ``overlap`` pixels
+shared with each neighbour) whose outputs are blended with linear ramps across the
+overlaps, so no seam shows; each tile is run with up to 64 pixels of surrounding image
+as context, cropped afterwards. Instance normalisation would otherwise normalise each tile
+with its own statistics and make tiles disagree; so the statistics of every
+normalisation layer are first recorded on the whole image (downscaled to at most
+``stats_pixels``) and then frozen while the tiles run. Batch norm in eval mode already
+uses fixed statistics.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from styleforge.config import TransferOptions
+from styleforge.devices import autocast, describe_device, resolve_device, synchronize
+from styleforge.errors import StyleforgeError
+from styleforge.fsutil import atomic_path
+from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, write_image
+from styleforge.transform_net import TransformNet, set_norm_mode
+
+MODEL_FORMAT = "styleforge-transformnet"
+
+
+def save_style_model(net: TransformNet, path: str | os.PathLike[str], metadata: dict, style_image: Image.Image | None = None) -> Path:
+    """Write ``path`` (.safetensors) and its JSON sibling atomically; returns ``path``."""
+    from safetensors.torch import save_file
+
+    target = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    header = {"format": MODEL_FORMAT, "norm": net.norm, "upsample": net.upsample}
+    with atomic_path(target) as tmp:
+        save_file(state, str(tmp), metadata=header)
+    info = {**metadata, "network": {**header, "parameters": sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)}}
+    if style_image is not None:
+        info["style_thumbnail_png_base64"] = _thumbnail(style_image)
+    with atomic_path(target.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+    return target
+
+
+def _thumbnail(img: Image.Image, side: int = 128) -> str:
+    thumb = img.convert("RGB").copy()
+    thumb.thumbnail((side, side))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@dataclass
+class StyleModel:
+    """A loaded style network. ``stylize(image)`` takes and returns PIL images of any size."""
+
+    net: TransformNet
+    metadata: dict
+    device: torch.device
+    options: TransferOptions
+
+    def stylize(self, image: Image.Image, size: int | None = None, tile: int | None = None) -> Image.Image:
+        """Stylise one image (resized so its long side is ``size`` when given; tiled when
+        ``tile`` is given or the image exceeds ``options.auto_tile_pixels``)."""
+        image = _resized(image.convert("RGB"), size if size is not None else self.options.size)
+        tile = tile or self.options.tile
+        width, height = image.size
+        if tile is None and width * height > self.options.auto_tile_pixels:
+            tile = 1024
+        x = _to_tensor([image], self.device)
+        with torch.inference_mode(), autocast(self.device, self.options.precision):
+            if tile is not None and max(width, height) > tile:
+                overlap = min(self.options.tile_overlap, tile // 4)  # small tiles get a proportional overlap
+                y = stylize_tiled(self.net, x, tile, overlap, self.options.stats_pixels)
+            else:
+                y = self.net(x)
+        return _to_images(y)[0]
+
+    def stylize_batch(self, images: list[Image.Image]) -> list[Image.Image]:
+        """Stylise same-size images in one forward pass."""
+        if len({img.size for img in images}) != 1:
+            raise StyleforgeError("stylize_batch needs images of one size")
+        x = _to_tensor([img.convert("RGB") for img in images], self.device)
+        with torch.inference_mode(), autocast(self.device, self.options.precision):
+            return _to_images(self.net(x))
+
+
+def load_style_model(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                     options: TransferOptions | None = None) -> StyleModel:
+    """Load a trained model (``NAME.safetensors`` with its optional ``NAME.json``).
+
+    Raises:
+        StyleforgeError: missing or unreadable file, or not a styleforge style model.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    file = Path(path)
+    if file.suffix == ".onnx":
+        raise StyleforgeError(f"'{file}': ONNX style models are not supported yet; give the .safetensors model")
+    if not file.is_file():
+        raise StyleforgeError(f"model file '{file}' does not exist")
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            header = handle.metadata() or {}
+            state = {k: handle.get_tensor(k) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StyleforgeError(f"cannot read model '{file}': {' '.join(str(exc).split())[:200]}") from None
+    if header.get("format") != MODEL_FORMAT:
+        raise StyleforgeError(f"'{file}' is not a styleforge style model (metadata format={header.get('format')!r})")
+    net = TransformNet(header.get("norm", "instance"), header.get("upsample", "resize"))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise StyleforgeError(f"'{file}' does not fit the transform network: {str(exc).splitlines()[0]}") from None
+    sidecar = file.with_suffix(".json")
+    metadata = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    opts = options or TransferOptions(device=str(device))
+    dev = resolve_device(opts.device if options else device)
+    return StyleModel(net.to(dev).eval().requires_grad_(False), metadata, dev, opts)
+
+
+def stylize_tiled(net: TransformNet, x: torch.Tensor, tile: int, overlap: int, stats_pixels: int, context: int = 64) -> torch.Tensor:
+    """Stylise a (1, 3, H, W) image in overlapping tiles; returns (1, 3, H, W) on the CPU.
+
+    Args:
+        net: the transform network (eval mode).
+        x: the image, 0-255.
+        tile: tile side in pixels.
+        overlap: pixels shared by neighbouring tiles (blended linearly); < tile / 2.
+        stats_pixels: instance-norm statistics come from the whole image downscaled to
+            at most this many pixels.
+        context: real image pixels added around each tile (where the image has them)
+            and cropped after the network, so the blended pixels are not computed
+            next to the network's mirrored padding.
+    """
+    if overlap * 2 >= tile:
+        raise StyleforgeError(f"tile overlap {overlap} must be less than half the tile size {tile}")
+    _, _, height, width = x.shape
+    try:
+        _record_norm_statistics(net, x, stats_pixels)
+        out = torch.zeros(1, 3, height, width, dtype=torch.float32)
+        weight = torch.zeros(1, 1, height, width, dtype=torch.float32)
+        for top in _tile_starts(height, tile, overlap):
+            for left in _tile_starts(width, tile, overlap):
+                th, tw = min(tile, height), min(tile, width)
+                y = _with_context(net, x, top, left, th, tw, context)
+                ramp = _ramp(top, th, height, overlap)[:, None] * _ramp(left, tw, width, overlap)[None, :]
+                out[:, :, top : top + th, left : left + tw] += y * ramp
+                weight[:, :, top : top + th, left : left + tw] += ramp
+        return out / weight
+    finally:
+        set_norm_mode(net, "normal")
+
+
+def _with_context(net: TransformNet, x: torch.Tensor, top: int, left: int, th: int, tw: int, context: int) -> torch.Tensor:
+    height, width = x.shape[2:]
+    y0, y1 = max(0, top - context), min(height, top + th + context)
+    x0, x1 = max(0, left - context), min(width, left + tw + context)
+    y = net(x[:, :, y0:y1, x0:x1])
+    return y[:, :, top - y0 : top - y0 + th, left - x0 : left - x0 + tw].float().cpu()
+
+
+def _record_norm_statistics(net: TransformNet, x: torch.Tensor, stats_pixels: int) -> None:
+    height, width = x.shape[2:]
+    scale = min(1.0, (stats_pixels / (height * width)) ** 0.5)
+    small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)
+    set_norm_mode(net, "record")
+    net(small)
+    set_norm_mode(net, "freeze")
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, size - tile, step))
+    return starts + [size - tile]
+
+
+def _ramp(start: int, length: int, total: int, overlap: int) -> torch.Tensor:
+    """Blend weights along one axis: rising over the overlap with a previous tile, falling
+    over the overlap with the next one; flat 1 at the image borders."""
+    ramp = torch.ones(length)
+    fade = torch.arange(1, overlap + 1, dtype=torch.float32) / (overlap + 1)
+    if start > 0:
+        ramp[:overlap] = torch.minimum(ramp[:overlap], fade)
+    if start + length < total:
+        ramp[length - overlap :] = torch.minimum(ramp[length - overlap :], fade.flip(0))
+    return ramp
+
+
+def _to_tensor(images: list[Image.Image], device: torch.device) -> torch.Tensor:
+    arrays = np.stack([np.asarray(img, dtype=np.uint8) for img in images])
+    return torch.from_numpy(arrays).to(device).permute(0, 3, 1, 2).float()
+
+
+def _to_images(y: torch.Tensor) -> list[Image.Image]:
+    arrays = y.float().clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a, mode="RGB") for a in arrays]
+
+
+def _resized(img: Image.Image, size: int | None) -> Image.Image:
+    if size is None:
+        return img
+    from styleforge.gatys import resize_long_side
+
+    return resize_long_side(img, size)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@dataclass
+class TransferItem:
+    """One input file and where its result goes."""
+
+    source: Path
+    target: Path
+
+
+def plan_outputs(inputs: list[str | os.PathLike[str]], output: str | os.PathLike[str]) -> list[TransferItem]:
+    """Map input files and folders to output paths.
+
+    One input file with an image-suffixed output writes exactly there. Otherwise the
+    output is a folder: files keep their names, and a folder's images keep their paths
+    relative to it, under a subfolder named after it.
+    """
+    out = Path(output)
+    sources = [Path(p) for p in inputs]
+    for source in sources:
+        if not source.exists():
+            raise StyleforgeError(f"cannot read image '{source}': no such file or folder")
+    if len(sources) == 1 and sources[0].is_file() and out.suffix.lower() in WRITE_FORMATS:
+        return [TransferItem(sources[0], out)]
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        raise StyleforgeError(f"output '{out}' looks like a file, but several images or a folder were given: use a folder")
+    items = []
+    for source in sources:
+        if source.is_dir():
+            found = find_images(source)
+            if not found:
+                raise StyleforgeError(f"folder '{source}' holds no images")
+            items += [TransferItem(f, out / source.name / f.relative_to(source)) for f in found]
+        else:
+            items.append(TransferItem(source, out / source.name))
+    return items
+
+
+@dataclass
+class TransferResult:
+    """What :func:`transfer_files` did: written items with seconds per image, and skipped files."""
+
+    written: list[tuple[TransferItem, float]]
+    skipped: list[tuple[Path, str]]
+    device: str
+
+
+def transfer_files(model: StyleModel, items: list[TransferItem], report: Callable[[TransferItem, float], None] | None = None) -> TransferResult:
+    """Stylise every item, batching consecutive same-size images (``options.batch_size``).
+
+    Unreadable files found inside folders are skipped and listed; the timing of a batch
+    is shared equally by its images.
+    """
+    written: list[tuple[TransferItem, float]] = []
+    skipped: list[tuple[Path, str]] = []
+    pending: list[tuple[TransferItem, Image.Image]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        start = time.perf_counter()
+        images = [img for _, img in pending]
+        tiled = any(img.size[0] * img.size[1] > model.options.auto_tile_pixels for img in images) or model.options.tile
+        outputs = [model.stylize(img) for img in images] if tiled or len(images) == 1 else model.stylize_batch(images)
+        synchronize(model.device)
+        seconds = (time.perf_counter() - start) / len(images)
+        for (item, _), result in zip(pending, outputs, strict=True):
+            write_image(result, item.target)
+            written.append((item, seconds))
+            if report:
+                report(item, seconds)
+        pending.clear()
+
+    for item in items:
+        try:
+            image = _resized(read_image(item.source), model.options.size)
+        except StyleforgeError as exc:
+            skipped.append((item.source, str(exc)))
+            continue
+        if pending and (image.size != pending[0][1].size or len(pending) >= model.options.batch_size):
+            flush()
+        pending.append((item, image))
+    flush()
+    return TransferResult(written, skipped, describe_device(model.device))

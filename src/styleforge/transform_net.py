@@ -1,0 +1,180 @@
+"""The image transformation network of feed-forward style transfer (Johnson, Alahi & Fei-Fei
+2016; the course's table 4.3).
+
+=====================================  ==============================
+layer                                  output (input 3 x H x W)
+=====================================  ==============================
+32 9x9 conv, stride 1                  32 x H x W
+64 3x3 conv, stride 2                  64 x H/2 x W/2
+128 3x3 conv, stride 2                 128 x H/4 x W/4
+5 residual blocks (two 128 3x3 convs)  128 x H/4 x W/4
+upsample x2, 64 3x3 conv               64 x H/2 x W/2
+upsample x2, 32 3x3 conv               32 x H x W
+3 9x9 conv, tanh scaled to [0, 255]    3 x H x W
+=====================================  ==============================
+
+Every convolution but the last is followed by normalisation (instance norm by default,
+Ulyanov et al. 2016; or batch norm as in the original) and ReLU; residual blocks are
+conv-norm-ReLU-conv-norm plus the identity, with no ReLU after the sum (Gross & Wilber).
+
+Choices (documented in the README):
+
+* Padding: every convolution reflection-pads its own input so sizes are kept, instead of
+  the table's single 40-pixel mirror at the input with unpadded residual convolutions.
+  The two compute the same kind of function; per-layer padding keeps feature maps
+  aligned with the image and needs no cropping inside residual blocks.
+* Upsampling: ``resize`` (default) is nearest-neighbour x2 then a 3x3 convolution,
+  which avoids the checkerboard artefacts of transposed convolutions (Odena, Dumoulin &
+  Olah 2016, "Deconvolution and checkerboard artifacts"); ``deconv`` is the course's
+  fractionally strided convolution (3x3, stride 2, output padding 1).
+* Sizes: the input is reflection-padded on the right and bottom to a multiple of 4 and
+  the output cropped back, so any H x W (odd included) comes out the same size.
+* Input and output are RGB 0-255, NCHW; the input is divided by 255 inside.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from styleforge.errors import StyleforgeError
+
+NORMS = ("instance", "batch")
+UPSAMPLES = ("resize", "deconv")
+
+
+class InstanceNorm(nn.Module):
+    """Instance normalisation with learned scale and shift (Ulyanov, Vedaldi & Lempitsky 2016).
+
+    Same parameters and result as ``nn.InstanceNorm2d(C, affine=True)``, plus two modes
+    used to stylise huge images in tiles: ``record`` stores each image's per-channel
+    mean and variance (computed on a whole, possibly downscaled, image), and ``freeze``
+    normalises with the stored statistics instead of each tile's own, so every tile is
+    normalised like the whole image.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.mode = "normal"  # normal | record | freeze
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "freeze" and self.stats is not None:
+            mean, var = self.stats
+            return F.batch_norm(x, mean, var, self.weight, self.bias, training=False, eps=self.eps)
+        if self.mode == "record":
+            if x.shape[0] != 1:
+                raise StyleforgeError("instance-norm statistics are recorded one image at a time")
+            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), unbiased=False)
+            self.stats = (mean.detach(), var.detach())
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        return InstanceNorm(channels)
+    return nn.BatchNorm2d(channels)
+
+
+def set_norm_mode(net: nn.Module, mode: str) -> None:
+    """Switch every :class:`InstanceNorm` of ``net`` to ``normal``, ``record`` or ``freeze``."""
+    for module in net.modules():
+        if isinstance(module, InstanceNorm):
+            module.mode = mode
+            if mode == "normal":
+                module.stats = None
+
+
+class ConvLayer(nn.Module):
+    """Reflection padding then a convolution (output size = ceil(input / stride))."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pad(x))
+
+
+class ResidualBlock(nn.Module):
+    """conv-norm-ReLU-conv-norm plus the identity."""
+
+    def __init__(self, channels: int, norm: str) -> None:
+        super().__init__()
+        self.conv1, self.norm1 = ConvLayer(channels, channels, 3), _norm(norm, channels)
+        self.conv2, self.norm2 = ConvLayer(channels, channels, 3), _norm(norm, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.norm1(self.conv1(x)))
+        return x + self.norm2(self.conv2(y))
+
+
+class UpsampleLayer(nn.Module):
+    """x2 upsampling: nearest resize + conv (``resize``) or a transposed conv (``deconv``)."""
+
+    def __init__(self, c_in: int, c_out: int, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        if mode == "resize":
+            self.conv = ConvLayer(c_in, c_out, 3)
+        else:
+            self.deconv = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "resize":
+            return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return self.deconv(x)
+
+
+class TransformNet(nn.Module):
+    """Feed-forward style network: (N, 3, H, W) RGB 0-255 in, same shape 0-255 out.
+
+    Args:
+        norm: ``instance`` (default) or ``batch``.
+        upsample: ``resize`` (default) or ``deconv``.
+    """
+
+    def __init__(self, norm: str = "instance", upsample: str = "resize") -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise StyleforgeError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
+        if upsample not in UPSAMPLES:
+            raise StyleforgeError(f"unknown upsample {upsample!r}; use one of {', '.join(UPSAMPLES)}")
+        self.norm, self.upsample = norm, upsample
+        self.conv1, self.norm1 = ConvLayer(3, 32, 9), _norm(norm, 32)
+        self.conv2, self.norm2 = ConvLayer(32, 64, 3, stride=2), _norm(norm, 64)
+        self.conv3, self.norm3 = ConvLayer(64, 128, 3, stride=2), _norm(norm, 128)
+        self.residuals = nn.Sequential(*(ResidualBlock(128, norm) for _ in range(5)))
+        self.up1, self.norm4 = UpsampleLayer(128, 64, upsample), _norm(norm, 64)
+        self.up2, self.norm5 = UpsampleLayer(64, 32, upsample), _norm(norm, 32)
+        self.conv_out = ConvLayer(32, 3, 9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Stylise a batch of RGB 0-255 images; returns the same shape, values in [0, 255]."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise StyleforgeError(f"TransformNet expects (N, 3, H, W) images, got {tuple(x.shape)}")
+        height, width = x.shape[2:]
+        pad_h, pad_w = -height % 4, -width % 4
+        y = x / 255.0
+        if pad_h or pad_w:
+            # reflection needs pad < size; replicate covers the (tiny-image) rest
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            y = F.pad(y, (0, pad_w, 0, pad_h), mode=mode)
+        y = F.relu(self.norm1(self.conv1(y)))
+        y = F.relu(self.norm2(self.conv2(y)))
+        y = F.relu(self.norm3(self.conv3(y)))
+        y = self.residuals(y)
+        y = F.relu(self.norm4(self.up1(y)))
+        y = F.relu(self.norm5(self.up2(y)))
+        y = (torch.tanh(self.conv_out(y)) + 1.0) * 127.5
+        return y[:, :, :height, :width]
+
+
+def parameter_count(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

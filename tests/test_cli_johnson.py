@@ -1,0 +1,74 @@
+"""``styleforge train``, ``transfer`` and ``check-data`` end to end through a subprocess."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import assert_user_error, make_photo, run_cli
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(8):
+        make_photo(folder / f"p{i}.jpg", size=(50, 40), seed=i)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    return folder
+
+
+def test_train_then_transfer_files_and_folders(tmp_path: Path, photos: Path, weight_files: dict[str, Path]) -> None:
+    style = make_photo(tmp_path / "style.png", size=(40, 40), seed=50)
+    out = tmp_path / "model"
+    trained = run_cli("train", "--style", str(style), "--data", str(photos), "--out", str(out), "--weights", str(weight_files["pth"]),
+                      "--image-size", "32", "--batch-size", "2", "--max-steps", "4", "--checkpoint-every", "2", "--log-every", "2",
+                      "--test-image", str(style), "--workers", "1", "--device", "cpu")
+    assert trained.returncode == 0, trained.stderr
+    model = Path(trained.stdout.strip())
+    assert model == out / "style.safetensors" and model.is_file() and (out / "style.json").is_file()
+    assert "training on cpu" in trained.stderr and "step 4/4" in trained.stderr and "1 unreadable skipped" in trained.stderr
+    assert {"preview_step0000002.jpg", "preview_step0000004.jpg", "log.csv", "loss.png"} <= {p.name for p in out.iterdir()}
+
+    single = run_cli("transfer", "--model", str(model), str(style), "-o", str(tmp_path / "one.jpg"), "--device", "cpu")
+    assert single.returncode == 0, single.stderr
+    assert Image.open(tmp_path / "one.jpg").size == (40, 40) and "ms per image" in single.stdout
+
+    many = run_cli("transfer", "--model", str(model), str(photos), str(style), "-o", str(tmp_path / "out"), "--size", "36",
+                   "--tile", "24", "--json", "--device", "cpu")
+    assert many.returncode == 2  # the corrupt file was skipped, and that is reported
+    report = json.loads(many.stdout)
+    assert len(report["images"]) == 9 and [s["input"] for s in report["skipped"]] == [str(photos / "corrupt.jpg")]
+    assert Image.open(tmp_path / "out" / "photos" / "p3.jpg").size == (36, 29)
+    assert (tmp_path / "out" / "style.png").is_file()
+
+
+def test_check_data(photos: Path) -> None:
+    result = run_cli("check-data", str(photos), "--json")
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert report["good"] == 8 and [u["path"] for u in report["unreadable"]] == [str(photos / "corrupt.jpg")]
+
+
+@pytest.mark.parametrize("case", ["missing-data", "empty-data", "bad-model", "missing-input"])
+def test_bad_inputs_exit_2(tmp_path: Path, weight_files: dict[str, Path], case: str) -> None:
+    style = make_photo(tmp_path / "style.png")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    if case == "missing-data":
+        result = run_cli("train", "--style", str(style), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
+                         "--weights", str(weight_files["pth"]))
+        assert_user_error(result, "does not exist")
+    elif case == "empty-data":
+        result = run_cli("train", "--style", str(style), "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
+                         "--weights", str(weight_files["pth"]))
+        assert_user_error(result, "holds no")
+    elif case == "bad-model":
+        result = run_cli("transfer", "--model", str(tmp_path / "bad.safetensors"), str(style), "-o", str(tmp_path / "x.png"))
+        assert_user_error(result, "cannot read model")
+    else:
+        result = run_cli("transfer", "--model", str(tmp_path / "bad.safetensors"), str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "x.png"))
+        assert_user_error(result, "no such file")

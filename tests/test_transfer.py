@@ -1,0 +1,112 @@
+"""Stylising with a trained model: tiles, batches, folders, and the model files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from styleforge.config import TransferOptions
+from styleforge.errors import StyleforgeError
+from styleforge.transfer import StyleModel, load_style_model, plan_outputs, save_style_model, stylize_tiled
+from styleforge.transform_net import TransformNet
+from tests.conftest import make_photo
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(3)
+    net = TransformNet()
+    with torch.no_grad():  # give the untrained network some contrast
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = tmp_path_factory.mktemp("model") / "mosaic.safetensors"
+    return save_style_model(net, path, {"style_image": "mosaic.jpg", "steps": 0}, Image.new("RGB", (300, 200), (9, 9, 9)))
+
+
+def _photo(width: int, height: int, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
+
+
+def test_tiled_equals_untiled_away_from_seams_and_seams_are_bounded(model_file: Path) -> None:
+    net = load_style_model(model_file).net
+    x = _photo(288, 64)  # tile 160, overlap 32: tiles cover columns [0, 160) and [128, 288)
+    with torch.inference_mode():
+        whole = net(x)
+        bare = stylize_tiled(net, x, tile=160, overlap=32, stats_pixels=10**9, context=0)
+        tiled = stylize_tiled(net, x, tile=160, overlap=32, stats_pixels=10**9)  # default: 64 px of context
+    assert tiled.shape == bare.shape == whole.shape
+    bare_diff = (bare - whole).abs()[0].amax(0)  # (H, W) on the 0-255 scale
+    # Without context: a pixel seen by one tile only, further from that tile's inner edge than
+    # the network's receptive-field radius (about 60 px), comes out as in the untiled run ...
+    receptive = 64
+    assert float(bare_diff[:, : 160 - receptive].max()) < 0.05
+    assert float(bare_diff[:, 128 + receptive :].max()) < 0.05
+    # ... and near the seam, where the tiles saw mirrored borders, the blend keeps the error
+    # bounded and small on average, with no jump from column to column.
+    band = bare_diff[:, 100:190]
+    assert float(band.max()) < 80.0 and float(band.mean()) < 6.0
+    step = (bare[0, :, :, 1:] - bare[0, :, :, :-1]).abs().mean(dim=(0, 1))
+    assert float(step[120:170].max()) < 3 * float(step.mean()) + 5
+    # With context wider than the receptive field the tiled result is the untiled one everywhere.
+    assert float((tiled - whole).abs().max()) < 0.05
+
+
+def test_tiles_use_whole_image_instance_norm_statistics(model_file: Path) -> None:
+    net = load_style_model(model_file).net
+    x = _photo(128, 64, seed=1)
+    x[:, :, :, 64:] *= 0.3  # the right half is much darker: per-tile statistics would differ a lot
+    with torch.inference_mode():
+        whole = net(x)
+        tiled = stylize_tiled(net, x, tile=64, overlap=16, stats_pixels=10**9, context=0)
+        naive = torch.cat([net(x[:, :, :, :64]), net(x[:, :, :, 64:])], dim=3)
+    assert float((tiled - whole).abs()[..., 8:40].mean()) < float((naive - whole).abs()[..., 8:40].mean()) / 3
+
+
+def test_model_stylize_tiles_big_images_automatically(model_file: Path) -> None:
+    opts = TransferOptions(auto_tile_pixels=64 * 64, tile_overlap=16)
+    model = load_style_model(model_file, options=opts)
+    img = Image.fromarray(np.asarray(_photo(150, 90)[0].permute(1, 2, 0), dtype=np.uint8))
+    untiled = load_style_model(model_file).stylize(img)
+    tiled = model.stylize(img)
+    assert tiled.size == (150, 90)
+    assert np.abs(np.asarray(tiled, int) - np.asarray(untiled, int)).mean() < 3
+
+
+def test_batch_equals_one_by_one(model_file: Path) -> None:
+    model = load_style_model(model_file)
+    images = [Image.new("RGB", (40, 30), c) for c in ((200, 10, 10), (10, 200, 10))]
+    batch = model.stylize_batch(images)
+    for img, out in zip(images, batch):
+        assert np.abs(np.asarray(model.stylize(img), int) - np.asarray(out, int)).max() <= 1
+
+
+def test_model_files_and_metadata(model_file: Path, tmp_path: Path) -> None:
+    meta = json.loads(model_file.with_suffix(".json").read_text())
+    assert meta["style_image"] == "mosaic.jpg" and meta["network"] == {"format": "styleforge-transformnet", "norm": "instance",
+                                                                       "upsample": "resize", "parameters": 1_679_235}
+    assert isinstance(load_style_model(model_file), StyleModel)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a model")
+    with pytest.raises(StyleforgeError, match="cannot read model"):
+        load_style_model(tmp_path / "bad.safetensors")
+    with pytest.raises(StyleforgeError, match="does not exist"):
+        load_style_model(tmp_path / "missing.safetensors")
+
+
+def test_plan_outputs_mirrors_folders(tmp_path: Path) -> None:
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    make_photo(tmp_path / "in" / "a" / "x.jpg")
+    make_photo(tmp_path / "in" / "y.png")
+    single = make_photo(tmp_path / "z.webp")
+    items = plan_outputs([tmp_path / "in", single], tmp_path / "out")
+    assert sorted(str(i.target.relative_to(tmp_path)) for i in items) == ["out/in/a/x.jpg", "out/in/y.png", "out/z.webp"]
+    assert plan_outputs([single], tmp_path / "one.png")[0].target == tmp_path / "one.png"
+    with pytest.raises(StyleforgeError, match="use a folder"):
+        plan_outputs([tmp_path / "in"], tmp_path / "x.jpg")

@@ -1,0 +1,66 @@
+"""The transform network of feed-forward style transfer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from styleforge.errors import StyleforgeError
+from styleforge.transform_net import InstanceNorm, TransformNet, parameter_count, set_norm_mode
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+@pytest.mark.parametrize("upsample", ["resize", "deconv"])
+@pytest.mark.parametrize("shape", [(1, 3, 32, 32), (2, 3, 17, 23), (1, 3, 45, 30), (1, 3, 7, 5)])
+def test_output_has_the_input_shape_and_range(norm: str, upsample: str, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    net = TransformNet(norm, upsample).eval()
+    y = net(torch.rand(shape) * 255).detach()
+    assert y.shape == shape
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 255.0
+
+
+def test_parameter_count_of_the_default_network() -> None:
+    # conv 9x9 3->32, 3x3 32->64, 64->128, 10 residual 3x3 128->128, up 128->64, 64->32, 9x9 32->3,
+    # plus scale and shift of the 15 instance norms: 1,679,235 (the same as PyTorch's fast_neural_style).
+    convs = (3 * 32 * 81 + 32) + (32 * 64 * 9 + 64) + (64 * 128 * 9 + 128) + 10 * (128 * 128 * 9 + 128) \
+        + (128 * 64 * 9 + 64) + (64 * 32 * 9 + 32) + (32 * 3 * 81 + 3)
+    norms = 2 * (32 + 64 + 128 + 10 * 128 + 64 + 32)
+    assert parameter_count(TransformNet()) == convs + norms == 1_679_235
+    assert parameter_count(TransformNet(upsample="deconv")) == 1_679_235
+
+
+def test_gradients_reach_every_parameter() -> None:
+    net = TransformNet()
+    net(torch.rand(2, 3, 24, 24) * 255).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_instance_norm_equals_torch_and_frozen_statistics_apply_the_whole_image_ones() -> None:
+    ours = InstanceNorm(4)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5)
+        ours.bias.uniform_(-1, 1)
+    reference = nn.InstanceNorm2d(4, affine=True)
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(1, 4, 8, 10) * 3 + 1
+    torch.testing.assert_close(ours(x), reference(x))
+    ours.mode = "record"
+    full = ours(x)
+    ours.mode = "freeze"
+    torch.testing.assert_close(ours(x[:, :, :4, :5]), full[:, :, :4, :5])  # a tile normalised like the whole
+    net = TransformNet()
+    set_norm_mode(net, "freeze")
+    assert all(m.mode == "freeze" for m in net.modules() if isinstance(m, InstanceNorm))
+    set_norm_mode(net, "normal")
+    assert all(m.stats is None for m in net.modules() if isinstance(m, InstanceNorm))
+
+
+def test_bad_configuration_and_input() -> None:
+    with pytest.raises(StyleforgeError, match="unknown norm"):
+        TransformNet(norm="layer")
+    with pytest.raises(StyleforgeError, match="unknown upsample"):
+        TransformNet(upsample="pixelshuffle")
+    with pytest.raises(StyleforgeError, match=r"\(N, 3, H, W\)"):
+        TransformNet()(torch.rand(3, 16, 16))
