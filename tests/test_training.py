@@ -145,3 +145,10 @@ def test_ddp_with_two_cpu_processes_keeps_ranks_identical(photo_dir: Path, style
     initial = sf.TransformNet().state_dict()
     assert any(not torch.equal(a[k], initial[k]) for k in a if k.endswith("weight"))  # it did train
     assert int(_history(out)[-1]["step"]) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_runs_on_cuda(photo_dir: Path, style_path: Path, weight_files: dict[str, Path], tmp_path: Path) -> None:
+    path = train(style_path, photo_dir, tmp_path / "gpu", weights=str(weight_files["pth"]), max_steps=2, progress=False,
+                 **{**SMALL, "device": "cuda"})
+    assert load_style_model(path, device="cuda").stylize(Image.new("RGB", (33, 21))).size == (33, 21)

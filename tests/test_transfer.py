@@ -110,3 +110,13 @@ def test_plan_outputs_mirrors_folders(tmp_path: Path) -> None:
     assert plan_outputs([single], tmp_path / "one.png")[0].target == tmp_path / "one.png"
     with pytest.raises(StyleforgeError, match="use a folder"):
         plan_outputs([tmp_path / "in"], tmp_path / "x.jpg")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_stylize_matches_cpu_fp32(model_file: Path) -> None:
+    img = Image.fromarray(np.asarray(_photo(96, 64)[0].permute(1, 2, 0), dtype=np.uint8))
+    cpu = load_style_model(model_file, options=TransferOptions(device="cpu", precision="fp32")).stylize(img)
+    gpu_model = load_style_model(model_file, options=TransferOptions(device="cuda"))
+    assert gpu_model.options.precision == "fp16" and gpu_model.device.type == "cuda"
+    mse = np.mean((np.asarray(gpu_model.stylize(img), float) - np.asarray(cpu, float)) ** 2)
+    assert 10 * np.log10(255**2 / max(mse, 1e-12)) > 35

@@ -230,7 +230,9 @@ class TrainOptions:
         device: auto, cpu or cuda.
         weights: VGG19 weights (cache name or file).
         norm: ``instance`` or ``batch``; upsample: ``resize`` or ``deconv``.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; fp16 on CUDA only).
+        precision: ``auto`` (bf16 on CPUs with native bf16 and on CUDA with bf16, fp16 on
+            older CUDA GPUs, else fp32), ``fp32``, ``bf16`` or ``fp16`` (autocast; fp16 on
+            CUDA only, with gradient scaling). Losses are always reduced in fp32.
     """
 
     epochs: int = 2
@@ -252,7 +254,7 @@ class TrainOptions:
     weights: str = "vgg19"
     norm: str = "instance"
     upsample: str = "resize"
-    precision: str = "fp32"
+    precision: str = "auto"
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float, float]:
         """Return (content, style, tv) weights, filling defaults for a convention."""
@@ -277,7 +279,11 @@ class TransferOptions:
             downscaled to at most this many pixels.
         batch_size: same-size images per forward pass.
         device: auto, cpu or cuda.
-        precision: fp32, bf16 or fp16 (autocast).
+        precision: ``auto`` (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32),
+            ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        compile: run the network through ``torch.compile`` (fuses the normalisation and
+            padding passes: ~6x the plain eager speed at 512 px on a 2-core AMX CPU, after a
+            one-off ~25 s compilation per image size; worth it for many same-size images).
     """
 
     size: int | None = None
@@ -287,4 +293,5 @@ class TransferOptions:
     stats_pixels: int = 1_000_000
     batch_size: int = 4
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
+    compile: bool = False

@@ -33,8 +33,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from styleforge.config import TrainOptions
-from styleforge.devices import autocast, describe_device, resolve_device
+from styleforge.config import PRECISION_CHOICES, TrainOptions
+from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import atomic_path
 from styleforge.images import find_images, read_image, write_image
@@ -184,6 +184,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.dist = Distributed.from_env()
         self.device = self._device()
+        self.precision = resolve_precision(opts.precision, self.device, training=True)
         self.dataset = PhotoFolder(data_dir, opts.image_size)
         torch.manual_seed(opts.seed)
         np.random.seed(opts.seed)
@@ -197,7 +198,7 @@ class Trainer:
         self.layer_weights = normalized_layer_weights(opts.style_layers, None)
         self.style_targets = self._style_targets(style_image)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opts.lr)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=opts.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.model = self._wrap_distributed()
         self.state = TrainState()
 
@@ -239,7 +240,7 @@ class Trainer:
         """Weighted loss terms for a uint8 batch (``total`` is their sum)."""
         opts = self.opts
         x = photos.to(self.device, non_blocking=True).float()
-        with autocast(self.device, opts.precision):
+        with autocast(self.device, self.precision):
             y = self.model(x)
             layers = [opts.content_layer, *opts.style_layers]
             feats_y = self.vgg.extract(self.vgg.normalize(y / 255.0), layers)
@@ -319,7 +320,7 @@ class Trainer:
         d = self.dist
         where = describe_device(self.device) + (f", {d.world} processes" if d.world > 1 else "")
         self._say(f"training on {where}: {len(self.dataset)} images, {total_steps} steps of batch {self.opts.batch_size}, "
-                  f"{self.opts.image_size} px, {self.opts.precision}; weights {self.alpha:g}/{self.beta:g}/{self.gamma:g} "
+                  f"{self.opts.image_size} px, {self.precision}; weights {self.alpha:g}/{self.beta:g}/{self.gamma:g} "
                   f"(content/style/tv), VGG convention {self.vgg.convention.name}")
 
     def _say(self, text: str) -> None:
@@ -468,6 +469,7 @@ def validate_train_options(opts: TrainOptions) -> TrainOptions:
         (opts.workers >= 0 and opts.log_every >= 1 and opts.checkpoint_every >= 0, "workers >= 0, log-every >= 1, checkpoint-every >= 0"),
         (opts.norm in NORMS, f"unknown norm {opts.norm!r}"),
         (opts.upsample in UPSAMPLES, f"unknown upsample {opts.upsample!r}"),
+        (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
     ]
     for ok, message in checks:
         if not ok:

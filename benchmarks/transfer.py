@@ -1,0 +1,150 @@
+"""Feed-forward stylisation latency: plain fp32 eager baseline vs styleforge's paths.
+
+The baseline is the same architecture written plainly here (nn.InstanceNorm2d,
+contiguous NCHW, fp32, no_grad) and loaded with the same weights; styleforge's paths are
+``StyleModel.stylize``'s: channels_last + inference_mode in fp32, and under bf16/fp16
+autocast (the default where the hardware has it), optionally through torch.compile
+(``--compile``; compilation time is excluded: it happens in the warm-up). Weights are random (the arithmetic is what is timed); fidelity is the PSNR
+(and max error) of each path's 8-bit output against the baseline's.
+
+    python benchmarks/transfer.py --device cpu --sizes 256,512,1024 --json bench-results/transfer-cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, median, print_table, time_call, write_json  # noqa: E402
+
+from styleforge.devices import autocast, resolve_device  # noqa: E402
+from styleforge.transform_net import TransformNet  # noqa: E402
+
+
+class PlainTransformNet(nn.Module):
+    """The same network written the plain way (as tutorials do), for the baseline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def conv(c_in: int, c_out: int, k: int, s: int = 1) -> nn.Sequential:
+            return nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(c_in, c_out, k, s))
+
+        self.down = nn.ModuleList([conv(3, 32, 9), conv(32, 64, 3, 2), conv(64, 128, 3, 2)])
+        self.down_norms = nn.ModuleList([nn.InstanceNorm2d(c, affine=True) for c in (32, 64, 128)])
+        self.res = nn.ModuleList([nn.ModuleList([conv(128, 128, 3), nn.InstanceNorm2d(128, affine=True),
+                                                 conv(128, 128, 3), nn.InstanceNorm2d(128, affine=True)]) for _ in range(5)])
+        self.up = nn.ModuleList([conv(128, 64, 3), conv(64, 32, 3)])
+        self.up_norms = nn.ModuleList([nn.InstanceNorm2d(c, affine=True) for c in (64, 32)])
+        self.out = conv(32, 3, 9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x / 255.0
+        for c, n in zip(self.down, self.down_norms):
+            y = F.relu(n(c(y)))
+        for c1, n1, c2, n2 in self.res:
+            y = y + n2(c2(F.relu(n1(c1(y)))))
+        for c, n in zip(self.up, self.up_norms):
+            y = F.relu(n(c(F.interpolate(y, scale_factor=2, mode="nearest"))))
+        return (torch.tanh(self.out(y)) + 1) * 127.5
+
+
+def load_plain(net: TransformNet) -> PlainTransformNet:
+    """Copy styleforge's weights into the plain network (same order of parameters)."""
+    plain = PlainTransformNet()
+    ours = [p for p in net.parameters()]
+    theirs = [p for p in plain.parameters()]
+    order = _plain_order(net)
+    with torch.no_grad():
+        for target, source in zip(theirs, order, strict=True):
+            target.copy_(source)
+    assert len(ours) == len(theirs)
+    return plain.eval()
+
+
+def _plain_order(net: TransformNet) -> list[torch.Tensor]:
+    params = []
+    for conv, norm in ((net.conv1, net.norm1), (net.conv2, net.norm2), (net.conv3, net.norm3)):
+        params += [conv.conv.weight, conv.conv.bias]
+    params += [net.norm1.weight, net.norm1.bias, net.norm2.weight, net.norm2.bias, net.norm3.weight, net.norm3.bias]
+    for block in net.residuals:
+        params += [block.conv1.conv.weight, block.conv1.conv.bias, block.norm1.weight, block.norm1.bias,
+                   block.conv2.conv.weight, block.conv2.conv.bias, block.norm2.weight, block.norm2.bias]
+    params += [net.up1.conv.conv.weight, net.up1.conv.conv.bias, net.up2.conv.conv.weight, net.up2.conv.conv.bias]
+    params += [net.norm4.weight, net.norm4.bias, net.norm5.weight, net.norm5.bias]
+    params += [net.conv_out.conv.weight, net.conv_out.conv.bias]
+    return params
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two 8-bit images."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sizes", default="256,512,1024", help="square sides or WxH, e.g. 512,1920x1080")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (one compilation per size)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    net = TransformNet()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    net = net.eval().requires_grad_(False)
+    plain = load_plain(net).to(device)
+    paths = ["baseline-fp32", "cl-fp32", "cl-bf16"] + (["cl-fp16"] if device.type == "cuda" else [])
+    paths += [f"{p}-compiled" for p in paths[2:]] if args.compile else []
+    compiled = torch.compile(net) if args.compile else None
+    rows = []
+    for token in args.sizes.split(","):
+        width, height = (int(v) for v in token.split("x")) if "x" in token else (int(token), int(token))
+        size = token
+        rng = np.random.default_rng(width * height)
+        small = torch.from_numpy(rng.integers(0, 256, (1, 3, 16, 16)).astype(np.float32))
+        x = F.interpolate(small, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 255).to(device)
+        reference = None
+        base_ms = None
+        for name in paths:
+            if name == "baseline-fp32":
+                model, fmt, precision = plain, torch.contiguous_format, "fp32"
+            else:
+                model, fmt, precision = net.to(device, memory_format=torch.channels_last), torch.channels_last, name.split("-")[1]
+                if name.endswith("compiled"):
+                    model = compiled
+
+            def run(model: nn.Module = model, fmt: torch.memory_format = fmt, precision: str = precision) -> torch.Tensor:
+                with torch.inference_mode(), autocast(device, precision):
+                    return model(x.contiguous(memory_format=fmt))
+
+            times = time_call(run, device, args.warmup, args.repeats)
+            out = run().float().clamp(0, 255).round().byte().cpu().numpy()
+            ms = 1000 * median(times)
+            if reference is None:
+                reference, base_ms = out, ms
+            rows.append({"device": device.type, "size": size, "path": name, "ms": ms, "fps": 1000 / ms, "speedup": base_ms / ms,
+                         "psnr_db": psnr(out, reference), "max_err": int(np.abs(out.astype(int) - reference.astype(int)).max()),
+                         "times_ms": [1000 * t for t in times]})
+            print(f"  {size}px {name}: {ms:.1f} ms", file=sys.stderr)
+    print(f"TransformNet stylisation, batch 1, median of {args.repeats} after {args.warmup} warm-up (random weights)")
+    print_table(rows, [("device", "device", "s"), ("size", "size", "s"), ("path", "path", "s"), ("ms", "ms/image", ".1f"),
+                       ("fps", "images/s", ".2f"),
+                       ("speedup", "x baseline", ".2f"), ("psnr_db", "PSNR dB", ".1f"), ("max_err", "max err", "d")])
+    write_json(args.json, {"benchmark": "transfer", "environment": environment(device), "args": vars(args), "results": rows})
+
+
+if __name__ == "__main__":
+    main()
