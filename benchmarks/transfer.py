@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (one compilation per size)")
+    parser.add_argument("--paths", default=None, help="comma-separated paths to time besides the baseline, "
+                        "each LAYOUT-PRECISION[-compiled] with LAYOUT cl or nchw, e.g. nchw-fp16,nchw-fp16-compiled")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -106,9 +108,12 @@ def main() -> None:
             p.add_(torch.randn_like(p) * 0.05)
     net = net.eval().requires_grad_(False)
     plain = load_plain(net).to(device)
-    paths = ["baseline-fp32", "cl-fp32", "cl-bf16"] + (["cl-fp16"] if device.type == "cuda" else [])
-    paths += [f"{p}-compiled" for p in paths[2:]] if args.compile else []
-    compiled = torch.compile(net) if args.compile else None
+    if args.paths:
+        paths = ["baseline-fp32", *args.paths.split(",")]
+    else:
+        paths = ["baseline-fp32", "cl-fp32", "cl-bf16"] + (["nchw-fp16", "cl-fp16"] if device.type == "cuda" else [])
+        paths += [f"{p}-compiled" for p in paths[2:]] if args.compile else []
+    compiled = {}
     rows = []
     for token in args.sizes.split(","):
         width, height = (int(v) for v in token.split("x")) if "x" in token else (int(token), int(token))
@@ -122,9 +127,11 @@ def main() -> None:
             if name == "baseline-fp32":
                 model, fmt, precision = plain, torch.contiguous_format, "fp32"
             else:
-                model, fmt, precision = net.to(device, memory_format=torch.channels_last), torch.channels_last, name.split("-")[1]
+                layout, precision = name.split("-")[:2]
+                fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
+                model = net.to(device, memory_format=fmt)
                 if name.endswith("compiled"):
-                    model = compiled
+                    model = compiled.setdefault(layout, torch.compile(model))
 
             def run(model: nn.Module = model, fmt: torch.memory_format = fmt, precision: str = precision) -> torch.Tensor:
                 with torch.inference_mode(), autocast(device, precision):

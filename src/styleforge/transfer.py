@@ -75,6 +75,14 @@ class StyleModel:
     device: torch.device
     options: TransferOptions
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """channels_last for reduced precision on the CPU (oneDNN's fast bf16 path);
+        plain NCHW otherwise (faster for this network on CUDA, benchmarks/transfer.py)."""
+        if self.device.type == "cpu" and self.options.precision != "fp32":
+            return torch.channels_last
+        return torch.contiguous_format
+
     def __post_init__(self) -> None:
         # Whole images go through the compiled network when asked; tiles always use the
         # eager one (their varying shapes would each trigger a recompilation).
@@ -88,7 +96,7 @@ class StyleModel:
         width, height = image.size
         if tile is None and width * height > self.options.auto_tile_pixels:
             tile = 1024
-        x = _to_tensor([image], self.device)
+        x = _to_tensor([image], self.device).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.device, self.options.precision):
             if tile is not None and max(width, height) > tile:
                 overlap = min(self.options.tile_overlap, tile // 4)  # small tiles get a proportional overlap
@@ -101,7 +109,7 @@ class StyleModel:
         """Stylise same-size images in one forward pass."""
         if len({img.size for img in images}) != 1:
             raise StyleforgeError("stylize_batch needs images of one size")
-        x = _to_tensor([img.convert("RGB") for img in images], self.device)
+        x = _to_tensor([img.convert("RGB") for img in images], self.device).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.device, self.options.precision):
             return _to_images(self.forward(x))
 
@@ -138,8 +146,9 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     opts = options or TransferOptions(device=str(device))
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
-    memory_format = torch.channels_last if opts.precision != "fp32" else torch.contiguous_format
-    return StyleModel(net.to(dev, memory_format=memory_format).eval().requires_grad_(False), metadata, dev, opts)
+    model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
+    model.net.to(dev, memory_format=model.memory_format)
+    return model
 
 
 def stylize_tiled(net: TransformNet, x: torch.Tensor, tile: int, overlap: int, stats_pixels: int, context: int = 64) -> torch.Tensor:
@@ -213,8 +222,7 @@ def _ramp(start: int, length: int, total: int, overlap: int) -> torch.Tensor:
 
 
 def _to_tensor(images: list[Image.Image], device: torch.device) -> torch.Tensor:
-    """uint8 HWC images -> float NCHW on ``device``, in channels_last layout (which the
-    permute gives for free, and the reduced-precision kernels prefer)."""
+    """uint8 HWC images -> float NCHW on ``device`` (channels_last strides, from the permute)."""
     arrays = np.stack([np.asarray(img, dtype=np.uint8) for img in images])
     return torch.from_numpy(arrays).to(device).permute(0, 3, 1, 2).float()
 
