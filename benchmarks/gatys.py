@@ -28,7 +28,7 @@ from classify import random_imagenet_vgg  # noqa: E402
 from common import environment, print_table, write_json  # noqa: E402
 
 from styleforge.config import GatysOptions  # noqa: E402
-from styleforge.devices import resolve_device  # noqa: E402
+from styleforge.devices import resolve_device, synchronize  # noqa: E402
 from styleforge.gatys import image_to_array, resize_long_side, run_stylize  # noqa: E402
 from styleforge.losses import content_loss, gram_matrix, style_loss  # noqa: E402
 from styleforge.vgg import VGG19, load_vgg19  # noqa: E402
@@ -60,17 +60,12 @@ def baseline(vgg: VGG19, content: torch.Tensor, style: torch.Tensor, opts: Gatys
         losses.append(float(total.detach()))
         return total
 
-    _sync(content.device)
+    synchronize(content.device)
     start = time.perf_counter()
     while len(losses) < opts.iterations:
         optimizer.step(closure)
-    _sync(content.device)
+    synchronize(content.device)
     return time.perf_counter() - start, losses
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -96,10 +91,10 @@ def main() -> None:
         style = torch.from_numpy(image_to_array(resize_long_side(style_img, size))).to(device)
         base_seconds, base_losses = baseline(vgg, content, style, opts)
         print(f"  baseline {size}px: {base_seconds / args.iterations:.3f} s/it", file=sys.stderr)
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         result = run_stylize(content_img, style_img, opts, vgg=vgg, progress=False)
-        _sync(device)
+        synchronize(device)
         ours_seconds = time.perf_counter() - start
         ours_losses = result.history.column("total")
         print(f"  styleforge {size}px: {ours_seconds / args.iterations:.3f} s/it", file=sys.stderr)

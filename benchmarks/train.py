@@ -28,7 +28,7 @@ from classify import random_imagenet_vgg  # noqa: E402
 from common import environment, print_table, write_json  # noqa: E402
 
 from styleforge.config import TrainOptions  # noqa: E402
-from styleforge.devices import resolve_device  # noqa: E402
+from styleforge.devices import resolve_device, synchronize  # noqa: E402
 from styleforge.losses import content_loss, gram_matrix, style_loss, total_variation  # noqa: E402
 from styleforge.training import Trainer  # noqa: E402
 from styleforge.transform_net import TransformNet  # noqa: E402
@@ -70,13 +70,8 @@ def baseline_steps(trainer: Trainer, batches: list[torch.Tensor], style: torch.T
         total.backward()
         optimizer.step()
         losses.append(float(total.detach()))
-    _sync(trainer.device)
+    synchronize(trainer.device)
     return time.perf_counter() - start, losses
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -104,10 +99,10 @@ def main() -> None:
         base_seconds, base_losses = baseline_steps(trainer, batches[1:], style)
         print(f"  baseline: {args.steps / base_seconds:.3f} steps/s", file=sys.stderr)
         trainer.step(batches[0])  # warm-up
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         ours_losses = [trainer.step(b)["total"] for b in batches[1:]]
-        _sync(device)
+        synchronize(device)
         ours_seconds = time.perf_counter() - start
         print(f"  styleforge: {args.steps / ours_seconds:.3f} steps/s ({trainer.precision})", file=sys.stderr)
     rows = [

@@ -36,6 +36,7 @@ from styleforge.devices import autocast, describe_device, resolve_device, resolv
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import atomic_path
 from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, write_image
+from styleforge.safetensors_files import read_safetensors_file
 from styleforge.transform_net import TransformNet, set_norm_mode
 
 MODEL_FORMAT = "styleforge-transformnet"
@@ -121,19 +122,12 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     Raises:
         StyleforgeError: missing or unreadable file, or not a styleforge style model.
     """
-    from safetensors import SafetensorError, safe_open
-
     file = Path(path)
     if file.suffix == ".onnx":
         raise StyleforgeError(f"'{file}': ONNX style models are not supported yet; give the .safetensors model")
     if not file.is_file():
         raise StyleforgeError(f"model file '{file}' does not exist")
-    try:
-        with safe_open(str(file), framework="pt") as handle:
-            header = handle.metadata() or {}
-            state = {k: handle.get_tensor(k) for k in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise StyleforgeError(f"cannot read model '{file}': {' '.join(str(exc).split())[:200]}") from None
+    header, state = read_safetensors_file(file, "pt", "model")
     if header.get("format") != MODEL_FORMAT:
         raise StyleforgeError(f"'{file}' is not a styleforge style model (metadata format={header.get('format')!r})")
     net = TransformNet(header.get("norm", "instance"), header.get("upsample", "resize"))

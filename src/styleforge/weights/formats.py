@@ -279,14 +279,9 @@ def _matconvnet_class_names(classes: Any) -> list[str] | None:
 
 def read_safetensors(path: Path) -> WeightsBundle:
     """Read a styleforge VGG19 safetensors file (arrays + convention metadata)."""
-    from safetensors import SafetensorError, safe_open
+    from styleforge.safetensors_files import read_safetensors_file
 
-    try:
-        with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise StyleforgeError(f"cannot read safetensors file '{path}': {' '.join(str(exc).split())[:200]}") from None
+    metadata, tensors = read_safetensors_file(path, "numpy", "safetensors file")
     if metadata.get("format") != SAFETENSORS_FORMAT:
         raise StyleforgeError(
             f"'{path}' is not a styleforge VGG19 file (metadata format={metadata.get('format')!r}); "

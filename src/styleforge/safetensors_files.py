@@ -1,0 +1,30 @@
+"""Reading safetensors files with their metadata, with one-line errors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from styleforge.errors import StyleforgeError
+
+
+def read_safetensors_file(path: str | os.PathLike[str], framework: str, what: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """Return (metadata, tensors) of a safetensors file.
+
+    Args:
+        path: the file.
+        framework: ``numpy`` or ``pt`` (the tensor type returned).
+        what: what the file should be, for the error message (e.g. ``model``).
+
+    Raises:
+        StyleforgeError: the file cannot be read or is not safetensors.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework=framework) as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StyleforgeError(f"cannot read {what} '{path}': {' '.join(str(exc).split())[:200]}") from None
+    return metadata, tensors
