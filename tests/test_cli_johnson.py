@@ -72,3 +72,28 @@ def test_bad_inputs_exit_2(tmp_path: Path, weight_files: dict[str, Path], case: 
     else:
         result = run_cli("transfer", "--model", str(tmp_path / "bad.safetensors"), str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "x.png"))
         assert_user_error(result, "no such file")
+
+
+def test_torchrun_two_cpu_processes(tmp_path: Path, photos: Path, weight_files: dict[str, Path]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    style = make_photo(tmp_path / "style.png", size=(40, 40), seed=51)
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(port), "-m", "styleforge", "train", "--style", str(style), "--data", str(photos), "--out", str(out),
+         "--weights", str(weight_files["pth"]), "--image-size", "32", "--batch-size", "2", "--max-steps", "2", "--workers", "0",
+         "--device", "cpu", "--log-every", "1"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "2 processes" in proc.stderr and "step 2/2" in proc.stderr
+    assert (out / "style.safetensors").is_file()
+    assert proc.stdout.strip() == str(out / "style.safetensors")  # printed once, by rank 0

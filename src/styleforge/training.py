@@ -270,7 +270,10 @@ class Trainer:
             self.load_checkpoint()
         batches_per_epoch = len(self.dataset) // self.dist.world // opts.batch_size
         if batches_per_epoch == 0:
-            raise StyleforgeError(f"{len(self.dataset)} images are fewer than one batch of {opts.batch_size} per process")
+            raise StyleforgeError(
+                f"the data folder has {len(self.dataset)} image file(s), fewer than one batch of {opts.batch_size} "
+                f"per process: add images or lower --batch-size"
+            )
         total_steps = opts.max_steps or opts.epochs * batches_per_epoch
         self._announce(total_steps)
         start, start_step = time.perf_counter(), self.state.step
@@ -279,7 +282,7 @@ class Trainer:
                 for photos, bad in self._loader():
                     self.state.batch_in_epoch += 1
                     self.state.skipped += bad
-                    if photos is None:
+                    if not self._every_rank_has_a_batch(photos):
                         continue
                     values = self.step(photos)
                     self.state.step += 1
@@ -297,6 +300,17 @@ class Trainer:
             raise
         self.save_checkpoint()
         return self.save_model()
+
+    def _every_rank_has_a_batch(self, photos: torch.Tensor | None) -> bool:
+        """False when this batch was all unreadable here or on any other rank: then every
+        rank skips it, so DistributedDataParallel's collectives stay in step."""
+        if self.dist.world == 1:
+            return photos is not None
+        import torch.distributed as td
+
+        flag = torch.tensor([1 if photos is not None else 0], device=self.device)
+        td.all_reduce(flag, op=td.ReduceOp.MIN)
+        return bool(flag.item())
 
     def _loader(self) -> DataLoader:
         opts = self.opts

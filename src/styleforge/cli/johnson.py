@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -101,7 +102,8 @@ def run_train(args: argparse.Namespace) -> int:
         workers=args.workers, seed=args.seed, device=args.device, weights=args.weights, norm=args.norm,
         upsample=args.upsample, precision=args.precision,
     )
-    print(path)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 wrote the model
+        print(path)
     return 0
 
 
