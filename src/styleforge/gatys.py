@@ -132,7 +132,7 @@ def stylize(
     Returns:
         The stylised RGB image.
     """
-    opts = GatysOptions.from_kwargs(**options, engine=engine)
+    opts = GatysOptions.from_kwargs(**{**options, "engine": engine})
     return run_stylize(content, styles, opts, vgg=vgg, callback=callback, progress=False).image
 
 
