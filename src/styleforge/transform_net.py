@@ -73,6 +73,13 @@ class InstanceNorm(nn.Module):
                 raise StyleforgeError("instance-norm statistics are recorded one image at a time")
             var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), unbiased=False)
             self.stats = (mean.detach(), var.detach())
+        if x.shape[0] == 1:
+            # For one image, batch norm's per-channel statistics over (N, H, W) are exactly
+            # the instance statistics, and its CPU kernel works on channels_last directly,
+            # without the layout copies F.instance_norm makes (about 1.8x faster
+            # stylisation at 512 px under bf16 on the CPU, benchmarks/transfer.py).
+            weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
+            return F.batch_norm(x, None, None, weight, bias, training=True, eps=self.eps)
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
 
 
