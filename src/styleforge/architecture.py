@@ -49,3 +49,14 @@ def plan_extraction(names: Iterable[str], has_classifier: bool) -> tuple[list[st
     if deepest >= LAYER_INDEX["fc6"] and not has_classifier:
         raise StyleforgeError("these weights have no classifier (fc6-fc8); only conv/relu/pool layers are available")
     return wanted, deepest
+
+
+def check_feature_layers(names: Iterable[str]) -> None:
+    """Raise unless every name is a VGG19 conv, relu or pool layer (usable for losses).
+
+    Raises:
+        StyleforgeError: naming the first bad layer.
+    """
+    for layer in names:
+        if layer not in LAYER_INDEX or LAYER_INDEX[layer] >= LAYER_INDEX["fc6"]:
+            raise StyleforgeError(f"bad layer name {layer!r}: use VGG19 conv/relu/pool layers such as conv4_2 or relu3_1")

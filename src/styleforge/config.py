@@ -52,6 +52,26 @@ def normalized_weights(count: int, weights: Sequence[float] | None, what: str, i
     return [v / total for v in values]
 
 
+def options_from_kwargs(cls: type, overrides: dict[str, object], command: str) -> object:
+    """Build the options dataclass ``cls`` from keyword overrides.
+
+    Args:
+        cls: an options dataclass (e.g. GatysOptions, TrainOptions).
+        overrides: keyword arguments a Python API call received.
+        command: the command's name, for the message.
+
+    Raises:
+        StyleforgeError: an unknown keyword (listing the known ones).
+    """
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        from styleforge.errors import StyleforgeError
+
+        raise StyleforgeError(f"unknown {command} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**overrides)
+
+
 def max_pixels_from_env() -> int:
     """Return the pixel limit: ``STYLEFORGE_MAX_PIXELS`` if set (an integer), else the default."""
     raw = os.environ.get("STYLEFORGE_MAX_PIXELS", "").strip()
@@ -167,17 +187,6 @@ class GatysOptions:
     weights: str = "vgg19"
     pooling: str = "max"
     engine: str = "torch"
-
-    @classmethod
-    def from_kwargs(cls, **overrides: object) -> GatysOptions:
-        """Build options from keyword overrides; unknown names raise StyleforgeError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            from styleforge.errors import StyleforgeError
-
-            raise StyleforgeError(f"unknown stylize option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**overrides)  # type: ignore[arg-type]
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float]:
         """Return (content_weight, style_weight), filling defaults for a convention."""

@@ -35,7 +35,14 @@ import numpy as np
 from PIL import Image
 
 from styleforge.color import check_mode, luminance_image, match_color_histogram, restore_chroma
-from styleforge.config import CONTENT_NORMALIZATIONS, STYLE_NORMALIZATIONS, TV_KINDS, GatysOptions, normalized_weights
+from styleforge.config import (
+    CONTENT_NORMALIZATIONS,
+    STYLE_NORMALIZATIONS,
+    TV_KINDS,
+    GatysOptions,
+    normalized_weights,
+    options_from_kwargs,
+)
 from styleforge.errors import StyleforgeError
 from styleforge.images import read_image, write_image
 from styleforge.progress import Progress
@@ -132,7 +139,7 @@ def stylize(
     Returns:
         The stylised RGB image.
     """
-    opts = GatysOptions.from_kwargs(**{**options, "engine": engine})
+    opts = options_from_kwargs(GatysOptions, {**options, "engine": engine}, "stylize")
     return run_stylize(content, styles, opts, vgg=vgg, callback=callback, progress=False).image
 
 
@@ -191,7 +198,7 @@ def run_stylize(
 
 def validate_options(opts: GatysOptions) -> GatysOptions:
     """Check option values; returns them (with ``style_blend`` etc. as tuples) or raises."""
-    from styleforge.architecture import LAYER_NAMES
+    from styleforge.architecture import check_feature_layers
 
     checks = [
         (opts.optimizer in OPTIMIZERS, f"unknown optimizer {opts.optimizer!r}; use one of {', '.join(OPTIMIZERS)}"),
@@ -209,9 +216,7 @@ def validate_options(opts: GatysOptions) -> GatysOptions:
     for ok, message in checks:
         if not ok:
             raise StyleforgeError(message)
-    for layer in (*opts.content_layers, *opts.style_layers):
-        if layer not in LAYER_NAMES or layer.startswith(("fc", "relu6", "relu7", "softmax")):
-            raise StyleforgeError(f"bad layer name {layer!r}: use VGG19 conv/relu/pool layers such as conv4_2 or relu3_1")
+    check_feature_layers((*opts.content_layers, *opts.style_layers))
     check_mode(opts.preserve_color)
     normalized_weights(len(opts.style_layers), opts.style_layer_weights, "style layer", "style layers")
     if opts.style_blend is not None:

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from styleforge.config import PRECISION_CHOICES, TrainOptions
+from styleforge.config import PRECISION_CHOICES, TrainOptions, options_from_kwargs
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import atomic_path
@@ -452,7 +452,7 @@ def train(
     Returns:
         The path of the trained model's safetensors file.
     """
-    opts = validate_train_options(_train_options(options))
+    opts = validate_train_options(options_from_kwargs(TrainOptions, options, "train"))
     style = style_image if isinstance(style_image, Image.Image) else read_image(style_image)
     name = "style" if isinstance(style_image, Image.Image) else Path(style_image).name
     test = None if test_image is None else (test_image if isinstance(test_image, Image.Image) else read_image(test_image))
@@ -460,22 +460,12 @@ def train(
     return trainer.run(resume=resume)
 
 
-def _train_options(options: dict[str, object]) -> TrainOptions:
-    known = set(TrainOptions.__dataclass_fields__)
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise StyleforgeError(f"unknown train option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return TrainOptions(**options)  # type: ignore[arg-type]
-
-
 def validate_train_options(opts: TrainOptions) -> TrainOptions:
     """Check option values; returns them or raises StyleforgeError."""
-    from styleforge.architecture import LAYER_NAMES
+    from styleforge.architecture import check_feature_layers
     from styleforge.transform_net import NORMS, UPSAMPLES
 
-    for layer in (opts.content_layer, *opts.style_layers):
-        if layer not in LAYER_NAMES or layer.startswith(("fc", "relu6", "relu7", "softmax")):
-            raise StyleforgeError(f"bad layer name {layer!r}: use VGG19 conv/relu/pool layers such as relu4_2")
+    check_feature_layers((opts.content_layer, *opts.style_layers))
     checks = [
         (opts.epochs >= 1 and opts.batch_size >= 1 and opts.image_size >= 16, "epochs and batch size must be >= 1, image size >= 16"),
         (opts.lr > 0, "lr must be > 0"),
