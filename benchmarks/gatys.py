@@ -29,8 +29,9 @@ from common import environment, print_table, write_json  # noqa: E402
 
 from styleforge.config import GatysOptions  # noqa: E402
 from styleforge.devices import resolve_device, synchronize  # noqa: E402
-from styleforge.gatys import image_to_array, resize_long_side, run_stylize  # noqa: E402
-from styleforge.losses import content_loss, gram_matrix, style_loss  # noqa: E402
+from styleforge.gatys import run_stylize  # noqa: E402
+from styleforge.images import image_to_array, resize_long_side  # noqa: E402
+from styleforge.losses import content_loss, style_loss, style_target  # noqa: E402
 from styleforge.vgg import VGG19, load_vgg19  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -54,7 +55,7 @@ def baseline(vgg: VGG19, content: torch.Tensor, style: torch.Tensor, opts: Gatys
             content_feats = vgg.extract(vgg.normalize(content), every_layer)
             style_feats = vgg.extract(vgg.normalize(style), every_layer)
         lc = sum(content_loss(generated[l], content_feats[l]) for l in opts.content_layers) / len(opts.content_layers)
-        ls = sum(layer_weight * style_loss(generated[l], gram_matrix(style_feats[l])[0]) for l in opts.style_layers)
+        ls = sum(layer_weight * style_loss(generated[l], style_target(style_feats[l])[0]) for l in opts.style_layers)
         total = alpha * lc + beta * ls
         total.backward()
         losses.append(float(total.detach()))

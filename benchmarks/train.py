@@ -29,7 +29,7 @@ from common import environment, print_table, write_json  # noqa: E402
 
 from styleforge.config import TrainOptions  # noqa: E402
 from styleforge.devices import resolve_device, synchronize  # noqa: E402
-from styleforge.losses import content_loss, gram_matrix, style_loss, total_variation  # noqa: E402
+from styleforge.losses import content_loss, style_loss, style_target, total_variation  # noqa: E402
 from styleforge.training import Trainer  # noqa: E402
 from styleforge.transform_net import TransformNet  # noqa: E402
 
@@ -65,7 +65,7 @@ def baseline_steps(trainer: Trainer, batches: list[torch.Tensor], style: torch.T
             feats_x = vgg.extract(vgg.normalize(x / 255), everything)
             feats_s = vgg.extract(vgg.normalize(style), everything)
         lc = content_loss(feats_y[opts.content_layer], feats_x[opts.content_layer], "mse")
-        ls = sum(style_loss(feats_y[l], gram_matrix(feats_s[l])[0], "mse") for l in opts.style_layers) / len(opts.style_layers)
+        ls = sum(style_loss(feats_y[l], style_target(feats_s[l])[0], "mse") for l in opts.style_layers) / len(opts.style_layers)
         total = trainer.alpha * lc + trainer.beta * ls + trainer.gamma * total_variation(y / 255)
         total.backward()
         optimizer.step()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import styleforge as sf
@@ -13,7 +14,9 @@ from styleforge.color import match_color_histogram, rgb_to_yiq, to_float
 from styleforge.config import GatysOptions
 from styleforge.errors import StyleforgeError
 from styleforge.gatys import StepInfo, run_stylize
+from styleforge.gatys_engine import ScaleProblem
 from styleforge.gatys_torch import TorchEngine
+from styleforge.images import image_to_array
 
 
 def _image(seed: int, size: tuple[int, int], hue: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -151,6 +154,43 @@ def test_vgg_runs_only_up_to_the_deepest_layer_used(vgg: sf.VGG19) -> None:
         for h in handles:
             h.remove()
     assert called == {"conv5_1"}
+
+
+def _texture(side: int, period: int = 8, seed: int = 5) -> Image.Image:
+    """A periodic texture: the same statistics at any size that is a multiple of ``period``."""
+    cell = np.random.default_rng(seed).integers(0, 256, size=(period, period, 3), dtype=np.uint8)
+    return Image.fromarray(np.tile(cell, (side // period, side // period, 1)))
+
+
+def _first_style_loss(style: Image.Image, engine: str, weights: Path, **changes: object) -> float:
+    opts = _opts(size=32, iterations=1, optimizer="adam", engine=engine, weights=str(weights), **changes)
+    return run_stylize(CONTENT, style, opts, progress=False).history.column("style")[0]
+
+
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
+def test_style_scale_two_keeps_the_style_loss_of_the_same_texture(weight_files: dict[str, Path], engine: str) -> None:
+    """A 2x larger style image of the same texture (style_scale 2: 4x the pixels) gives a
+    style loss of the same order; with unnormalised targets it was ~10x larger."""
+    at_one = _first_style_loss(_texture(32), engine, weight_files["pth"])
+    at_two = _first_style_loss(_texture(64), engine, weight_files["pth"], style_scale=2.0)
+    assert 0.67 < at_two / at_one < 1.5
+
+
+def test_blend_of_styles_of_different_sizes_weighs_them_by_the_blend_only(vgg: sf.VGG19) -> None:
+    """The same two textures blended 1:1 give the same targets whether the second style
+    image is 64 or 128 pixels (4x the positions)."""
+    engine = TorchEngine(vgg, _opts(), torch.device("cpu"))
+    content = image_to_array(CONTENT.resize((32, 24)))
+    a, b_small, b_big = (image_to_array(img) for img in (_texture(64, seed=1), _texture(64, seed=2), _texture(128, seed=2)))
+    _, small = engine.targets(ScaleProblem(content, [a, b_small], content))
+    _, big = engine.targets(ScaleProblem(content, [a, b_big], content))
+    _, only_a = engine.targets(ScaleProblem(content, [a], content))
+    _, only_b = engine.targets(ScaleProblem(content, [b_small], content))
+    for layer in small:
+        torch.testing.assert_close(small[layer], 0.5 * (only_a[layer] + only_b[layer]))
+        # equal up to the border effects of zero padding, which grow with depth (~25% at
+        # conv5_1's 4x4 map); a target scaled by the pixel count would be off by ~150%
+        assert float((small[layer] - big[layer]).norm() / small[layer].norm()) < 0.3, layer
 
 
 def test_convention_sets_default_loss_weights() -> None:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from styleforge.config import GatysOptions
 from styleforge.gatys import run_stylize
-from styleforge.numpy_engine import LBFGS, VGG19, Adam, ContentLoss, Conv2d, Linear, MaxPool2d, ReLU, Softmax, StyleLoss, TotalVariationLoss, gram
+from styleforge.numpy_engine import LBFGS, VGG19, Adam, ContentLoss, Conv2d, Linear, MaxPool2d, ReLU, Softmax, StyleLoss, TotalVariationLoss, style_target
 from styleforge.numpy_engine.layers import Layer
 from styleforge.vgg import load_vgg19
 from styleforge.weights.formats import read_weights_file
@@ -187,7 +187,7 @@ def test_style_loss_value_and_gradient(normalization: str) -> None:
 
     rng = np.random.default_rng(9)
     x, y = rng.normal(size=(1, 3, 4, 5)), rng.normal(size=(1, 3, 4, 5))
-    target = gram(y)[0]
+    target = style_target(y)[0]
     loss = StyleLoss(normalization)
     value = loss.forward(x, target)
     grad = loss.backward()

@@ -15,7 +15,8 @@ from PIL import Image
 
 import styleforge as sf
 from styleforge.errors import StyleforgeError
-from styleforge.training import EpochSampler, check_data, train
+from styleforge.config import COURSE_TRAIN_LOSS_WEIGHTS, TrainOptions
+from styleforge.training import EpochSampler, PhotoFolder, Trainer, check_data, train
 from styleforge.transfer import load_style_model
 from tests.conftest import make_photo
 
@@ -91,6 +92,75 @@ def test_resume_refuses_a_different_configuration(photo_dir: Path, style_path: P
               progress=False, **{**SMALL, "image_size": 32})
     with pytest.raises(StyleforgeError, match="no checkpoint"):
         train(style_path, photo_dir, tmp_path / "none", weights=str(weight_files["pth"]), resume=True, progress=False, **SMALL)
+
+
+def _texture(side: int, period: int = 8, seed: int = 5) -> Image.Image:
+    cell = np.random.default_rng(seed).integers(0, 256, size=(period, period, 3), dtype=np.uint8)
+    return Image.fromarray(np.tile(cell, (side // period, side // period, 1)))
+
+
+def test_style_size_keeps_the_style_loss_of_the_same_texture(photo_dir: Path, weight_files: dict[str, Path], tmp_path: Path) -> None:
+    """--style-size 2x the crop (4x the pixels) on the same texture: a style loss of the
+    same order; with targets summed over the style's pixels it was ~23x larger."""
+    vgg = sf.load_vgg19(str(weight_files["pth"]))
+    batch = torch.stack([PhotoFolder(photo_dir, 48)[i] for i in range(4)])
+
+    def style_term(style: Image.Image, style_size: int) -> float:
+        opts = TrainOptions(**{**SMALL, "style_size": style_size, "precision": "fp32"})
+        trainer = Trainer(style, "tex.png", photo_dir, tmp_path / f"run{style_size}", opts, vgg=vgg, progress=False)
+        with torch.no_grad():
+            return float(trainer.losses(batch)["style"])
+
+    ratio = style_term(_texture(96), 96) / style_term(_texture(48), 48)
+    assert 0.67 < ratio < 1.5
+
+
+def _course_training_loss(trainer: Trainer, photos: torch.Tensor, style: Image.Image) -> dict[str, float]:
+    """The course's loss (its optimize.py: formulas 4.4-4.6 with CONTENT_WEIGHT 7.5,
+    STYLE_WEIGHT 100 summed over the layers, TV_WEIGHT 200 on the 0-255 output), written
+    independently in NumPy with NHWC features as the course lays them out."""
+    vgg = trainer.vgg
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+    def nhwc(image: torch.Tensor, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            feats = vgg.extract(vgg.normalize(image / 255.0), list(names))
+        return {k: v.permute(0, 2, 3, 1).double().numpy() for k, v in feats.items()}
+
+    with torch.no_grad():
+        preds = trainer.net(photos.float())
+    style_pixels = torch.from_numpy(np.asarray(style, dtype=np.float32)).permute(2, 0, 1)[None]
+    ys, yc, ss = nhwc(preds, ("relu4_2", *layers)), nhwc(photos.float(), ("relu4_2",)), nhwc(style_pixels, layers)
+    batch = photos.shape[0]
+    diff = ys["relu4_2"] - yc["relu4_2"]
+    content = 7.5 * (2 * (diff**2).sum() / 2) / diff.size
+    style = 0.0
+    for layer in layers:
+        f = ys[layer].reshape(batch, -1, ys[layer].shape[-1])
+        grams = f.transpose(0, 2, 1) @ f / f[0].size
+        s_flat = ss[layer].reshape(-1, ss[layer].shape[-1])
+        style_gram = s_flat.T @ s_flat / s_flat.size
+        style += (2 * ((grams - style_gram) ** 2).sum() / 2) / style_gram.size
+    style = 100.0 * style / batch
+    p = preds.permute(0, 2, 3, 1).double().numpy()
+    y_tv = ((p[:, 1:] - p[:, :-1]) ** 2).sum() / 2
+    x_tv = ((p[:, :, 1:] - p[:, :, :-1]) ** 2).sum() / 2
+    tv = 200.0 * 2 * (x_tv / p[0, :, 1:].size + y_tv / p[0, 1:].size) / batch
+    return {"content": content, "style": style, "tv": tv}
+
+
+def test_matconvnet_training_defaults_are_the_course_settings(photo_dir: Path, weight_files: dict[str, Path], tmp_path: Path) -> None:
+    """With the course's .mat file the default weights reproduce the course's loss exactly."""
+    style = _texture(48, seed=3)
+    opts = TrainOptions(**{**SMALL, "precision": "fp32"})
+    trainer = Trainer(style, "s.png", photo_dir, tmp_path / "run", opts, vgg=sf.load_vgg19(str(weight_files["mat"])), progress=False)
+    assert (trainer.alpha, trainer.beta, trainer.gamma) == COURSE_TRAIN_LOSS_WEIGHTS
+    photos = torch.stack([PhotoFolder(photo_dir, 48)[i] for i in range(4)])
+    with torch.no_grad():
+        ours = {k: float(v) for k, v in trainer.losses(photos).items()}
+    course = _course_training_loss(trainer, photos, style)
+    for term in ("content", "style", "tv"):
+        assert ours[term] == pytest.approx(course[term], rel=1e-4), term
 
 
 def test_epoch_sampler_is_seeded_sharded_and_resumable() -> None:

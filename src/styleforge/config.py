@@ -202,16 +202,22 @@ class GatysOptions:
         return GATYS_LEARNING_RATES.get(self.optimizer, 1.0) if self.lr is None else self.lr
 
 
+#: The course's training defaults (its style.py: CONTENT_WEIGHT 7.5, STYLE_WEIGHT 100,
+#: TV_WEIGHT 200, with MatConvNet's VGG19) in styleforge's units: its style loss is
+#: summed over the five layers where ours is their mean (x5), and its TV is taken on the
+#: 0-255 output where ours is on output / 255 (x255^2). See docs/loss-weights.md.
+COURSE_TRAIN_LOSS_WEIGHTS = (7.5, 100.0 * 5, 200.0 * 255.0**2)
+
 #: Default (content_weight, style_weight, tv_weight) for Johnson training per VGG
-#: convention, with content loss "mse" on relu4_2, style loss "mse" on normalised Grams
-#: averaged over relu1_1..relu5_1, and TV (mean squared neighbour differences) on the
-#: output in [0, 1]. torchvision: PyTorch's fast_neural_style calibration (content 1e5,
-#: style 1e10 per layer, i.e. 5e10 for a mean over five layers) with TV at ~1% of the
-#: content term; MatConvNet: the same scaled by the ~5e4 squared feature-scale ratio
-#: (see docs/loss-weights.md).
+#: convention, with content loss "mse" on relu4_2, style loss "mse" (per-position Grams,
+#: see styleforge.loss_scales) averaged over relu1_1..relu5_1, and TV (mean squared
+#: neighbour differences) on the output in [0, 1]. torchvision: PyTorch's
+#: fast_neural_style calibration (content 1e5, style 1e10 per layer, i.e. 5e10 for a
+#: mean over five layers) with TV at ~1% of the content term; MatConvNet: the course's
+#: own calibration for that file (:data:`COURSE_TRAIN_LOSS_WEIGHTS`).
 TRAIN_LOSS_WEIGHTS = {
     "torchvision": (1e5, 5e10, 1e4),
-    "matconvnet": (2.0, 20.0, 0.2),
+    "matconvnet": COURSE_TRAIN_LOSS_WEIGHTS,
 }
 
 

@@ -23,13 +23,11 @@ imports no PyTorch, so ``--engine numpy`` runs where PyTorch is absent.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -44,7 +42,8 @@ from styleforge.config import (
     options_from_kwargs,
 )
 from styleforge.errors import StyleforgeError
-from styleforge.images import read_image, write_image
+from styleforge.gatys_engine import Engine, ScaleProblem
+from styleforge.images import array_to_image, image_to_array, read_image, resize_long_side, write_image
 from styleforge.progress import Progress
 from styleforge.runlog import LossHistory
 
@@ -54,35 +53,6 @@ ENGINES = ("torch", "numpy")
 HISTORY_COLUMNS = ("step", "scale", "width", "height", "total", "content", "style", "tv", "seconds")
 
 ImageInput = Image.Image | str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class ScaleProblem:
-    """One scale of a run, as arrays of shape (1, 3, H, W), float32 RGB in [0, 1].
-
-    Attributes:
-        content: the content image.
-        styles: the style images (each its own size).
-        init: the starting image (content's size).
-    """
-
-    content: np.ndarray
-    styles: list[np.ndarray]
-    init: np.ndarray
-
-
-#: Called after each evaluated step of a scale with (step within the scale, 1-based;
-#: losses as floats; a function returning the current image array).
-StepCallback = Callable[[int, dict[str, float], Callable[[], np.ndarray]], None]
-
-
-class Engine(Protocol):
-    """What an engine provides: optimise one scale, returning the best image found
-    (same shape as ``problem.init``) and whether it was interrupted by Ctrl-C."""
-
-    device_description: str
-
-    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, bool]: ...
 
 
 @dataclass
@@ -235,44 +205,7 @@ def make_engine(opts: GatysOptions, vgg: object | None) -> Engine:
     return TorchEngine.from_options(opts, vgg)
 
 
-# ---------------------------------------------------------------------------- images
-
-
-class BestImage:
-    """Keeps a copy of the lowest-loss image seen; NaN losses never win.
-
-    ``offer(loss, copy)`` calls ``copy()`` only on improvement, so engines keep the copy
-    on their own device and in their own type.
-    """
-
-    def __init__(self) -> None:
-        self.loss = math.inf
-        self.image: object | None = None
-
-    def offer(self, loss: float, copy: Callable[[], object]) -> None:
-        """Record ``copy()`` if ``loss`` is the lowest so far."""
-        if loss < self.loss:
-            self.loss = loss
-            self.image = copy()
-
-
-def image_to_array(img: Image.Image) -> np.ndarray:
-    """PIL RGB -> (1, 3, H, W) float32 in [0, 1]."""
-    return (np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
-
-
-def array_to_image(array: np.ndarray) -> Image.Image:
-    """(1, 3, H, W) floats in [0, 1] -> PIL RGB (clipped, rounded)."""
-    hwc = np.clip(np.asarray(array, dtype=np.float64)[0].transpose(1, 2, 0), 0.0, 1.0)
-    return Image.fromarray(np.rint(hwc * 255.0).astype(np.uint8), mode="RGB")
-
-
-def resize_long_side(img: Image.Image, long_side: int) -> Image.Image:
-    """Resize so the longer side is ``long_side`` pixels, keeping the aspect ratio."""
-    width, height = img.size
-    scale = long_side / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)
+# ---------------------------------------------------------------------------- helpers
 
 
 def snapshot_writer(output: str | os.PathLike[str], every: int) -> Callable[[StepInfo], None]:

@@ -13,8 +13,9 @@ import torch
 
 from styleforge.config import GatysOptions
 from styleforge.errors import StyleforgeError
-from styleforge.gatys import BestImage, ScaleProblem, StepCallback
-from styleforge.losses import blended_grams, content_loss, gram_matrix, normalized_layer_weights, style_loss, total_variation
+from styleforge.gatys_engine import BestImage, ScaleProblem, StepCallback
+from styleforge.loss_scales import blend_targets, normalized_layer_weights
+from styleforge.losses import content_loss, style_loss, style_target, total_variation
 
 
 class TorchEngine:
@@ -53,14 +54,13 @@ class TorchEngine:
 
     @torch.no_grad()
     def targets(self, problem: ScaleProblem) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Content features and blended style Grams, computed once without gradients."""
+        """Content features and the blended per-position style Grams, computed once without gradients."""
         content = self.features(self._tensor(problem.content), self.opts.content_layers)
-        grams = [
-            {layer: gram_matrix(f)[0] for layer, f in self.features(self._tensor(s), self.opts.style_layers).items()}
+        per_style = [
+            {layer: style_target(f)[0] for layer, f in self.features(self._tensor(s), self.opts.style_layers).items()}
             for s in problem.styles
         ]
-        blend = self.opts.style_blend or [1.0] * len(grams)
-        return content, blended_grams(grams, blend)
+        return content, blend_targets(per_style, self.opts.style_blend)
 
     def losses(self, image: torch.Tensor, content_targets: dict[str, torch.Tensor], style_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The weighted loss terms of ``image``; ``total`` is their sum."""

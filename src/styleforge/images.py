@@ -189,3 +189,22 @@ def _apply_exif_orientation(img: Image.Image) -> Image.Image:
 
 def _has_transparency(img: Image.Image) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
+
+
+def image_to_array(img: Image.Image) -> np.ndarray:
+    """PIL RGB -> (1, 3, H, W) float32 in [0, 1]."""
+    return (np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
+
+
+def array_to_image(array: np.ndarray) -> Image.Image:
+    """(1, 3, H, W) floats in [0, 1] -> PIL RGB (clipped, rounded)."""
+    hwc = np.clip(np.asarray(array, dtype=np.float64)[0].transpose(1, 2, 0), 0.0, 1.0)
+    return Image.fromarray(np.rint(hwc * 255.0).astype(np.uint8), mode="RGB")
+
+
+def resize_long_side(img: Image.Image, long_side: int) -> Image.Image:
+    """Resize so the longer side is ``long_side`` pixels, keeping the aspect ratio."""
+    width, height = img.size
+    scale = long_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)

@@ -1,28 +1,14 @@
 r"""Perceptual losses shared by optimisation-based (Gatys) and feed-forward (Johnson)
-style transfer.
+style transfer, on PyTorch.
 
-Notation (course, formulas 3.10-3.15): feature maps :math:`X` of the generated image and
-:math:`Y` of the target at one layer, shape (N, C, H, W).
+The formulas and their normalisation constants are in :mod:`styleforge.loss_scales`
+(shared with the NumPy engine). In short, for features :math:`X` (N, C, H, W):
 
-Content (feature reconstruction) loss, ``normalization``:
-
-* ``"course"`` (default; SPEC): :math:`L_c = \frac{1}{2NCHW}\sum (X - Y)^2`;
-* ``"mse"``: :math:`\frac{1}{NCHW}\sum (X - Y)^2` (PyTorch's fast_neural_style,
-  Johnson et al. 2016 "feature reconstruction loss", jcjohnson/neural-style);
-* ``"sum"``: :math:`\frac{1}{2}\sum (X - Y)^2` (Gatys et al. 2016, unnormalised).
-
-Gram matrix :math:`G = X X^\top` per image over the H*W positions, shape (N, C, C);
-``normalize=True`` divides by C*H*W (Johnson et al. 2016).
-
-Style loss of one layer against a target Gram :math:`A` (given unnormalised), with
-``normalization``:
-
-* ``"course"`` (default; SPEC, Gatys et al. 2016 eq. 4 with a batch mean):
-  :math:`L_s = \frac{1}{4 N C^2 H^2 W^2}\sum_{n,i,j} (G - A)^2`;
-* ``"johnson"``: :math:`\frac{1}{N}\sum_n \lVert G/(CHW) - A/(CHW) \rVert_F^2`
-  (Johnson et al. 2016 "style reconstruction loss");
-* ``"mse"``: the mean over N*C*C of :math:`(G/(CHW) - A/(CHW))^2` (PyTorch's
-  fast_neural_style and its neural-transfer tutorial, jcjohnson/neural-style).
+* content: :math:`L_c = k_c \sum (X - Y)^2`;
+* style: :math:`L_s = k_s \sum_n \lVert X_nX_n^\top/(HW) - T\rVert_F^2` against a
+  *per-position* target Gram :math:`T = YY^\top/(H_sW_s)` (:func:`style_target`), so a
+  style image of any size gives the same target for the same texture; with equal sizes
+  and ``course`` this is formula 3.13.
 
 Total variation of an image batch in [0, 1], ``kind``: ``"l2"`` (default) is the mean
 over pixels of squared differences between vertical and horizontal neighbours (summed
@@ -33,12 +19,11 @@ meaningful at every image size.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import torch
 
-from styleforge.config import CONTENT_NORMALIZATIONS, STYLE_NORMALIZATIONS, TV_KINDS, normalized_weights
+from styleforge.config import TV_KINDS
 from styleforge.errors import StyleforgeError
+from styleforge.loss_scales import content_scale, style_scale
 
 
 def content_loss(x: torch.Tensor, y: torch.Tensor, normalization: str = "course") -> torch.Tensor:
@@ -47,62 +32,54 @@ def content_loss(x: torch.Tensor, y: torch.Tensor, normalization: str = "course"
     Args:
         x: (N, C, H, W) features of the generated image.
         y: target features, same shape (or broadcastable over N).
-        normalization: ``course``, ``mse`` or ``sum`` (module docstring).
+        normalization: ``course``, ``mse`` or ``sum`` (:mod:`styleforge.loss_scales`).
 
     Returns:
         A scalar tensor.
     """
-    squared = (x - y).square().sum()
-    if normalization == "course":
-        return squared / (2 * x.numel())
-    if normalization == "mse":
-        return squared / x.numel()
-    if normalization == "sum":
-        return squared / 2
-    raise StyleforgeError(f"unknown content loss normalisation {normalization!r}; use one of {', '.join(CONTENT_NORMALIZATIONS)}")
+    return (x - y).square().sum() * content_scale(normalization, x.numel())
 
 
-def gram_matrix(x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-    """Gram matrices :math:`G_{n} = X_n X_n^\\top` of (N, C, H, W) features, shape (N, C, C).
+def gram_matrix(x: torch.Tensor) -> torch.Tensor:
+    """Gram matrices :math:`G_n = X_n X_n^\\top` of (N, C, H, W) features, shape (N, C, C).
 
-    Half-precision inputs are promoted to float32 (Gram entries sum H*W products and
-    lose too much in bf16/fp16). ``normalize`` divides by C*H*W.
+    Summed over the H*W positions (the course's G). Half-precision inputs are promoted
+    to float32 (Gram entries sum H*W products and lose too much in bf16/fp16).
     """
     n, c, h, w = x.shape
     flat = x.reshape(n, c, h * w)
     if flat.dtype in (torch.float16, torch.bfloat16):
         flat = flat.float()
-    gram = torch.bmm(flat, flat.transpose(1, 2))
-    return gram / (c * h * w) if normalize else gram
+    return torch.bmm(flat, flat.transpose(1, 2))
 
 
-def style_loss(
-    x: torch.Tensor,
-    target_gram: torch.Tensor,
-    normalization: str = "course",
-) -> torch.Tensor:
-    """Style loss of features ``x`` against an unnormalised target Gram matrix.
+def style_target(x: torch.Tensor) -> torch.Tensor:
+    """Per-position Gram matrices :math:`X_n X_n^\\top / (HW)` of (N, C, H, W) features.
+
+    This is what :func:`style_loss` compares, and the form in which style targets are
+    stored: dividing by the number of positions makes a style image's target depend on
+    its texture, not on its pixel count. Returns (N, C, C) float32 (or float64).
+    """
+    h, w = x.shape[2:]
+    return gram_matrix(x) / (h * w)
+
+
+def style_loss(x: torch.Tensor, target: torch.Tensor, normalization: str = "course") -> torch.Tensor:
+    """Style loss of features ``x`` against a per-position target Gram.
 
     Args:
         x: (N, C, H, W) features of the generated image.
-        target_gram: (C, C) or (N, C, C) unnormalised Gram matrix of the style
-            (broadcast over the batch).
-        normalization: ``course``, ``johnson`` or ``mse`` (module docstring).
+        target: (C, C) or (N, C, C) per-position Gram of the style (:func:`style_target`
+            of the style image's features, or a blend of several), broadcast over N.
+        normalization: ``course``, ``johnson`` or ``mse`` (:mod:`styleforge.loss_scales`).
 
     Returns:
         A scalar tensor.
     """
-    n, c, h, w = x.shape
-    gram = gram_matrix(x)
-    diff = gram - target_gram.to(gram.dtype)
-    if normalization == "course":
-        return diff.square().sum() / (4 * n * c**2 * (h * w) ** 2)
-    scaled = diff.square().sum() / (c * h * w) ** 2
-    if normalization == "johnson":
-        return scaled / n
-    if normalization == "mse":
-        return scaled / (n * c * c)
-    raise StyleforgeError(f"unknown style loss normalisation {normalization!r}; use one of {', '.join(STYLE_NORMALIZATIONS)}")
+    n, c = x.shape[:2]
+    generated = style_target(x)
+    diff = generated - target.to(generated.dtype)
+    return diff.square().sum() * style_scale(normalization, n, c)
 
 
 def total_variation(image: torch.Tensor, kind: str = "l2") -> torch.Tensor:
@@ -114,23 +91,3 @@ def total_variation(image: torch.Tensor, kind: str = "l2") -> torch.Tensor:
     if kind == "l1":
         return dh.abs().mean() + dw.abs().mean()
     raise StyleforgeError(f"unknown total variation kind {kind!r}; use one of {', '.join(TV_KINDS)}")
-
-
-def normalized_layer_weights(layers: Sequence[str], weights: Sequence[float] | None) -> dict[str, float]:
-    """Per-layer style weights summing to 1 (equal when ``weights`` is None)."""
-    return dict(zip(layers, normalized_weights(len(layers), weights, "style layer", "style layers"), strict=True))
-
-
-def blended_grams(grams_per_style: Sequence[Mapping[str, torch.Tensor]], blend: Sequence[float]) -> dict[str, torch.Tensor]:
-    """Blend several styles' Gram targets: :math:`A^l = \\sum_k b_k A^l_k` with the b_k summing to 1.
-
-    Args:
-        grams_per_style: per style image, ``{layer: (C, C) Gram}``.
-        blend: one non-negative weight per style (normalised here).
-
-    Returns:
-        ``{layer: blended Gram}``.
-    """
-    shares = normalized_weights(len(grams_per_style), blend, "blend", "style images")
-    layers = grams_per_style[0].keys()
-    return {layer: sum(b * grams[layer] for b, grams in zip(shares, grams_per_style, strict=True)) for layer in layers}  # type: ignore[misc]

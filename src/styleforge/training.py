@@ -37,8 +37,9 @@ from styleforge.config import PRECISION_CHOICES, TrainOptions, options_from_kwar
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import atomic_path
-from styleforge.images import find_images, read_image, write_image
-from styleforge.losses import content_loss, gram_matrix, normalized_layer_weights, style_loss, total_variation
+from styleforge.images import find_images, image_to_array, read_image, resize_long_side, write_image
+from styleforge.loss_scales import normalized_layer_weights
+from styleforge.losses import content_loss, style_loss, style_target, total_variation
 from styleforge.preprocessing import center_crop_square
 from styleforge.runlog import LossHistory
 from styleforge.transform_net import TransformNet
@@ -227,12 +228,10 @@ class Trainer:
 
     @torch.no_grad()
     def _style_targets(self, style_image: Image.Image) -> dict[str, torch.Tensor]:
-        from styleforge.gatys import image_to_array, resize_long_side
-
         side = self.opts.style_size or self.opts.image_size
         pixels = torch.from_numpy(image_to_array(resize_long_side(style_image, side))).to(self.device)
         feats = self.vgg.extract(self.vgg.normalize(pixels), self.opts.style_layers)
-        return {layer: gram_matrix(f)[0] for layer, f in feats.items()}
+        return {layer: style_target(f)[0] for layer, f in feats.items()}
 
     # -- one step
 
@@ -398,8 +397,6 @@ class Trainer:
         """Stylise ``image`` with the current network (eval mode, then back to training)."""
         self.net.eval()
         try:
-            from styleforge.gatys import image_to_array
-
             x = torch.from_numpy(image_to_array(image) * 255.0).to(self.device)
             y = self.net(x)[0].clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
         finally:

@@ -35,7 +35,7 @@ from styleforge.config import TransferOptions
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision, synchronize
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import atomic_path
-from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, write_image
+from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, resize_long_side, write_image
 from styleforge.safetensors_files import read_safetensors_file
 from styleforge.transform_net import TransformNet, set_norm_mode
 
@@ -229,8 +229,6 @@ def _to_images(y: torch.Tensor) -> list[Image.Image]:
 def _resized(img: Image.Image, size: int | None) -> Image.Image:
     if size is None:
         return img
-    from styleforge.gatys import resize_long_side
-
     return resize_long_side(img, size)
 
 

@@ -16,7 +16,7 @@ recursively; unreadable files are skipped and counted). Only the transform netwo
 optimised; VGG19 is frozen. Checkpoints (model, optimiser, step, data position, RNG
 states, options) go to OUT/checkpoint.pt atomically; --resume continues exactly.
 Default loss weights depend on the VGG weights' convention (torchvision: content 1e5,
-style 5e10, tv 1e4; MatConvNet: 2, 20, 0.2). Several GPUs: torchrun --nproc_per_node K
+style 5e10, tv 1e4; MatConvNet: the course's 7.5, 500, 1.3e7). Several GPUs: torchrun --nproc_per_node K
 -m styleforge train ...
 """
 

@@ -12,7 +12,7 @@ passes, as the course builds them before using a framework. Imports nothing from
 """
 
 from styleforge.numpy_engine.layers import Conv2d, Linear, MaxPool2d, ReLU, Softmax
-from styleforge.numpy_engine.losses import ContentLoss, StyleLoss, TotalVariationLoss, gram
+from styleforge.numpy_engine.losses import ContentLoss, StyleLoss, TotalVariationLoss, gram, style_target
 from styleforge.numpy_engine.optim import LBFGS, Adam
 from styleforge.numpy_engine.vgg import VGG19
 
@@ -29,4 +29,5 @@ __all__ = [
     "StyleLoss",
     "TotalVariationLoss",
     "gram",
+    "style_target",
 ]

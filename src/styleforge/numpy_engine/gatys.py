@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from styleforge.config import GatysOptions, normalized_weights
+from styleforge.config import GatysOptions
 from styleforge.errors import StyleforgeError
-from styleforge.gatys import BestImage, ScaleProblem, StepCallback
-from styleforge.numpy_engine.losses import ContentLoss, StyleLoss, TotalVariationLoss, gram
+from styleforge.gatys_engine import BestImage, ScaleProblem, StepCallback
+from styleforge.loss_scales import blend_targets, normalized_layer_weights
+from styleforge.numpy_engine.losses import ContentLoss, StyleLoss, TotalVariationLoss, style_target
 from styleforge.numpy_engine.optim import LBFGS, Adam
 from styleforge.numpy_engine.vgg import VGG19
 
@@ -41,18 +42,16 @@ class NumpyEngine:
         self.vgg = vgg
         self.opts = opts
         self.alpha, self.beta = opts.loss_weights(vgg.convention.name, vgg.convention.input_scale)
-        shares = normalized_weights(len(opts.style_layers), opts.style_layer_weights, "style layer", "style layers")
-        self.layer_weights = dict(zip(opts.style_layers, shares, strict=True))
+        self.layer_weights = normalized_layer_weights(opts.style_layers, opts.style_layer_weights)
         self.layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
 
     def targets(self, problem: ScaleProblem) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Content features and blended style Grams, computed once."""
+        """Content features and the blended per-position style Grams, computed once."""
         vgg, opts = self.vgg, self.opts
         content = {k: v.copy() for k, v in vgg.extract(vgg.normalize(problem.content), opts.content_layers).items()}
-        grams = [{k: gram(v)[0] for k, v in vgg.extract(vgg.normalize(s), opts.style_layers).items()} for s in problem.styles]
-        shares = normalized_weights(len(grams), opts.style_blend, "blend", "style images")
-        blended = {layer: sum(b * g[layer] for b, g in zip(shares, grams, strict=True)) for layer in opts.style_layers}
-        return content, blended  # type: ignore[return-value]
+        per_style = [{k: style_target(v)[0] for k, v in vgg.extract(vgg.normalize(s), opts.style_layers).items()}
+                     for s in problem.styles]
+        return content, blend_targets(per_style, opts.style_blend)
 
     def loss_and_gradient(self, image: np.ndarray, content_targets: dict[str, np.ndarray],
                           style_targets: dict[str, np.ndarray], need_gradient: bool = True) -> tuple[dict[str, float], np.ndarray | None]:

@@ -1,15 +1,12 @@
 r"""Loss layers with hand-written gradients (course formulas 3.10-3.16).
 
-The normalisations are the same as :mod:`styleforge.losses` (the PyTorch side), so the
-two engines optimise the same objective:
+The normalisation constants come from :mod:`styleforge.loss_scales`, shared with the
+PyTorch side, so the two engines optimise the same objective:
 
-* content: :math:`L = k\sum (X - Y)^2`, :math:`\nabla_X L = 2k (X - Y)` with
-  :math:`k = 1/(2NCHW)` (``course``, giving formula 3.11), :math:`1/(NCHW)` (``mse``) or
-  :math:`1/2` (``sum``);
-* style: :math:`G_n = X_n X_n^\top`, :math:`L = k\sum (G - A)^2`,
-  :math:`\nabla_{X_n} L = 4k (G_n - A) X_n` (G and A symmetric) with
-  :math:`k = 1/(4NC^2H^2W^2)` (``course``, giving formula 3.15), :math:`1/(N(CHW)^2)`
-  (``johnson``) or :math:`1/(NC^2(CHW)^2)` (``mse``);
+* content: :math:`L = k_c\sum (X - Y)^2`, :math:`\nabla_X L = 2k_c (X - Y)`;
+* style: :math:`P_n = X_n X_n^\top/(HW)`, :math:`L = k_s\sum_n \lVert P_n - T\rVert_F^2`
+  against a per-position target :math:`T` (:func:`style_target`),
+  :math:`\nabla_{X_n} L = \frac{4k_s}{HW} (P_n - T) X_n` (P and T symmetric);
 * total variation on the image: mean squared (``l2``) or absolute (``l1``) differences
   of vertical and horizontal neighbours.
 """
@@ -19,21 +16,27 @@ from __future__ import annotations
 import numpy as np
 
 from styleforge.errors import StyleforgeError
+from styleforge.loss_scales import content_scale, style_scale
 
 
 def gram(x: np.ndarray) -> np.ndarray:
-    """Per-image Gram matrices of (N, C, H, W) features: (N, C, C)."""
+    """Per-image Gram matrices :math:`X_n X_n^\\top` of (N, C, H, W) features: (N, C, C)."""
     n, c, h, w = x.shape
     flat = x.reshape(n, c, h * w)
     return flat @ flat.transpose(0, 2, 1)
+
+
+def style_target(x: np.ndarray) -> np.ndarray:
+    """Per-position Gram matrices :math:`X_n X_n^\\top/(HW)`: (N, C, C), the stored style target."""
+    h, w = x.shape[2:]
+    return gram(x) / (h * w)
 
 
 class ContentLoss:
     """Feature reconstruction loss; ``forward(x, y)`` then ``backward()`` -> dL/dx."""
 
     def __init__(self, normalization: str = "course") -> None:
-        if normalization not in ("course", "mse", "sum"):
-            raise StyleforgeError(f"unknown content loss normalisation {normalization!r}")
+        content_scale(normalization, 1)  # refuses an unknown name now, not at forward
         self.normalization = normalization
         self._diff: np.ndarray | None = None
         self._k = 0.0
@@ -41,7 +44,7 @@ class ContentLoss:
     def forward(self, x: np.ndarray, y: np.ndarray) -> float:
         """Return the loss of features ``x`` against target ``y``."""
         self._diff = x - y
-        self._k = {"course": 1.0 / (2 * x.size), "mse": 1.0 / x.size, "sum": 0.5}[self.normalization]
+        self._k = content_scale(self.normalization, x.size)
         return float(self._k * np.sum(self._diff.astype(np.float64) ** 2))
 
     def backward(self) -> np.ndarray:
@@ -50,33 +53,27 @@ class ContentLoss:
 
 
 class StyleLoss:
-    """Gram-matrix style loss; ``forward(x, A)`` then ``backward()`` -> dL/dx."""
+    """Gram-matrix style loss; ``forward(x, T)`` then ``backward()`` -> dL/dx."""
 
     def __init__(self, normalization: str = "course") -> None:
-        if normalization not in ("course", "johnson", "mse"):
-            raise StyleforgeError(f"unknown style loss normalisation {normalization!r}")
+        style_scale(normalization, 1, 1)  # refuses an unknown name now, not at forward
         self.normalization = normalization
         self._x: np.ndarray | None = None
         self._diff: np.ndarray | None = None
         self._k = 0.0
 
-    def forward(self, x: np.ndarray, target_gram: np.ndarray) -> float:
-        """Return the loss of features ``x`` (N, C, H, W) against an unnormalised Gram (C, C)."""
-        n, c, h, w = x.shape
-        chw = float(c * h * w)
-        self._k = {
-            "course": 1.0 / (4.0 * n * c**2 * (h * w) ** 2),
-            "johnson": 1.0 / (n * chw**2),
-            "mse": 1.0 / (n * c**2 * chw**2),
-        }[self.normalization]
+    def forward(self, x: np.ndarray, target: np.ndarray) -> float:
+        """Return the loss of features ``x`` (N, C, H, W) against a per-position Gram (C, C)."""
+        n, c = x.shape[:2]
+        self._k = style_scale(self.normalization, n, c)
         self._x = x
-        self._diff = gram(x) - target_gram
+        self._diff = style_target(x) - target
         return float(self._k * np.sum(self._diff.astype(np.float64) ** 2))
 
     def backward(self) -> np.ndarray:
         """dL/dx for the last :meth:`forward`."""
         n, c, h, w = self._x.shape
-        grad = (self._diff @ self._x.reshape(n, c, h * w)) * (4 * self._k)
+        grad = (self._diff @ self._x.reshape(n, c, h * w)) * (4 * self._k / (h * w))
         return grad.reshape(self._x.shape).astype(self._x.dtype, copy=False)
 
 
