@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -97,3 +98,75 @@ def test_torchrun_two_cpu_processes(tmp_path: Path, photos: Path, weight_files: 
     assert "2 processes" in proc.stderr and "step 2/2" in proc.stderr
     assert (out / "style.safetensors").is_file()
     assert proc.stdout.strip() == str(out / "style.safetensors")  # printed once, by rank 0
+
+
+def _tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_ctrl_c_leaves_a_model_and_a_checkpoint_that_both_stylise(tmp_path: Path, photos: Path, weight_files: dict[str, Path]) -> None:
+    """A real SIGINT mid-training: exit 130, the resumable checkpoint and a loadable
+    <style>_stepN model, both holding the network of step N and stylising identically."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+
+    style = make_photo(tmp_path / "style.png", size=(40, 40), seed=52)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "styleforge", "train", "--style", str(style), "--data", str(photos), "--out", str(out),
+         "--weights", str(weight_files["pth"]), "--image-size", "32", "--batch-size", "2", "--epochs", "1000",
+         "--checkpoint-every", "0", "--log-every", "1", "--workers", "0", "--device", "cpu"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("step 3/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    stdout, rest = proc.communicate(timeout=120)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    step = int(re.search(r"interrupted at step (\d+)", stderr).group(1))
+    assert step >= 3
+    model = out / f"style_step{step:07d}.safetensors"
+    assert model.is_file() and json.loads(model.with_suffix(".json").read_text())["steps"] == step
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["state"]["step"] == step
+    saved = _tensors(model)
+    assert saved.keys() == checkpoint["model"].keys()
+    assert all(torch.equal(saved[k], checkpoint["model"][k]) for k in saved)
+
+    results = {}
+    for name, source in (("checkpoint", out / "checkpoint.pt"), ("model", model)):
+        target = tmp_path / f"{name}.png"
+        done = run_cli("transfer", "--model", str(source), str(style), "-o", str(target), "--device", "cpu", "--precision", "fp32")
+        assert done.returncode == 0, done.stderr
+        results[name] = np.asarray(Image.open(target))
+    assert np.array_equal(results["checkpoint"], results["model"])
+
+    resumed = run_cli("train", "--style", str(style), "--data", str(photos), "--out", str(out), "--weights", str(weight_files["pth"]),
+                      "--image-size", "32", "--batch-size", "2", "--max-steps", str(step + 2), "--resume", "--workers", "0",
+                      "--device", "cpu", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["state"]["step"] == step + 2
+
+
+def test_transfer_refuses_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    style = make_photo(tmp_path / "style.png")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    assert_user_error(run_cli("transfer", "--model", str(tmp_path / "other.pt"), str(style), "-o", str(tmp_path / "x.png")),
+                      "not a styleforge training checkpoint")
+    assert_user_error(run_cli("transfer", "--model", str(tmp_path / "junk.pt"), str(style), "-o", str(tmp_path / "x.png")),
+                      "cannot read checkpoint")

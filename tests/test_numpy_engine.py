@@ -15,7 +15,20 @@ import torch.nn.functional as F
 
 from styleforge.config import GatysOptions
 from styleforge.gatys import run_stylize
-from styleforge.numpy_engine import LBFGS, VGG19, Adam, ContentLoss, Conv2d, Linear, MaxPool2d, ReLU, Softmax, StyleLoss, TotalVariationLoss, style_target
+from styleforge.numpy_engine import (
+    LBFGS,
+    VGG19,
+    Adam,
+    ContentLoss,
+    Conv2d,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Softmax,
+    StyleLoss,
+    TotalVariationLoss,
+    style_target,
+)
 from styleforge.numpy_engine.layers import Layer
 from styleforge.vgg import load_vgg19
 from styleforge.weights.formats import read_weights_file

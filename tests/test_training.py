@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 import styleforge as sf
-from styleforge.errors import StyleforgeError
 from styleforge.config import COURSE_TRAIN_LOSS_WEIGHTS, TrainOptions
+from styleforge.errors import StyleforgeError
 from styleforge.training import EpochSampler, PhotoFolder, Trainer, check_data, train
 from styleforge.transfer import load_style_model
 from tests.conftest import make_photo
@@ -83,6 +83,23 @@ def test_resume_continues_exactly(photo_dir: Path, style_path: Path, weight_file
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
     assert [r["total"] for r in _history(tmp_path / "straight")] == [r["total"] for r in _history(tmp_path / "resumed")]
+
+
+def test_keep_models_writes_a_loadable_model_of_each_checkpoint_step(photo_dir: Path, style_path: Path, weight_files: dict[str, Path], tmp_path: Path) -> None:
+    common = dict(weights=str(weight_files["pth"]), epochs=2, progress=False, **{**SMALL, "checkpoint_every": 2})
+    train(style_path, photo_dir, tmp_path / "kept", max_steps=4, keep_models=True, **common)
+    two_steps = train(style_path, photo_dir, tmp_path / "two", max_steps=2, **common)
+    kept = tmp_path / "kept"
+    assert {"wave_step0000002.safetensors", "wave_step0000002.json", "wave_step0000004.safetensors"} <= {p.name for p in kept.iterdir()}
+    step2 = load_style_model(kept / "wave_step0000002.safetensors")
+    assert step2.metadata["steps"] == 2
+    expected = load_style_model(two_steps).net.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in step2.net.state_dict().items())
+    from_checkpoint = load_style_model(kept / "checkpoint.pt")  # the last checkpoint: step 4
+    final = load_style_model(kept / "wave.safetensors").net.state_dict()
+    assert from_checkpoint.metadata["steps"] == 4 and from_checkpoint.metadata["style_image"] == "wave.png"
+    assert all(torch.equal(v, final[k]) for k, v in from_checkpoint.net.state_dict().items())
+    assert not list((tmp_path / "two").glob("*_step*"))  # off by default
 
 
 def test_resume_refuses_a_different_configuration(photo_dir: Path, style_path: Path, weight_files: dict[str, Path], tmp_path: Path) -> None:

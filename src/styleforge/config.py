@@ -238,6 +238,8 @@ class TrainOptions:
         style_size: long side of the style image when its Grams are computed; None uses
             image_size.
         checkpoint_every: write a checkpoint (and a preview) every N steps; 0 = only at the end.
+        keep_models: also write a loadable model ``<style>_stepNNNNNNN.safetensors`` (+ JSON)
+            at every checkpoint (Ctrl-C always writes one).
         log_every: print and log losses every N steps.
         max_steps: stop after this many steps in total (None = run all epochs).
         workers: background data-loading processes.
@@ -261,6 +263,7 @@ class TrainOptions:
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     style_size: int | None = None
     checkpoint_every: int = 2000
+    keep_models: bool = False
     log_every: int = 100
     max_steps: int | None = None
     workers: int = 2

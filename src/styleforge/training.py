@@ -33,18 +33,18 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from styleforge.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
 from styleforge.config import PRECISION_CHOICES, TrainOptions, options_from_kwargs
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import atomic_path
 from styleforge.images import find_images, image_to_array, read_image, resize_long_side, write_image
+from styleforge.interrupts import deferred_interrupt
 from styleforge.loss_scales import normalized_layer_weights
 from styleforge.losses import content_loss, style_loss, style_target, total_variation
 from styleforge.preprocessing import center_crop_square
 from styleforge.runlog import LossHistory
 from styleforge.transform_net import TransformNet
 
-CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_COLUMNS = ("step", "epoch", "total", "content", "style", "tv", "skipped", "seconds")
 
 
@@ -279,13 +279,14 @@ class Trainer:
         try:
             while self.state.epoch < opts.epochs and self.state.step < total_steps:
                 for photos, bad in self._loader():
-                    self.state.batch_in_epoch += 1
-                    self.state.skipped += bad
-                    if not self._every_rank_has_a_batch(photos):
-                        continue
-                    values = self.step(photos)
-                    self.state.step += 1
-                    self._record(values, time.perf_counter() - start, start_step, total_steps)
+                    with deferred_interrupt():  # a checkpoint after Ctrl-C holds whole steps only
+                        self.state.batch_in_epoch += 1
+                        self.state.skipped += bad
+                        if not self._every_rank_has_a_batch(photos):
+                            continue
+                        values = self.step(photos)
+                        self.state.step += 1
+                        self._record(values, time.perf_counter() - start, start_step, total_steps)
                     if opts.checkpoint_every and self.state.step % opts.checkpoint_every == 0:
                         self.save_checkpoint()
                     if self.state.step >= total_steps:
@@ -294,10 +295,11 @@ class Trainer:
                     self.state.epoch += 1
                     self.state.batch_in_epoch = 0
         except KeyboardInterrupt:
-            self.save_checkpoint()
-            self._say(f"interrupted at step {self.state.step}; checkpoint saved, continue with --resume")
+            self.save_checkpoint(keep_model=False)
+            model = self.save_model(self.step_model_path())
+            self._say(f"interrupted at step {self.state.step}: model {model}; checkpoint saved, continue with --resume")
             raise
-        self.save_checkpoint()
+        self.save_checkpoint(keep_model=False)
         return self.save_model()
 
     def _every_rank_has_a_batch(self, photos: torch.Tensor | None) -> bool:
@@ -343,12 +345,24 @@ class Trainer:
     # -- files
 
     def checkpoint_path(self) -> Path:
+        """``OUT/checkpoint.pt``."""
         return self.out_dir / CHECKPOINT_NAME
 
-    def save_checkpoint(self) -> None:
-        """Write checkpoint, CSV log, loss plot and preview (rank 0 only; atomic)."""
+    def final_model_path(self) -> Path:
+        """``OUT/<style>.safetensors``, the finished model."""
+        return self.out_dir / f"{Path(self.style_name).stem}.safetensors"
+
+    def step_model_path(self) -> Path:
+        """``OUT/<style>_stepNNNNNNN.safetensors``, the model as of the current step."""
+        return self.out_dir / f"{Path(self.style_name).stem}_step{self.state.step:07d}.safetensors"
+
+    def save_checkpoint(self, keep_model: bool | None = None) -> None:
+        """Write checkpoint, CSV log, loss plot and preview (rank 0 only; atomic), and,
+        when ``keep_model`` (default: ``options.keep_models``), a loadable step model."""
         if not self.dist.is_main:
             return
+        if keep_model if keep_model is not None else self.opts.keep_models:
+            self.save_model(self.step_model_path())
         payload = {
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -358,8 +372,7 @@ class Trainer:
             "options": asdict(self.opts),
             "style_name": self.style_name,
         }
-        with atomic_path(self.checkpoint_path()) as tmp:
-            torch.save(payload, tmp)
+        write_checkpoint(payload, self.checkpoint_path())
         history = self._history()
         history.write_csv(self.out_dir / "log.csv")
         if history.rows:
@@ -372,10 +385,7 @@ class Trainer:
         path = self.checkpoint_path()
         if not path.is_file():
             raise StyleforgeError(f"--resume: no checkpoint at '{path}'")
-        try:
-            payload = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:  # noqa: BLE001 (torch raises many types for a bad file)
-            raise StyleforgeError(f"cannot read checkpoint '{path}': {' '.join(str(exc).split())[:200]}") from None
+        payload = read_checkpoint(path, map_location=self.device)
         saved = payload["options"]
         for key in ("norm", "upsample", "batch_size", "image_size", "seed"):
             if saved[key] != getattr(self.opts, key):
@@ -403,12 +413,20 @@ class Trainer:
             self.net.train()
         return Image.fromarray(y, mode="RGB")
 
-    def save_model(self) -> Path:
-        """Write the finished model (safetensors + JSON metadata); returns the safetensors path."""
+    def save_model(self, path: Path | None = None) -> Path:
+        """Write the network as a style model (safetensors + JSON metadata) at ``path``
+        (default: :meth:`final_model_path`); returns the safetensors path."""
         from styleforge.transfer import save_style_model
 
+        path = path or self.final_model_path()
+        if self.dist.is_main:
+            save_style_model(self.net, path, self.model_metadata(), self.style_image)
+        return path
+
+    def model_metadata(self) -> dict:
+        """What a model written now records: style, options, steps, losses, convention, date."""
         last = self.state.history[-1] if self.state.history else {}
-        metadata = {
+        return {
             "style_image": self.style_name,
             "options": asdict(self.opts),
             "steps": self.state.step,
@@ -418,10 +436,6 @@ class Trainer:
             "vgg_convention": self.vgg.convention.name,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        path = self.out_dir / f"{Path(self.style_name).stem}.safetensors"
-        if self.dist.is_main:
-            save_style_model(self.net, path, metadata, self.style_image)
-        return path
 
 
 def train(

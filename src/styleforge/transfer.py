@@ -117,7 +117,9 @@ class StyleModel:
 
 def load_style_model(path: str | os.PathLike[str], device: str | torch.device = "cpu",
                      options: TransferOptions | None = None) -> StyleModel:
-    """Load a trained model (``NAME.safetensors`` with its optional ``NAME.json``).
+    """Load a trained model: ``NAME.safetensors`` (with its optional ``NAME.json``), or a
+    training checkpoint (``checkpoint.pt``, read with ``weights_only=True``), which gives
+    the network as of the checkpoint's step.
 
     Raises:
         StyleforgeError: missing or unreadable file, or not a styleforge style model.
@@ -127,22 +129,42 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
         raise StyleforgeError(f"'{file}': ONNX style models are not supported yet; give the .safetensors model")
     if not file.is_file():
         raise StyleforgeError(f"model file '{file}' does not exist")
-    header, state = read_safetensors_file(file, "pt", "model")
-    if header.get("format") != MODEL_FORMAT:
-        raise StyleforgeError(f"'{file}' is not a styleforge style model (metadata format={header.get('format')!r})")
-    net = TransformNet(header.get("norm", "instance"), header.get("upsample", "resize"))
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise StyleforgeError(f"'{file}' does not fit the transform network: {str(exc).splitlines()[0]}") from None
-    sidecar = file.with_suffix(".json")
-    metadata = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    net, metadata = _read_checkpoint_model(file) if file.suffix == ".pt" else _read_safetensors_model(file)
     opts = options or TransferOptions(device=str(device))
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
     model.net.to(dev, memory_format=model.memory_format)
     return model
+
+
+def _read_safetensors_model(file: Path) -> tuple[TransformNet, dict]:
+    header, state = read_safetensors_file(file, "pt", "model")
+    if header.get("format") != MODEL_FORMAT:
+        raise StyleforgeError(f"'{file}' is not a styleforge style model (metadata format={header.get('format')!r})")
+    net = _network_with(file, header.get("norm", "instance"), header.get("upsample", "resize"), state)
+    sidecar = file.with_suffix(".json")
+    return net, json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+
+
+def _read_checkpoint_model(file: Path) -> tuple[TransformNet, dict]:
+    from styleforge.checkpoint import read_checkpoint
+
+    payload = read_checkpoint(file)
+    options = payload["options"]
+    net = _network_with(file, options.get("norm", "instance"), options.get("upsample", "resize"), payload["model"])
+    metadata = {"style_image": payload.get("style_name"), "options": options, "steps": payload["state"].get("step"),
+                "source": "checkpoint"}
+    return net, metadata
+
+
+def _network_with(file: Path, norm: str, upsample: str, state: dict) -> TransformNet:
+    try:
+        net = TransformNet(norm, upsample)
+        net.load_state_dict(state)
+    except (RuntimeError, StyleforgeError) as exc:
+        raise StyleforgeError(f"'{file}' does not fit the transform network: {str(exc).splitlines()[0]}") from None
+    return net
 
 
 def stylize_tiled(net: TransformNet, x: torch.Tensor, tile: int, overlap: int, stats_pixels: int, context: int = 64) -> torch.Tensor:

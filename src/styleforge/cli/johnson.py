@@ -54,6 +54,8 @@ def _register_train(subparsers: Any) -> None:
     p.add_argument("--content-layer", default=d.content_layer)
     p.add_argument("--style-layers", default=",".join(d.style_layers))
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints (0 = end only)")
+    p.add_argument("--keep-models", action="store_true",
+                   help="also write a loadable OUT/<style>_stepNNNNNNN.safetensors at every checkpoint (Ctrl-C always writes one)")
     p.add_argument("--log-every", type=positive_int, default=d.log_every, help="steps between loss lines")
     p.add_argument("--max-steps", type=positive_int, default=d.max_steps, help="stop after this many steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -73,7 +75,7 @@ def _register_train(subparsers: Any) -> None:
 def _register_transfer(subparsers: Any) -> None:
     d = TransferOptions()
     p = add_command(subparsers, "transfer", "stylise images with a trained model", TRANSFER_DESCRIPTION)
-    p.add_argument("--model", required=True, help="trained model (.safetensors)")
+    p.add_argument("--model", required=True, help="trained model (.safetensors) or training checkpoint (checkpoint.pt)")
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     p.add_argument("--size", type=positive_int, default=d.size, help="resize so the long side is this (default: keep)")
@@ -98,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, style_size=args.style_size,
         lr=args.lr, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layer=args.content_layer, style_layers=parse_list(args.style_layers, "--style-layers"),
-        checkpoint_every=args.checkpoint_every, log_every=args.log_every, max_steps=args.max_steps,
+        checkpoint_every=args.checkpoint_every, keep_models=args.keep_models, log_every=args.log_every, max_steps=args.max_steps,
         workers=args.workers, seed=args.seed, device=args.device, weights=args.weights, norm=args.norm,
         upsample=args.upsample, precision=args.precision,
     )
