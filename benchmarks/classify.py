@@ -13,6 +13,8 @@ Paths:
   cl-bf16           channels_last + bf16 autocast (CPU and CUDA)
   cl-fp16           channels_last + fp16 autocast (CUDA only)
   compiled-fp32     torch.compile of the cl-fp32 path (with --compile)
+  numpy-fp32        the from-scratch NumPy VGG19 (classify --engine numpy), same weights,
+                    CPU only; the course's comparison of its own network with the framework
 
     python benchmarks/classify.py --device cpu --json bench-results/classify-cpu.json
 """
@@ -31,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, median, print_table, time_call, write_json  # noqa: E402
 
 from styleforge.devices import autocast, resolve_device  # noqa: E402
+from styleforge.numpy_engine import VGG19 as NumpyVGG19  # noqa: E402
 from styleforge.vgg import VGG19, load_vgg19  # noqa: E402
+from styleforge.weights.formats import WeightsBundle  # noqa: E402
 
 IMAGENET_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
 
@@ -47,12 +51,23 @@ def random_imagenet_vgg(seed: int = 0) -> VGG19:
     return model.requires_grad_(False).eval()
 
 
+def numpy_twin(model: VGG19) -> NumpyVGG19:
+    """The NumPy engine's VGG19 holding exactly ``model``'s weights."""
+    tensors = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    return NumpyVGG19(WeightsBundle(tensors, model.convention, "benchmark model", model.class_names))
+
+
 def make_path(name: str, model: VGG19, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """Return a function batch -> probabilities implementing path ``name`` (None if unsupported).
 
     The paths share one model and convert its memory format in place when built, so
     each must be timed right after it is made (as ``main`` does).
     """
+    if name == "numpy-fp32":
+        if device.type != "cpu":
+            return None
+        numpy_model = numpy_twin(model)
+        return lambda x: torch.from_numpy(numpy_model.probabilities(x.cpu().numpy()))
     if name == "eager-fp32":
         plain = model.to(device, memory_format=torch.contiguous_format)
 
@@ -88,7 +103,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     model = (load_vgg19(args.weights, device="cpu") if args.weights else random_imagenet_vgg()).to(device)
-    paths = ["eager-fp32", "cl-fp32", "cl-bf16", "cl-fp16"] + (["compiled-fp32"] if args.compile else [])
+    paths = ["eager-fp32", "cl-fp32", "cl-bf16", "cl-fp16"] + (["compiled-fp32"] if args.compile else []) + ["numpy-fp32"]
     rows = []
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         pixels = torch.rand(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(batch))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -48,12 +49,40 @@ def test_classify_text_output_with_repeat(weight_files: dict[str, Path], photos:
     result = run_cli("classify", str(photos[0]), "--weights", str(weight_files["mat"]), "--size", "64", "--repeat", "3", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("device: cpu") and "matconvnet convention" in lines[0]
+    assert lines[0].startswith("torch engine on cpu") and "matconvnet convention" in lines[0]
     assert lines[1] == str(photos[0])
     assert lines[2].lstrip().startswith("1.") and "synthetic class" in lines[2]
+    assert "timing: torch engine, cpu (" in result.stdout and ", fp32, 1 image per run:" in result.stdout
     assert any(line.strip().startswith("run 1 (warm-up):") for line in lines)
     assert any(line.strip().startswith("run 3:") for line in lines)
     assert any("runs 2-3: mean" in line for line in lines)
+
+
+@pytest.mark.parametrize("fmt", ["pth", "mat"])
+def test_classify_numpy_engine_gives_the_pytorch_top_k(weight_files: dict[str, Path], photos: list[Path], fmt: str) -> None:
+    """The course's comparison (section 4.1.7): the from-scratch network agrees with the framework."""
+    common = ["classify", *map(str, photos), "--weights", str(weight_files[fmt]), "--size", "64", "--top-k", "5", "--json",
+              "--batch-size", "2", "--device", "cpu"]
+    torch_run, numpy_run = run_cli(*common), run_cli(*common, "--engine", "numpy", "--repeat", "2")
+    assert torch_run.returncode == 0 and numpy_run.returncode == 0, numpy_run.stderr
+    t, n = json.loads(torch_run.stdout), json.loads(numpy_run.stdout)
+    assert (t["engine"], n["engine"]) == ("torch", "numpy") and n["device"] == "cpu (NumPy engine)"
+    for ti, ni in zip(t["images"], n["images"], strict=True):
+        assert [p["class_id"] for p in ti["top_k"]] == [p["class_id"] for p in ni["top_k"]]
+        np.testing.assert_allclose([p["probability"] for p in ni["top_k"]], [p["probability"] for p in ti["top_k"]], rtol=1e-4, atol=1e-6)
+    assert len(n["run_ms"]) == 2 and n["latency"]["per_image_ms"] > 0
+
+
+def test_classify_numpy_engine_text_timing_and_refusals(weight_files: dict[str, Path], photos: list[Path]) -> None:
+    weights = str(weight_files["mat"])
+    result = run_cli("classify", str(photos[0]), "--weights", weights, "--size", "64", "--engine", "numpy", "--repeat", "10")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("numpy engine on cpu (NumPy engine)")
+    assert "timing: numpy engine, cpu (NumPy engine), fp32, 1 image per run:" in result.stdout and "run 10:" in result.stdout
+    assert_user_error(run_cli("classify", str(photos[0]), "--weights", weights, "--engine", "numpy", "--precision", "bf16"),
+                      "fp32 only")
+    assert_user_error(run_cli("classify", str(photos[0]), "--weights", weights, "--engine", "numpy", "--size", "96"),
+                      "use an input of 64x64")
 
 
 def test_classify_without_weights_says_how_to_get_them(photos: list[Path]) -> None:

@@ -340,6 +340,11 @@ img = Image.new("RGB", (40, 32), (120, 80, 40))
 r = run_stylize(img, img.transpose(Image.Transpose.ROTATE_180), GatysOptions(size=32, iterations=2, optimizer="adam",
                 weights={str(weight_files["mat"])!r}, engine="numpy"), progress=False)
 assert r.image.size == (32, 26), r.image.size
+img.save({str(tmp_path / "cat.png")!r})
+from styleforge.classify import classify_files
+from styleforge.config import ClassifyOptions
+report = classify_files([{str(tmp_path / "cat.png")!r}], ClassifyOptions(weights={str(weight_files["mat"])!r}, size=64, engine="numpy"))
+assert len(report.predictions[0]) == 5 and report.engine == "numpy"
 assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules if sys.modules[m] is not None)
 print("ok")
 """

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Prediction(NamedTuple):
+    """One classification result: ``(class_id, class_name, probability)``."""
+
+    class_id: int
+    class_name: str
+    probability: float
 
 
 @lru_cache(maxsize=1)
@@ -32,3 +44,14 @@ def class_names_for(num_classes: int, names: list[str] | None = None) -> list[st
     if num_classes == 1000:
         return list(imagenet_classes())
     return [f"class_{i}" for i in range(num_classes)]
+
+
+def top_predictions(probs: np.ndarray, class_names: Sequence[str], top_k: int) -> list[list[Prediction]]:
+    """Turn (N, classes) probabilities into per-image top-k predictions, best first.
+
+    Ties keep the lower class id first (a stable sort), so both engines rank alike.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    k = max(1, min(top_k, probs.shape[1]))
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[Prediction(int(i), class_names[int(i)], float(row[i])) for i in idx] for row, idx in zip(probs, order, strict=True)]

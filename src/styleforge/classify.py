@@ -3,12 +3,17 @@
 Images are read and preprocessed once; each of the ``repeat`` runs then pushes every
 batch through the network, timed with the device synchronised. Run 1 includes one-off
 costs (allocator warm-up, CUDA context and kernel selection), so it is reported apart
-from the steady-state runs, as in the course's timing loop.
+from the steady-state runs, as in the course's timing loop (its ``for i in range(10)``
+is ``repeat=10``).
 
-The inference path is PyTorch eager in ``torch.inference_mode`` with the network and
-the input in ``channels_last`` memory format, fp32 by default or under bf16/fp16
-autocast (``precision``); see ``benchmarks/classify.py`` for how each compares with
-the plain eager fp32 path in speed and probabilities.
+Two engines, as the course compares them (section 4.1.7: accuracy and speed of the
+from-scratch network against the framework):
+
+* ``torch``: PyTorch eager in ``torch.inference_mode`` with the network and the input in
+  ``channels_last`` memory format, fp32 by default or under bf16/fp16 autocast
+  (``precision``); see ``benchmarks/classify.py``;
+* ``numpy``: the from-scratch NumPy VGG19 (:mod:`styleforge.numpy_engine`), fp32 on the
+  CPU, same weights, same preprocessing, same top-k; PyTorch is not imported.
 """
 
 from __future__ import annotations
@@ -16,15 +21,17 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
+from styleforge.classes import Prediction
 from styleforge.config import ClassifyOptions
-from styleforge.devices import autocast, describe_device, resolve_device, synchronize
 from styleforge.errors import StyleforgeError
 from styleforge.images import read_images
-from styleforge.vgg import VGG19, Prediction, load_vgg19
+
+ENGINES = ("torch", "numpy")
 
 
 @dataclass
@@ -35,6 +42,7 @@ class ClassifyReport:
         paths: the input files, in order.
         predictions: per file, the top-k predictions, best first.
         device: a description of the device used.
+        engine: ``torch`` or ``numpy``.
         weights: the weights source and its preprocessing convention.
         batch_size: images per forward pass.
         precision: fp32, bf16 or fp16.
@@ -47,6 +55,7 @@ class ClassifyReport:
     weights: str
     batch_size: int
     precision: str = "fp32"
+    engine: str = "torch"
     run_seconds: list[float] = field(default_factory=list)
 
     def latency(self) -> dict[str, float] | None:
@@ -67,6 +76,7 @@ class ClassifyReport:
     def to_dict(self) -> dict:
         """Return a JSON-serialisable dict (the ``--json`` output)."""
         return {
+            "engine": self.engine,
             "device": self.device,
             "weights": self.weights,
             "batch_size": self.batch_size,
@@ -83,47 +93,107 @@ class ClassifyReport:
 def classify_files(
     paths: list[str | os.PathLike[str]],
     options: ClassifyOptions | None = None,
-    vgg: VGG19 | None = None,
+    vgg: object | None = None,
 ) -> ClassifyReport:
     """Classify image files, ``options.repeat`` times, and report predictions and timings.
 
     Args:
         paths: image files (any supported format; see :mod:`styleforge.images`).
         options: classification options (defaults: :class:`ClassifyOptions`).
-        vgg: an already loaded network; default: load ``options.weights``.
+        vgg: an already loaded network for ``options.engine`` (a :class:`styleforge.vgg.VGG19`
+            or a :class:`styleforge.numpy_engine.VGG19`); default: load ``options.weights``.
 
     Returns:
         A :class:`ClassifyReport`.
     """
-    opts = options or ClassifyOptions()
+    opts = _validated(options or ClassifyOptions(), paths)
+    images = read_images(paths)
+    runner = _numpy_runner(opts, vgg) if opts.engine == "numpy" else _torch_runner(opts, vgg)
+    batches = [runner.prepare(images[i : i + opts.batch_size]) for i in range(0, len(images), opts.batch_size)]
+    run_seconds = []
+    probs = np.empty(0)
+    for _ in range(opts.repeat):
+        runner.synchronize()
+        start = time.perf_counter()
+        probs = np.concatenate([runner.probabilities(batch) for batch in batches])
+        runner.synchronize()
+        run_seconds.append(time.perf_counter() - start)
+    return ClassifyReport(
+        paths=[os.fspath(p) for p in paths],
+        predictions=runner.top_predictions(probs, opts.top_k),
+        device=runner.device,
+        weights=f"{opts.weights if vgg is None else 'given model'} ({runner.convention} convention)",
+        precision=opts.precision,
+        batch_size=opts.batch_size,
+        engine=opts.engine,
+        run_seconds=run_seconds,
+    )
+
+
+@dataclass
+class _Runner:
+    """One engine's classification steps: prepare a batch once, then compute
+    probabilities (as NumPy) as many times as timed."""
+
+    device: str
+    convention: str
+    prepare: Callable[[list], object]
+    probabilities: Callable[[object], np.ndarray]
+    top_predictions: Callable[[np.ndarray, int], list[list[Prediction]]]
+    synchronize: Callable[[], None] = lambda: None
+
+
+def _validated(opts: ClassifyOptions, paths: list) -> ClassifyOptions:
     if not paths:
         raise StyleforgeError("no images given")
     if opts.top_k < 1 or opts.batch_size < 1 or opts.repeat < 1 or opts.size < 32:
         raise StyleforgeError("--top-k, --batch-size and --repeat must be >= 1, and --size >= 32")
+    if opts.engine not in ENGINES:
+        raise StyleforgeError(f"unknown engine {opts.engine!r}; use one of {', '.join(ENGINES)}")
+    if opts.engine == "numpy" and opts.precision != "fp32":
+        raise StyleforgeError("the NumPy engine computes in fp32 only: drop --precision or use --engine torch")
+    if opts.engine == "numpy" and opts.device not in ("auto", "cpu"):
+        raise StyleforgeError("the NumPy engine runs on the CPU: use --device cpu or auto")
+    return opts
+
+
+def _torch_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
+    import torch
+
+    from styleforge.devices import autocast, describe_device, resolve_device, synchronize
+    from styleforge.vgg import VGG19, load_vgg19
+
     device = resolve_device(opts.device)
-    precision = autocast(device, opts.precision)
-    images = read_images(paths)
+    precision = autocast(device, opts.precision)  # refuses an unsupported precision before any loading
     model = vgg if vgg is not None else load_vgg19(opts.weights, device=device)
+    if not isinstance(model, VGG19):
+        raise StyleforgeError("engine 'torch' needs a styleforge.vgg.VGG19 (see sf.load_vgg19)")
     model = model.to(device=device, memory_format=torch.channels_last)
-    batches = [
-        model.preprocess(images[i : i + opts.batch_size], size=opts.size).contiguous(memory_format=torch.channels_last)
-        for i in range(0, len(images), opts.batch_size)
-    ]
-    run_seconds = []
-    probs = torch.empty(0)
-    for _ in range(opts.repeat):
-        synchronize(device)
-        start = time.perf_counter()
+
+    def probabilities(batch: object) -> np.ndarray:
         with precision:
-            probs = torch.cat([model.probabilities(batch) for batch in batches])
-        synchronize(device)
-        run_seconds.append(time.perf_counter() - start)
-    return ClassifyReport(
-        paths=[os.fspath(p) for p in paths],
-        predictions=model.top_predictions(probs, opts.top_k),
+            return model.probabilities(batch).cpu().numpy()
+
+    return _Runner(
         device=describe_device(device),
-        weights=f"{opts.weights if vgg is None else 'given model'} ({model.convention.name} convention)",
-        precision=opts.precision,
-        batch_size=opts.batch_size,
-        run_seconds=run_seconds,
+        convention=model.convention.name,
+        prepare=lambda images: model.preprocess(images, size=opts.size).contiguous(memory_format=torch.channels_last),
+        probabilities=probabilities,
+        top_predictions=lambda probs, k: model.top_predictions(torch.from_numpy(probs), k),
+        synchronize=lambda: synchronize(device),
+    )
+
+
+def _numpy_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
+    from styleforge.numpy_engine import VGG19
+
+    model = vgg if vgg is not None else VGG19.load(opts.weights)
+    if not isinstance(model, VGG19):
+        raise StyleforgeError("engine 'numpy' needs a styleforge.numpy_engine.VGG19 (or none, to load the weights)")
+    return _Runner(
+        device="cpu (NumPy engine)",
+        convention=model.convention.name,
+        prepare=lambda images: model.preprocess(images, size=opts.size),
+        probabilities=model.probabilities,
+        top_predictions=model.top_predictions,
     )

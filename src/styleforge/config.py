@@ -104,6 +104,8 @@ class ClassifyOptions:
             the first run is the warm-up and is reported apart.
         precision: ``fp32`` (default, exact), ``bf16`` or ``fp16`` autocast; see
             ``benchmarks/classify.py`` for the speed and probability error of each.
+        engine: ``torch``, or ``numpy`` for the from-scratch NumPy VGG19 (CPU, fp32),
+            which the course compares with the framework in accuracy and speed.
     """
 
     weights: str = "vgg19"
@@ -113,6 +115,7 @@ class ClassifyOptions:
     device: str = "auto"
     repeat: int = 1
     precision: str = "fp32"
+    engine: str = "torch"
 
 
 #: VGG19 layers used by default for Gatys style transfer: the course's choice (conv

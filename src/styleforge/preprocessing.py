@@ -26,8 +26,10 @@ Resize policies for classification at ``size`` (224):
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from PIL import Image
 
 from styleforge.errors import StyleforgeError
@@ -136,3 +138,15 @@ def center_crop_square(img: Image.Image, size: int, short_side: int | None = Non
     resized = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
     left, top = (new_w - size) // 2, (new_h - size) // 2
     return resized.crop((left, top, left + size, top + size))
+
+
+def network_input(images: Sequence[Image.Image], size: int, policy: str) -> np.ndarray:
+    """Resize PIL images by ``policy`` into a (N, 3, size, size) float32 batch in [0, 1].
+
+    The weights' normalisation (mean, std, input scale) is applied afterwards by each
+    engine's ``normalize``; this step is shared so both engines see the same pixels.
+    """
+    if not images:
+        raise StyleforgeError("no images to preprocess")
+    arrays = [np.asarray(resize_for_network(img.convert("RGB"), size, policy), dtype=np.uint8) for img in images]
+    return np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,22 +32,14 @@ from PIL import Image
 from torch import nn
 
 from styleforge.architecture import CONV_NAMES, FC_NAMES, LAYER_NAMES, plan_extraction
-from styleforge.classes import class_names_for
+from styleforge.classes import Prediction, class_names_for, top_predictions
 from styleforge.errors import StyleforgeError
-from styleforge.preprocessing import TORCHVISION, Convention, resize_for_network
+from styleforge.preprocessing import TORCHVISION, Convention, network_input
 from styleforge.weights.formats import WeightsBundle
 
 __all__ = ["LAYER_NAMES", "POOLING_MODES", "VGG19", "Prediction", "load_vgg19"]
 
 POOLING_MODES = ("max", "avg")
-
-
-class Prediction(NamedTuple):
-    """One classification result: ``(class_id, class_name, probability)``."""
-
-    class_id: int
-    class_name: str
-    probability: float
 
 
 class VGG19(nn.Module):
@@ -148,12 +139,8 @@ class VGG19(nn.Module):
             A float32 tensor of shape (N, 3, size, size).
         """
         batch = [images] if isinstance(images, Image.Image) else list(images)
-        if not batch:
-            raise StyleforgeError("no images to preprocess")
-        policy = resize or self.convention.resize
-        arrays = [np.asarray(resize_for_network(img.convert("RGB"), size, policy), dtype=np.uint8) for img in batch]
-        pixels = torch.from_numpy(np.stack(arrays)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return self.normalize(pixels)
+        pixels = network_input(batch, size, resize or self.convention.resize)
+        return self.normalize(torch.from_numpy(pixels).to(self.device))
 
     # ------------------------------------------------------------------ forward
 
@@ -217,12 +204,7 @@ class VGG19(nn.Module):
         """Turn an (N, classes) probability tensor into sorted top-k predictions."""
         if not self.has_classifier:
             raise StyleforgeError("these weights have no classifier (fc6-fc8), so they cannot classify")
-        k = max(1, min(top_k, probs.shape[1]))
-        values, indices = probs.float().cpu().topk(k, dim=1)
-        return [
-            [Prediction(int(i), self.class_names[int(i)], float(p)) for p, i in zip(row_p, row_i, strict=True)]
-            for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)
-        ]
+        return top_predictions(probs.float().cpu().numpy(), self.class_names, top_k)
 
 
 def load_vgg19(source: str = "vgg19", device: str | torch.device = "cpu", pooling: str = "max") -> VGG19:

@@ -11,8 +11,20 @@ from styleforge.config import DEVICE_CHOICES
 from styleforge.errors import StyleforgeError
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults in ``--help`` and keeps description paragraphs as written."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's one true default in ``--help`` and keeps description
+    paragraphs as written.
+
+    ``(default: X)`` is appended only where it says something: not when the help text
+    already explains the default (e.g. "default: per weights convention"), not for
+    ``None`` (no value: the help says what happens then) and not for flags.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
 def add_command(subparsers: Any, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
@@ -39,6 +51,26 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
     return value
+
+
+def add_input_paths(parser: argparse.ArgumentParser, metavar: str, help_text: str, many: bool) -> None:
+    """Add inputs as positional ``METAVAR`` arguments or, as the course's scripts take
+    them, ``--in-path`` (repeatable when ``many``); :func:`input_paths` merges them."""
+    parser.add_argument("inputs", nargs="*" if many else "?", metavar=metavar, help=help_text)
+    parser.add_argument("--in-path", action="append", default=None, metavar="PATH",
+                        help=f"the same as {metavar} (the course's name)" + ("; repeatable" if many else ""))
+
+
+def input_paths(args: argparse.Namespace, metavar: str, many: bool) -> list[str]:
+    """The inputs given by :func:`add_input_paths`; one-line errors when none (or, for a
+    single input, more than one) were given."""
+    given = ([] if args.inputs is None else [args.inputs] if isinstance(args.inputs, str) else list(args.inputs))
+    given += args.in_path or []
+    if not given:
+        raise StyleforgeError(f"give {metavar} (or --in-path)")
+    if not many and len(given) > 1:
+        raise StyleforgeError(f"give one {metavar}, either as an argument or with --in-path, not {len(given)}")
+    return given
 
 
 def print_json(data: Any) -> None:

@@ -7,17 +7,28 @@ import os
 import sys
 from typing import Any
 
-from styleforge.cli.common import add_command, add_device_option, add_json_option, parse_list, positive_int, print_json
+from styleforge.cli.common import (
+    add_command,
+    add_device_option,
+    add_input_paths,
+    add_json_option,
+    input_paths,
+    parse_list,
+    positive_int,
+    print_json,
+)
 from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions
 
 TRAIN_DESCRIPTION = """\
 Train a feed-forward style network (Johnson et al.) on a folder of photos (searched
 recursively; unreadable files are skipped and counted). Only the transform network is
 optimised; VGG19 is frozen. Checkpoints (model, optimiser, step, data position, RNG
-states, options) go to OUT/checkpoint.pt atomically; --resume continues exactly.
-Default loss weights depend on the VGG weights' convention (torchvision: content 1e5,
-style 5e10, tv 1e4; MatConvNet: the course's 7.5, 500, 1.3e7). Several GPUs: torchrun --nproc_per_node K
--m styleforge train ...
+states, options) go to OUT/checkpoint.pt atomically; --resume continues exactly, and
+'transfer --model OUT/checkpoint.pt' stylises with it. Default loss weights depend on
+the VGG weights' convention (torchvision: content 1e5, style 5e10, tv 1e4; MatConvNet:
+the course's 7.5, 500, 1.3e7 in these units). The course's flag names are accepted
+(--checkpoint-dir, --train-path, --checkpoint-iterations, --learning-rate, --vgg-path,
+--test). Several GPUs: torchrun --nproc_per_node K -m styleforge train ...
 """
 
 TRANSFER_DESCRIPTION = """\
@@ -32,7 +43,7 @@ def register(subparsers: Any) -> None:
     _register_train(subparsers)
     _register_transfer(subparsers)
     p = add_command(subparsers, "check-data", "list unreadable images in a training folder", "Check every image under DIR.")
-    p.add_argument("folder", metavar="DIR")
+    p.add_argument("folder", metavar="DIR", help="folder of training photos (searched recursively)")
     add_json_option(p)
     p.set_defaults(handler=run_check_data)
 
@@ -41,33 +52,36 @@ def _register_train(subparsers: Any) -> None:
     d = TrainOptions()
     p = add_command(subparsers, "train", "train a feed-forward style network", TRAIN_DESCRIPTION)
     p.add_argument("--style", required=True, help="style image")
-    p.add_argument("--data", required=True, help="folder of training photos (e.g. COCO train2014)")
-    p.add_argument("--out", required=True, help="output folder: checkpoint, log.csv, loss.png, previews, model")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs)
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--data", "--train-path", dest="data", required=True, help="folder of training photos (e.g. COCO train2014)")
+    p.add_argument("--out", "--checkpoint-dir", dest="out", required=True,
+                   help="output folder: checkpoint, log.csv, loss.png, previews, model")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help="passes over the photo folder")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="photos per step (per process under torchrun)")
     p.add_argument("--image-size", type=positive_int, default=d.image_size, help="training crop side")
     p.add_argument("--style-size", type=positive_int, default=d.style_size, help="style image long side (default: image size)")
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--content-weight", type=float, default=d.content_weight, help="default: per weights convention")
     p.add_argument("--style-weight", type=float, default=d.style_weight, help="default: per weights convention")
     p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="default: per weights convention")
-    p.add_argument("--content-layer", default=d.content_layer)
-    p.add_argument("--style-layers", default=",".join(d.style_layers))
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints (0 = end only)")
+    p.add_argument("--content-layer", default=d.content_layer, help="VGG19 layer of the content loss")
+    p.add_argument("--style-layers", default=",".join(d.style_layers), help="comma-separated VGG19 layers of the style loss")
+    p.add_argument("--checkpoint-every", "--checkpoint-iterations", dest="checkpoint_every", type=int, default=d.checkpoint_every,
+                   help="steps between checkpoints (0 = end only)")
     p.add_argument("--keep-models", action="store_true",
                    help="also write a loadable OUT/<style>_stepNNNNNNN.safetensors at every checkpoint (Ctrl-C always writes one)")
     p.add_argument("--log-every", type=positive_int, default=d.log_every, help="steps between loss lines")
     p.add_argument("--max-steps", type=positive_int, default=d.max_steps, help="stop after this many steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--test-image", default=None, help="stylised into OUT at every checkpoint")
+    p.add_argument("--test-image", "--test", dest="test_image", default=None, help="stylised into OUT at every checkpoint")
     p.add_argument("--workers", type=int, default=d.workers, help="background data-loading processes")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--weights", default=d.weights, help="VGG19 weights: cache name or file")
-    p.add_argument("--norm", default=d.norm, choices=("instance", "batch"))
-    p.add_argument("--upsample", default=d.upsample, choices=("resize", "deconv"))
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds initialisation, data order and every RNG")
+    p.add_argument("--weights", "--vgg-path", dest="weights", default=d.weights, help="VGG19 weights: cache name or file")
+    p.add_argument("--norm", default=d.norm, choices=("instance", "batch"), help="normalisation layers of the network")
+    p.add_argument("--upsample", default=d.upsample, choices=("resize", "deconv"),
+                   help="resize = nearest x2 + conv (no checkerboard); deconv = the course's transposed convolution")
     p.add_argument("--precision", default=d.precision, choices=("auto", *PRECISION_CHOICES),
                    help="auto = bf16 on CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
     p.set_defaults(handler=run_train)
 
@@ -76,16 +90,16 @@ def _register_transfer(subparsers: Any) -> None:
     d = TransferOptions()
     p = add_command(subparsers, "transfer", "stylise images with a trained model", TRANSFER_DESCRIPTION)
     p.add_argument("--model", required=True, help="trained model (.safetensors) or training checkpoint (checkpoint.pt)")
-    p.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    add_input_paths(p, "IN", "image files or folders", many=True)
+    p.add_argument("-o", "--output", "--out-path", dest="output", required=True, help="output file (one input) or folder")
     p.add_argument("--size", type=positive_int, default=d.size, help="resize so the long side is this (default: keep)")
     p.add_argument("--tile", type=positive_int, default=d.tile, help="tile side for large images (default: automatic)")
-    p.add_argument("--tile-overlap", type=int, default=d.tile_overlap)
+    p.add_argument("--tile-overlap", type=int, default=d.tile_overlap, help="pixels shared by neighbouring tiles, blended")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="same-size images per pass")
     p.add_argument("--precision", default=d.precision, choices=("auto", *PRECISION_CHOICES),
                    help="auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the network: ~25 s once per image size, then several times faster")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
     add_json_option(p)
     p.set_defaults(handler=run_transfer)
@@ -115,7 +129,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
                               device=args.device, precision=args.precision, compile=args.compile)
-    items = plan_outputs(args.inputs, args.output)
+    items = plan_outputs(input_paths(args, "IN", many=True), args.output)
     model = load_style_model(args.model, options=options)
 
     def report(item: Any, seconds: float) -> None:

@@ -9,8 +9,10 @@ from typing import Any
 from styleforge.cli.common import (
     add_command,
     add_device_option,
+    add_input_paths,
     add_json_option,
     check_output_suffix,
+    input_paths,
     parse_list,
     positive_int,
     print_json,
@@ -31,13 +33,13 @@ def register(subparsers: Any) -> None:
     """Add the ``stylize`` command."""
     d = GatysOptions()
     p = add_command(subparsers, "stylize", "optimisation-based (Gatys) style transfer", DESCRIPTION)
-    p.add_argument("content", metavar="CONTENT", help="content image")
+    add_input_paths(p, "CONTENT", "content image", many=False)
     p.add_argument("--style", action="append", required=True, metavar="STYLE", help="style image (repeat for several)")
     p.add_argument("--style-blend", default=None, help="comma-separated weights, one per --style (default: equal)")
-    p.add_argument("-o", "--output", required=True, help="output image (.jpg/.png/.webp/.bmp)")
+    p.add_argument("-o", "--output", "--out-path", dest="output", required=True, help="output image (.jpg/.png/.webp/.bmp)")
     p.add_argument("--size", type=positive_int, default=d.size, help="long side of the output in pixels")
     p.add_argument("--iterations", type=positive_int, default=d.iterations, help="optimiser steps (per scale)")
-    p.add_argument("--optimizer", default=d.optimizer, choices=("lbfgs", "adam"))
+    p.add_argument("--optimizer", default=d.optimizer, choices=("lbfgs", "adam"), help="L-BFGS converges in fewer steps")
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: 1.0 for lbfgs, 0.02 for adam; image in [0,1])")
     p.add_argument("--content-weight", type=float, default=d.content_weight, help="alpha (default: per weights convention)")
     p.add_argument("--style-weight", type=float, default=d.style_weight, help="beta (default: per weights convention)")
@@ -99,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = validate_options(options_from_args(args))
     check_output_suffix(args.output)
-    content = read_image(args.content)
+    content_path = input_paths(args, "CONTENT", many=False)[0]
+    content = read_image(content_path)
     styles = [read_image(s) for s in args.style]
     callback = snapshot_writer(args.output, args.save_every) if args.save_every > 0 else None
     result = run_stylize(content, styles, options, callback=callback, progress=not args.quiet)
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.log:
         result.history.write_csv(args.log)
     if args.plot:
-        result.history.plot(args.plot, ("total", "content", "style", "tv"), title=f"styleforge stylize: {args.content}")
+        result.history.plot(args.plot, ("total", "content", "style", "tv"), title=f"styleforge stylize: {content_path}")
     steps = len(result.history.rows)
     final = result.history.rows[-1] if result.history.rows else {}
     summary = {

@@ -38,11 +38,11 @@ def register(subparsers: Any) -> None:
     importing.set_defaults(handler=run_import)
 
     path = actions.add_parser("path", help="print the cached file of NAME", formatter_class=HelpFormatter)
-    path.add_argument("name")
+    path.add_argument("name", help="cached weights name")
     path.set_defaults(handler=run_path)
 
     remove = actions.add_parser("remove", help="delete NAME from the cache", formatter_class=HelpFormatter)
-    remove.add_argument("name")
+    remove.add_argument("name", help="cached weights name")
     remove.set_defaults(handler=run_remove)
 
 

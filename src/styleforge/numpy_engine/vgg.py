@@ -9,12 +9,16 @@ identity. ``backward`` runs from any set of named layers down to the input image
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import numpy as np
+from PIL import Image
 
 from styleforge.architecture import LAYER_INDEX, LAYER_NAMES, plan_extraction
+from styleforge.classes import Prediction, class_names_for, top_predictions
 from styleforge.errors import StyleforgeError
 from styleforge.numpy_engine.layers import Conv2d, Layer, Linear, MaxPool2d, ReLU, Softmax
+from styleforge.preprocessing import network_input
 from styleforge.weights.formats import WeightsBundle
 
 
@@ -31,7 +35,6 @@ class VGG19:
         bundle.validate()
         self.convention = bundle.convention
         self.dtype = dtype
-        self.class_names = bundle.class_names
         self.layers: dict[str, Layer] = {}
         tensors = bundle.tensors
         self.has_classifier = "fc6.weight" in tensors
@@ -54,6 +57,7 @@ class VGG19:
                 layer.weight = tensors[f"{name}.weight"].astype(dtype)  # type: ignore[attr-defined]
                 layer.bias = tensors[f"{name}.bias"].astype(dtype)  # type: ignore[attr-defined]
             self.layers[name] = layer
+        self.class_names = class_names_for(tensors["fc8.weight"].shape[0], bundle.class_names) if self.has_classifier else []
         self.pool_grid = int(round((tensors["fc6.weight"].shape[1] / tensors["conv5_4.weight"].shape[0]) ** 0.5)) if self.has_classifier else 0
         mean = np.asarray(self.convention.mean, dtype=np.float64).reshape(1, 3, 1, 1)
         std = np.asarray(self.convention.std, dtype=np.float64).reshape(1, 3, 1, 1)
@@ -75,6 +79,22 @@ class VGG19:
     def normalize_backward(self, grad: np.ndarray) -> np.ndarray:
         """Gradient w.r.t. the [0, 1] pixels from the gradient w.r.t. the normalised input."""
         return grad * self._scale
+
+    def preprocess(self, images: Image.Image | Iterable[Image.Image], size: int = 224, resize: str | None = None) -> np.ndarray:
+        """PIL image(s) -> a normalised (N, 3, size, size) batch, exactly as the PyTorch
+        VGG19's ``preprocess`` (``resize``: ``crop``/``squash``, default the convention's)."""
+        batch = [images] if isinstance(images, Image.Image) else list(images)
+        return self.normalize(network_input(batch, size, resize or self.convention.resize))
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Softmax class probabilities (N, classes) of a preprocessed batch."""
+        if not self.has_classifier:
+            raise StyleforgeError("these weights have no classifier (fc6-fc8), so they cannot classify")
+        return self.extract(x, ["softmax"])["softmax"]
+
+    def top_predictions(self, probs: np.ndarray, top_k: int) -> list[list[Prediction]]:
+        """Per image, the ``top_k`` (class id, name, probability), best first."""
+        return top_predictions(probs, self.class_names, top_k)
 
     def extract(self, x: np.ndarray, names: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
         """Forward a normalised batch; returns the named activations, stopping at the deepest."""
