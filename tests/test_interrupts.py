@@ -38,3 +38,16 @@ def test_outside_the_main_thread_the_block_just_runs() -> None:
     worker.start()
     worker.join()
     assert ran == [1]
+
+
+def test_an_ignored_or_custom_sigint_is_left_alone() -> None:
+    seen = []
+    for handler in (signal.SIG_IGN, lambda signum, frame: seen.append(signum)):
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            with deferred_interrupt():
+                os.kill(os.getpid(), signal.SIGINT)
+            assert signal.getsignal(signal.SIGINT) is handler
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    assert seen == [signal.SIGINT]

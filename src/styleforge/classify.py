@@ -191,7 +191,7 @@ def _numpy_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
     if not isinstance(model, VGG19):
         raise StyleforgeError("engine 'numpy' needs a styleforge.numpy_engine.VGG19 (or none, to load the weights)")
     return _Runner(
-        device="cpu (NumPy engine)",
+        device="cpu",
         convention=model.convention.name,
         prepare=lambda images: model.preprocess(images, size=opts.size),
         probabilities=model.probabilities,

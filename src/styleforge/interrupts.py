@@ -18,9 +18,14 @@ from types import FrameType
 @contextmanager
 def deferred_interrupt() -> Iterator[None]:
     """Run the block with SIGINT held; a Ctrl-C received meanwhile raises
-    ``KeyboardInterrupt`` when the block ends. Outside the main thread (where signal
-    handlers cannot be set) the block runs unprotected."""
-    if threading.current_thread() is not threading.main_thread():
+    ``KeyboardInterrupt`` when the block ends.
+
+    Only Python's default SIGINT handling is deferred: where SIGINT is ignored (a
+    background job of a non-interactive shell, ``nohup``) or handled by the embedding
+    application, and outside the main thread (where handlers cannot be set), the block
+    runs as it would without this."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
         return
     received: list[int] = []
