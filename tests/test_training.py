@@ -172,6 +172,8 @@ def test_matconvnet_training_defaults_are_the_course_settings(photo_dir: Path, w
     opts = TrainOptions(**{**SMALL, "precision": "fp32"})
     trainer = Trainer(style, "s.png", photo_dir, tmp_path / "run", opts, vgg=sf.load_vgg19(str(weight_files["mat"])), progress=False)
     assert (trainer.alpha, trainer.beta, trainer.gamma) == COURSE_TRAIN_LOSS_WEIGHTS
+    assert TrainOptions().loss_weights("my-own-0-255", 255.0) == COURSE_TRAIN_LOSS_WEIGHTS
+    assert TrainOptions(tv_weight=0.0).loss_weights("matconvnet", 255.0) == (7.5, 500.0, 0.0)
     photos = torch.stack([PhotoFolder(photo_dir, 48)[i] for i in range(4)])
     with torch.no_grad():
         ours = {k: float(v) for k, v in trainer.losses(photos).items()}

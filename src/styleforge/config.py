@@ -72,6 +72,21 @@ def options_from_kwargs(cls: type, overrides: dict[str, object], command: str) -
     return cls(**overrides)
 
 
+def fill_loss_weights(table: dict[str, tuple[float, ...]], convention_name: str, input_scale: float,
+                      chosen: tuple[float | None, ...]) -> tuple[float, ...]:
+    """Return ``chosen`` loss weights with each None replaced by the convention's default.
+
+    Args:
+        table: default weights per convention name (``torchvision``, ``matconvnet``).
+        convention_name: the VGG weights' convention; a user's own convention takes the
+            defaults of the known one with the same input range (0-255 or 0-1).
+        input_scale: the convention's input scale (255 or 1).
+        chosen: the user's weights, None where unset.
+    """
+    default = table.get(convention_name) or table["matconvnet" if input_scale > 10 else "torchvision"]
+    return tuple(d if c is None else c for c, d in zip(chosen, default, strict=True))
+
+
 def max_pixels_from_env() -> int:
     """Return the pixel limit: ``STYLEFORGE_MAX_PIXELS`` if set (an integer), else the default."""
     raw = os.environ.get("STYLEFORGE_MAX_PIXELS", "").strip()
@@ -193,12 +208,7 @@ class GatysOptions:
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float]:
         """Return (content_weight, style_weight), filling defaults for a convention."""
-        default = GATYS_LOSS_WEIGHTS.get(convention_name)
-        if default is None:  # a user's own convention: go by its input range
-            default = GATYS_LOSS_WEIGHTS["matconvnet" if input_scale > 10 else "torchvision"]
-        alpha = default[0] if self.content_weight is None else self.content_weight
-        beta = default[1] if self.style_weight is None else self.style_weight
-        return alpha, beta
+        return fill_loss_weights(GATYS_LOSS_WEIGHTS, convention_name, input_scale, (self.content_weight, self.style_weight))  # type: ignore[return-value]
 
     def learning_rate(self) -> float:
         """Return the learning rate, filling the optimiser's default."""
@@ -279,11 +289,8 @@ class TrainOptions:
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float, float]:
         """Return (content, style, tv) weights, filling defaults for a convention."""
-        default = TRAIN_LOSS_WEIGHTS.get(convention_name)
-        if default is None:
-            default = TRAIN_LOSS_WEIGHTS["matconvnet" if input_scale > 10 else "torchvision"]
         chosen = (self.content_weight, self.style_weight, self.tv_weight)
-        return tuple(d if c is None else c for c, d in zip(chosen, default, strict=True))  # type: ignore[return-value]
+        return fill_loss_weights(TRAIN_LOSS_WEIGHTS, convention_name, input_scale, chosen)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
