@@ -119,7 +119,7 @@ def test_bad_images_exit_2_with_one_line(tmp_path: Path, weight_files: dict[str,
 
 @pytest.mark.parametrize("args,fragment", [
     (["classify", "IMG", "--weights", "no-such-weights"], "unknown weights 'no-such-weights'"),
-    (["classify", "IMG", "--weights", "/nowhere/w.pth"], "does not exist"),
+    (["classify", "IMG", "--weights", "/nowhere/w.pth"], "no such file"),
     (["classify", "IMG", "--device", "cuda"], "CUDA"),
     (["classify", "IMG", "--device", "cpu", "--precision", "fp16"], "fp16 needs CUDA"),
     (["weights", "download", "resnet"], "no download is known for 'resnet'"),

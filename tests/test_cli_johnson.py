@@ -40,7 +40,7 @@ def test_train_then_transfer_files_and_folders(tmp_path: Path, photos: Path, wei
 
     many = run_cli("transfer", "--model", str(model), str(photos), str(style), "-o", str(tmp_path / "out"), "--size", "36",
                    "--tile", "24", "--json", "--device", "cpu")
-    assert many.returncode == 2  # the corrupt file was skipped, and that is reported
+    assert many.returncode == 1  # done in part: the corrupt file was skipped, and that is reported
     report = json.loads(many.stdout)
     assert len(report["images"]) == 9 and [s["input"] for s in report["skipped"]] == [str(photos / "corrupt.jpg")]
     assert Image.open(tmp_path / "out" / "photos" / "p3.jpg").size == (36, 29)
@@ -49,7 +49,7 @@ def test_train_then_transfer_files_and_folders(tmp_path: Path, photos: Path, wei
 
 def test_check_data(photos: Path) -> None:
     result = run_cli("check-data", str(photos), "--json")
-    assert result.returncode == 0
+    assert result.returncode == 1  # some files are unreadable
     report = json.loads(result.stdout)
     assert report["good"] == 8 and [u["path"] for u in report["unreadable"]] == [str(photos / "corrupt.jpg")]
 

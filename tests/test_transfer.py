@@ -96,7 +96,7 @@ def test_model_files_and_metadata(model_file: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.safetensors").write_bytes(b"not a model")
     with pytest.raises(StyleforgeError, match="cannot read model"):
         load_style_model(tmp_path / "bad.safetensors")
-    with pytest.raises(StyleforgeError, match="does not exist"):
+    with pytest.raises(StyleforgeError, match="no such file"):
         load_style_model(tmp_path / "missing.safetensors")
 
 

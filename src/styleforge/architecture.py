@@ -60,3 +60,12 @@ def check_feature_layers(names: Iterable[str]) -> None:
     for layer in names:
         if layer not in LAYER_INDEX or LAYER_INDEX[layer] >= LAYER_INDEX["fc6"]:
             raise StyleforgeError(f"bad layer name {layer!r}: use VGG19 conv/relu/pool layers such as conv4_2 or relu3_1")
+
+
+def min_input_side(names: Iterable[str]) -> int:
+    """The smallest image side for which every layer in ``names`` has at least one
+    position: 2 to the power of the number of 2x2 poolings up to the deepest layer
+    (16 for conv5_1, 32 for pool5)."""
+    deepest = max(LAYER_INDEX[n] for n in names)
+    pools = sum(1 for name in LAYER_NAMES[: deepest + 1] if name.startswith("pool"))
+    return 2**pools

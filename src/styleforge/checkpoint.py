@@ -26,18 +26,15 @@ from typing import Any
 import torch
 
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import atomic_path
+from styleforge.torch_files import load_torch_file, save_torch_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 REQUIRED_KEYS = ("model", "options", "state")
 
 
 def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``payload`` to ``path`` atomically (temporary file, then rename); returns the path."""
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        torch.save(payload, tmp)
-    return target
+    """Write ``payload`` to ``path`` atomically (verified write, then rename); returns the path."""
+    return save_torch_file(payload, path)
 
 
 def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -47,12 +44,9 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         StyleforgeError: missing, unreadable or not a styleforge training checkpoint.
     """
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise StyleforgeError(f"no checkpoint at '{file}'")
-    try:
-        payload = torch.load(file, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 (torch raises many types for a bad file)
-        raise StyleforgeError(f"cannot read checkpoint '{file}': {' '.join(str(exc).split())[:200]}") from None
+    payload = load_torch_file(file, "checkpoint", map_location=map_location)
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
         raise StyleforgeError(f"'{file}' is not a styleforge training checkpoint (it lacks {', '.join(REQUIRED_KEYS)})")
     return payload

@@ -30,6 +30,7 @@ from styleforge.classes import Prediction
 from styleforge.config import ClassifyOptions
 from styleforge.errors import StyleforgeError
 from styleforge.images import read_images
+from styleforge.limits import check_pixel_budget
 
 ENGINES = ("torch", "numpy")
 
@@ -148,6 +149,7 @@ def _validated(opts: ClassifyOptions, paths: list) -> ClassifyOptions:
         raise StyleforgeError("no images given")
     if opts.top_k < 1 or opts.batch_size < 1 or opts.repeat < 1 or opts.size < 32:
         raise StyleforgeError("--top-k, --batch-size and --repeat must be >= 1, and --size >= 32")
+    check_pixel_budget(opts.size, opts.size, f"--size {opts.size}")
     if opts.engine not in ENGINES:
         raise StyleforgeError(f"unknown engine {opts.engine!r}; use one of {', '.join(ENGINES)}")
     if opts.engine == "numpy" and opts.precision != "fp32":

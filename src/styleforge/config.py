@@ -7,6 +7,7 @@ change a default are read here too (and only here).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -46,10 +47,17 @@ def normalized_weights(count: int, weights: Sequence[float] | None, what: str, i
     values = [1.0] * count if weights is None else [float(w) for w in weights]
     if len(values) != count:
         raise StyleforgeError(f"{len(values)} {what} weights given for {count} {items}")
+    if not all(math.isfinite(v) for v in values):
+        raise StyleforgeError(f"{what} weights must be finite numbers, got {', '.join(f'{v:g}' for v in values)}")
     total = sum(values)
     if any(v < 0 for v in values) or total <= 0:
         raise StyleforgeError(f"{what} weights must be >= 0 and not all zero")
     return [v / total for v in values]
+
+
+def is_finite(value: float | None) -> bool:
+    """True for None (an unset option) and finite numbers; False for nan and inf."""
+    return value is None or math.isfinite(value)
 
 
 def options_from_kwargs(cls: type, overrides: dict[str, object], command: str) -> object:
@@ -94,7 +102,7 @@ def max_pixels_from_env() -> int:
         return DEFAULT_MAX_PIXELS
     try:
         value = int(float(raw))
-    except ValueError:
+    except (ValueError, OverflowError):  # text, nan, inf
         value = 0
     if value <= 0:
         from styleforge.errors import StyleforgeError

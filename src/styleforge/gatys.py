@@ -38,12 +38,14 @@ from styleforge.config import (
     STYLE_NORMALIZATIONS,
     TV_KINDS,
     GatysOptions,
+    is_finite,
     normalized_weights,
     options_from_kwargs,
 )
 from styleforge.errors import StyleforgeError
 from styleforge.gatys_engine import Engine, ScaleProblem
-from styleforge.images import array_to_image, image_to_array, read_image, resize_long_side, write_image
+from styleforge.images import array_to_image, image_to_array, long_side_size, read_image, resize_long_side, write_image
+from styleforge.limits import check_min_side, check_pixel_budget
 from styleforge.progress import Progress
 from styleforge.runlog import LossHistory
 
@@ -133,9 +135,10 @@ def run_stylize(
         raise StyleforgeError("at least one style image is needed")
     if opts.style_blend is not None:
         normalized_weights(len(style_imgs), opts.style_blend, "blend", "style images")
+    sizes = list(opts.scales or (opts.size,))
+    check_scaled_sizes(content_img, style_imgs, sizes, opts)
     engine = make_engine(opts, vgg)
     work_content, work_styles = _prepare_colors(content_img, style_imgs, opts.preserve_color)
-    sizes = list(opts.scales or (opts.size,))
     history = LossHistory(HISTORY_COLUMNS)
     total_steps = opts.iterations * len(sizes)
     start = time.perf_counter()
@@ -179,19 +182,38 @@ def validate_options(opts: GatysOptions) -> GatysOptions:
         (opts.tv_kind in TV_KINDS, f"unknown TV kind {opts.tv_kind!r}; use one of {', '.join(TV_KINDS)}"),
         (opts.iterations >= 1, "iterations must be >= 1"),
         (opts.size >= 16 and all(s >= 16 for s in opts.scales or ()), "sizes must be >= 16 pixels"),
-        (opts.style_scale > 0, "style scale must be > 0"),
-        (opts.tv_weight >= 0 and (opts.lr is None or opts.lr > 0), "tv weight must be >= 0 and lr > 0"),
+        (is_finite(opts.style_scale) and opts.style_scale > 0, "style scale must be a finite number > 0"),
+        (all(is_finite(w) and (w is None or w >= 0) for w in (opts.content_weight, opts.style_weight, opts.tv_weight)),
+         "content, style and tv weights must be finite numbers >= 0"),
+        (opts.lr is None or (is_finite(opts.lr) and opts.lr > 0), "lr must be a finite number > 0"),
+        (opts.seed >= 0, "seed must be >= 0"),
         (bool(opts.content_layers) and bool(opts.style_layers), "content and style layers must not be empty"),
     ]
     for ok, message in checks:
         if not ok:
             raise StyleforgeError(message)
+    for side in opts.scales or (opts.size,):  # an upper bound before any image is read
+        check_pixel_budget(side, side, f"--size {side}")
     check_feature_layers((*opts.content_layers, *opts.style_layers))
     check_mode(opts.preserve_color)
     normalized_weights(len(opts.style_layers), opts.style_layer_weights, "style layer", "style layers")
     if opts.style_blend is not None:
         normalized_weights(len(opts.style_blend), opts.style_blend, "blend", "style images")
     return opts
+
+
+def check_scaled_sizes(content: Image.Image, styles: list[Image.Image], sizes: list[int], opts: GatysOptions) -> None:
+    """Before any work: at every scale, the content and style images must fit the pixel
+    limit and be large enough on both sides for the deepest VGG19 layer used."""
+    from styleforge.architecture import min_input_side
+
+    minimum = min_input_side((*opts.content_layers, *opts.style_layers))
+    for long_side in sizes:
+        pictures = [("the content image", content.size, long_side)]
+        pictures += [(f"style image {i + 1}", s.size, _style_side(long_side, opts)) for i, s in enumerate(styles)]
+        for what, size, side in pictures:
+            width, height = check_pixel_budget(*long_side_size(size, side), f"scaling {what} to a long side of {side}")
+            check_min_side(width, height, minimum, f"{what} scaled to a long side of {side}")
 
 
 def make_engine(opts: GatysOptions, vgg: object | None) -> Engine:
@@ -234,8 +256,7 @@ def _prepare_colors(content: Image.Image, styles: list[Image.Image], mode: str |
 def _scale_problem(content: Image.Image, styles: list[Image.Image], long_side: int, opts: GatysOptions,
                    previous: np.ndarray | None) -> ScaleProblem:
     scaled_content = resize_long_side(content, long_side)
-    style_side = max(16, round(long_side * opts.style_scale))
-    scaled_styles = [resize_long_side(s, style_side) for s in styles]
+    scaled_styles = [resize_long_side(s, _style_side(long_side, opts)) for s in styles]
     content_array = image_to_array(scaled_content)
     if previous is not None:
         init = image_to_array(array_to_image(previous).resize(scaled_content.size, Image.Resampling.BICUBIC))
@@ -248,3 +269,6 @@ def _scale_problem(content: Image.Image, styles: list[Image.Image], long_side: i
         init = rng.random(content_array.shape, dtype=np.float32)
     return ScaleProblem(content_array, [image_to_array(s) for s in scaled_styles], init)
 
+
+def _style_side(long_side: int, opts: GatysOptions) -> int:
+    return max(16, round(long_side * opts.style_scale))

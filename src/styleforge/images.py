@@ -23,7 +23,9 @@ half-written image.
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -32,7 +34,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from styleforge.config import max_pixels_from_env
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import atomic_path
+from styleforge.fsutil import check_regular_file, write_bytes_atomic
+from styleforge.limits import check_pixel_budget
 
 #: Pillow format names accepted on input.
 READ_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
@@ -59,12 +62,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> I
         StyleforgeError: missing file, unsupported or corrupt data, truncated file,
             or too many pixels.
     """
-    file = Path(path)
     limit = max_pixels if max_pixels is not None else max_pixels_from_env()
-    if not file.exists():
-        raise _read_error(file, "no such file")
-    if file.is_dir():
-        raise _read_error(file, "it is a folder, not an image file")
+    file = check_regular_file(path, "image")
     _let_pillow_allow(limit)
     try:
         with warnings.catch_warnings():
@@ -136,18 +135,24 @@ def write_image(img: Image.Image, path: str | os.PathLike[str], quality: int = 9
     if fmt in ("JPEG", "BMP") and img.mode != "RGB":
         img = to_rgb(img)
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    try:
-        with atomic_path(dest) as tmp:
-            img.save(tmp, format=fmt, **options)
-    except OSError as exc:
-        raise StyleforgeError(f"cannot write image '{dest}': {_one_line(exc)}") from None
-    return dest
+    encoded = io.BytesIO()  # encode in memory, then one verified write: never a truncated file
+    img.save(encoded, format=fmt, **options)
+    return write_bytes_atomic(dest, encoded.getvalue())
 
 
 def find_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Return the image files (by suffix) under ``folder``, recursively, sorted."""
+    """Return the image files (by suffix) under ``folder``, recursively, sorted.
+
+    Only regular files count (a FIFO or device named ``x.jpg`` is not an image file)."""
     root = Path(folder)
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and _is_regular(p))
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _read_error(file: Path, reason: str) -> StyleforgeError:
@@ -202,9 +207,15 @@ def array_to_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.rint(hwc * 255.0).astype(np.uint8), mode="RGB")
 
 
-def resize_long_side(img: Image.Image, long_side: int) -> Image.Image:
-    """Resize so the longer side is ``long_side`` pixels, keeping the aspect ratio."""
-    width, height = img.size
+def long_side_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """The (width, height) that :func:`resize_long_side` gives an image of ``size``."""
+    width, height = size
     scale = long_side / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize_long_side(img: Image.Image, long_side: int) -> Image.Image:
+    """Resize so the longer side is ``long_side`` pixels, keeping the aspect ratio
+    (refused before allocating when the result would exceed the pixel limit)."""
+    size = check_pixel_budget(*long_side_size(img.size, long_side), f"resizing to a long side of {long_side}")
     return img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)

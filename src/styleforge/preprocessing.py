@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from styleforge.errors import StyleforgeError
+from styleforge.limits import check_pixel_budget
 
 RESIZE_POLICIES = ("crop", "squash")
 
@@ -114,6 +115,7 @@ def resize_for_network(img: Image.Image, size: int, policy: str) -> Image.Image:
         A ``size x size`` RGB PIL image.
     """
     if policy == "squash":
+        check_pixel_budget(size, size, f"resizing to {size}x{size}")
         return img.resize((size, size), Image.Resampling.BILINEAR)
     if policy != "crop":
         raise StyleforgeError(f"unknown resize policy {policy!r}; use one of {', '.join(RESIZE_POLICIES)}")
@@ -135,6 +137,7 @@ def center_crop_square(img: Image.Image, size: int, short_side: int | None = Non
     width, height = img.size
     scale = short / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    check_pixel_budget(new_w, new_h, f"scaling a {width}x{height} image so its shorter side is {short}")
     resized = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
     left, top = (new_w - size) // 2, (new_h - size) // 2
     return resized.crop((left, top, left + size, top + size))

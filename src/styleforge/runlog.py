@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import atomic_path
+from styleforge.fsutil import write_bytes_atomic
+
+
+#: Loss-plot file suffixes and the matplotlib format each writes.
+PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> str:
+    """Return the plot format for ``path``'s suffix; refuse any other suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in PLOT_FORMATS:
+        raise StyleforgeError(f"plot '{path}' needs one of the suffixes {', '.join(PLOT_FORMATS)}")
+    return PLOT_FORMATS[suffix]
+
+
+def load_plotting() -> None:
+    """Import matplotlib (Agg backend) now: a long run calls this before it starts, so a
+    Ctrl-C never lands in the middle of this slow first import at its first checkpoint."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; must precede pyplot's import
+    import matplotlib.pyplot  # noqa: F401
 
 
 @dataclass
@@ -36,20 +58,17 @@ class LossHistory:
 
     def write_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the history as CSV (header + rows), atomically; returns the path."""
-        try:
-            with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(self.columns))
-                writer.writeheader()
-                writer.writerows(self.rows)
-        except OSError as exc:
-            raise StyleforgeError(f"cannot write log '{path}': {exc}") from None
-        return Path(path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=list(self.columns))
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return write_bytes_atomic(path, text.getvalue().encode("utf-8"))
 
     def plot(self, path: str | os.PathLike[str], curves: tuple[str, ...], title: str = "") -> Path:
-        """Draw the non-zero ``curves`` against ``step`` on a log scale to a PNG, atomically."""
-        import matplotlib
-
-        matplotlib.use("Agg")  # no display needed; must precede pyplot's import
+        """Draw the non-zero ``curves`` against ``step`` on a log scale (PNG, PDF or SVG
+        by the suffix), atomically."""
+        fmt = check_plot_path(path)
+        load_plotting()
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
@@ -68,10 +87,8 @@ class LossHistory:
             ax.grid(True, alpha=0.3)
             ax.legend()
             fig.tight_layout()
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format="png")
-        except OSError as exc:
-            raise StyleforgeError(f"cannot write plot '{path}': {exc}") from None
+            encoded = io.BytesIO()
+            fig.savefig(encoded, format=fmt)
         finally:
             plt.close(fig)
-        return Path(path)
+        return write_bytes_atomic(path, encoded.getvalue())

@@ -19,12 +19,15 @@ def read_safetensors_file(path: str | os.PathLike[str], framework: str, what: st
     Raises:
         StyleforgeError: the file cannot be read or is not safetensors.
     """
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
+    from styleforge.fsutil import check_regular_file
+
+    check_regular_file(path, what)
     try:
         with safe_open(str(path), framework=framework) as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001: any failure of the parser on an untrusted file is a bad file
         raise StyleforgeError(f"cannot read {what} '{path}': {' '.join(str(exc).split())[:200]}") from None
     return metadata, tensors

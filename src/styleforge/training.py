@@ -19,6 +19,7 @@ as an uninterrupted run). Checkpoints, logs and models are written atomically.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import math
 import os
 import random
@@ -34,15 +35,18 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from styleforge.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
-from styleforge.config import PRECISION_CHOICES, TrainOptions, options_from_kwargs
+from styleforge.architecture import CONV_NAMES, LAYER_INDEX, check_feature_layers, min_input_side
+from styleforge.config import PRECISION_CHOICES, TrainOptions, is_finite, options_from_kwargs
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision
 from styleforge.errors import StyleforgeError
+from styleforge.fsutil import check_output_dir
 from styleforge.images import find_images, image_to_array, read_image, resize_long_side, write_image
 from styleforge.interrupts import deferred_interrupt
+from styleforge.limits import check_min_side, check_pixel_budget
 from styleforge.loss_scales import normalized_layer_weights
 from styleforge.losses import content_loss, style_loss, style_target, total_variation
 from styleforge.preprocessing import center_crop_square
-from styleforge.runlog import LossHistory
+from styleforge.runlog import LossHistory, load_plotting
 from styleforge.transform_net import TransformNet
 
 HISTORY_COLUMNS = ("step", "epoch", "total", "content", "style", "tv", "skipped", "seconds")
@@ -62,6 +66,7 @@ class PhotoFolder(Dataset):
         folder = Path(root)
         if not folder.is_dir():
             raise StyleforgeError(f"data folder '{folder}' does not exist or is not a folder")
+        self.root = folder
         self.files = find_images(folder)
         if not self.files:
             raise StyleforgeError(f"data folder '{folder}' holds no .jpg/.jpeg/.png/.webp/.bmp images")
@@ -198,6 +203,8 @@ class Trainer:
         self.alpha, self.beta, self.gamma = opts.loss_weights(self.vgg.convention.name, self.vgg.convention.input_scale)
         self.layer_weights = normalized_layer_weights(opts.style_layers, None)
         self.style_targets = self._style_targets(style_image)
+        self.identity = {"style": image_checksum(style_image), "vgg": module_checksum(self.vgg, self._loss_layers())}
+        load_plotting()  # now, not at the first checkpoint where a Ctrl-C could land in the import
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opts.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.model = self._wrap_distributed()
@@ -226,10 +233,15 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(self.net, device_ids=ids)
 
+    def _loss_layers(self) -> list[str]:
+        return [self.opts.content_layer, *self.opts.style_layers]
+
     @torch.no_grad()
     def _style_targets(self, style_image: Image.Image) -> dict[str, torch.Tensor]:
         side = self.opts.style_size or self.opts.image_size
-        pixels = torch.from_numpy(image_to_array(resize_long_side(style_image, side))).to(self.device)
+        style = resize_long_side(style_image, side)
+        check_min_side(*style.size, min_input_side(self.opts.style_layers), f"the style image scaled to a long side of {side}")
+        pixels = torch.from_numpy(image_to_array(style)).to(self.device)
         feats = self.vgg.extract(self.vgg.normalize(pixels), self.opts.style_layers)
         return {layer: style_target(f)[0] for layer, f in feats.items()}
 
@@ -278,6 +290,7 @@ class Trainer:
         start, start_step = time.perf_counter(), self.state.step
         try:
             while self.state.epoch < opts.epochs and self.state.step < total_steps:
+                steps_before_epoch = self.state.step
                 for photos, bad in self._loader():
                     with deferred_interrupt():  # a checkpoint after Ctrl-C holds whole steps only
                         self.state.batch_in_epoch += 1
@@ -292,6 +305,11 @@ class Trainer:
                     if self.state.step >= total_steps:
                         break
                 else:
+                    if self.state.step == steps_before_epoch:
+                        raise StyleforgeError(
+                            f"a whole epoch gave no batch of readable images ({self.state.skipped} unreadable files met in "
+                            f"'{self.dataset.root}'): nothing was trained; run 'styleforge check-data {self.dataset.root}'"
+                        )
                     self.state.epoch += 1
                     self.state.batch_in_epoch = 0
         except KeyboardInterrupt:
@@ -371,6 +389,7 @@ class Trainer:
             "rng": rng_state(),
             "options": asdict(self.opts),
             "style_name": self.style_name,
+            "identity": self.identity,
         }
         write_checkpoint(payload, self.checkpoint_path())
         history = self._history()
@@ -390,6 +409,11 @@ class Trainer:
         for key in ("norm", "upsample", "batch_size", "image_size", "seed"):
             if saved[key] != getattr(self.opts, key):
                 raise StyleforgeError(f"--resume: the checkpoint was made with {key}={saved[key]!r}, not {getattr(self.opts, key)!r}")
+        for key, what in (("style", "style image"), ("vgg", "VGG19 weights")):
+            recorded = payload.get("identity", {}).get(key)
+            if recorded is not None and recorded != self.identity[key]:
+                raise StyleforgeError(f"--resume: the checkpoint was trained with another {what} (its checksum differs); "
+                                      f"give the run's own {what}, or start a new --out folder")
         self.net.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
@@ -464,6 +488,7 @@ def train(
         The path of the trained model's safetensors file.
     """
     opts = validate_train_options(options_from_kwargs(TrainOptions, options, "train"))
+    check_output_dir(out_dir, "output folder")
     style = style_image if isinstance(style_image, Image.Image) else read_image(style_image)
     name = "style" if isinstance(style_image, Image.Image) else Path(style_image).name
     test = None if test_image is None else (test_image if isinstance(test_image, Image.Image) else read_image(test_image))
@@ -473,13 +498,18 @@ def train(
 
 def validate_train_options(opts: TrainOptions) -> TrainOptions:
     """Check option values; returns them or raises StyleforgeError."""
-    from styleforge.architecture import check_feature_layers
     from styleforge.transform_net import NORMS, UPSAMPLES
 
     check_feature_layers((opts.content_layer, *opts.style_layers))
+    minimum = min_input_side((opts.content_layer, *opts.style_layers))
+    weights = (opts.content_weight, opts.style_weight, opts.tv_weight)
     checks = [
-        (opts.epochs >= 1 and opts.batch_size >= 1 and opts.image_size >= 16, "epochs and batch size must be >= 1, image size >= 16"),
-        (opts.lr > 0, "lr must be > 0"),
+        (opts.epochs >= 1 and opts.batch_size >= 1, "epochs and batch size must be >= 1"),
+        (opts.image_size >= minimum, f"image size must be >= {minimum} for the layers used"),
+        (is_finite(opts.lr) and opts.lr > 0, "lr must be a finite number > 0"),
+        (all(is_finite(w) and (w is None or w >= 0) for w in weights), "content, style and tv weights must be finite numbers >= 0"),
+        (opts.seed >= 0, "seed must be >= 0"),
+        (opts.style_size is None or opts.style_size >= 1, "style size must be >= 1"),
         (opts.max_steps is None or opts.max_steps >= 1, "max steps must be >= 1"),
         (opts.workers >= 0 and opts.log_every >= 1 and opts.checkpoint_every >= 0, "workers >= 0, log-every >= 1, checkpoint-every >= 0"),
         (opts.norm in NORMS, f"unknown norm {opts.norm!r}"),
@@ -489,7 +519,29 @@ def validate_train_options(opts: TrainOptions) -> TrainOptions:
     for ok, message in checks:
         if not ok:
             raise StyleforgeError(message)
+    check_pixel_budget(opts.image_size, opts.image_size, f"--image-size {opts.image_size}")
+    if opts.style_size is not None:
+        check_pixel_budget(opts.style_size, opts.style_size, f"--style-size {opts.style_size}")
     return opts
+
+
+def image_checksum(image: Image.Image) -> str:
+    """SHA-256 of an image's size and RGB pixels (what training sees, whatever the file format)."""
+    rgb = image.convert("RGB")
+    digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+    digest.update(rgb.tobytes())
+    return digest.hexdigest()
+
+
+def module_checksum(vgg: torch.nn.Module, layers: list[str]) -> str:
+    """SHA-256 of the VGG19 parameters the losses use (the convolutions up to the deepest of ``layers``)."""
+    deepest = max(LAYER_INDEX[name] for name in layers)
+    digest = hashlib.sha256()
+    for name in CONV_NAMES:
+        if LAYER_INDEX[name] <= deepest:
+            for tensor in (getattr(vgg, name).weight, getattr(vgg, name).bias):
+                digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _duration(seconds: float) -> str:

@@ -34,8 +34,9 @@ from PIL import Image
 from styleforge.config import TransferOptions
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision, synchronize
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import atomic_path
+from styleforge.fsutil import check_output_dir, check_output_file, check_regular_file, write_bytes_atomic
 from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, resize_long_side, write_image
+from styleforge.limits import check_pixel_budget
 from styleforge.safetensors_files import read_safetensors_file
 from styleforge.transform_net import TransformNet, set_norm_mode
 
@@ -44,18 +45,16 @@ MODEL_FORMAT = "styleforge-transformnet"
 
 def save_style_model(net: TransformNet, path: str | os.PathLike[str], metadata: dict, style_image: Image.Image | None = None) -> Path:
     """Write ``path`` (.safetensors) and its JSON sibling atomically; returns ``path``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     target = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     header = {"format": MODEL_FORMAT, "norm": net.norm, "upsample": net.upsample}
-    with atomic_path(target) as tmp:
-        save_file(state, str(tmp), metadata=header)
+    write_bytes_atomic(target, save(state, metadata=header))
     info = {**metadata, "network": {**header, "parameters": sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)}}
     if style_image is not None:
         info["style_thumbnail_png_base64"] = _thumbnail(style_image)
-    with atomic_path(target.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
+    write_bytes_atomic(target.with_suffix(".json"), (json.dumps(info, indent=2) + "\n").encode("utf-8"))
     return target
 
 
@@ -127,10 +126,9 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     file = Path(path)
     if file.suffix == ".onnx":
         raise StyleforgeError(f"'{file}': ONNX style models are not supported yet; give the .safetensors model")
-    if not file.is_file():
-        raise StyleforgeError(f"model file '{file}' does not exist")
+    check_regular_file(file, "model file")
     net, metadata = _read_checkpoint_model(file) if file.suffix == ".pt" else _read_safetensors_model(file)
-    opts = options or TransferOptions(device=str(device))
+    opts = validate_transfer_options(options or TransferOptions(device=str(device)))
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
@@ -143,28 +141,82 @@ def _read_safetensors_model(file: Path) -> tuple[TransformNet, dict]:
     if header.get("format") != MODEL_FORMAT:
         raise StyleforgeError(f"'{file}' is not a styleforge style model (metadata format={header.get('format')!r})")
     net = _network_with(file, header.get("norm", "instance"), header.get("upsample", "resize"), state)
-    sidecar = file.with_suffix(".json")
-    return net, json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    return net, _read_sidecar(file.with_suffix(".json"))
+
+
+def _read_sidecar(sidecar: Path) -> dict:
+    """The model's JSON metadata ({} when there is none); a damaged one is an error."""
+    if not sidecar.exists():
+        return {}
+    try:
+        data = json.loads(check_regular_file(sidecar, "model metadata").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StyleforgeError(f"cannot read model metadata '{sidecar}': {' '.join(str(exc).split())[:160]}") from None
+    if not isinstance(data, dict):
+        raise StyleforgeError(f"model metadata '{sidecar}' is not a JSON object")
+    return data
 
 
 def _read_checkpoint_model(file: Path) -> tuple[TransformNet, dict]:
     from styleforge.checkpoint import read_checkpoint
 
     payload = read_checkpoint(file)
-    options = payload["options"]
+    options = payload["options"] if isinstance(payload["options"], dict) else {}
     net = _network_with(file, options.get("norm", "instance"), options.get("upsample", "resize"), payload["model"])
     metadata = {"style_image": payload.get("style_name"), "options": options, "steps": payload["state"].get("step"),
                 "source": "checkpoint"}
     return net, metadata
 
 
-def _network_with(file: Path, norm: str, upsample: str, state: dict) -> TransformNet:
+def _network_with(file: Path, norm: str, upsample: str, state: object) -> TransformNet:
+    """A TransformNet holding ``state``; one line naming the first mismatching key otherwise."""
     try:
         net = TransformNet(norm, upsample)
-        net.load_state_dict(state)
-    except (RuntimeError, StyleforgeError) as exc:
-        raise StyleforgeError(f"'{file}' does not fit the transform network: {str(exc).splitlines()[0]}") from None
+    except StyleforgeError as exc:
+        raise StyleforgeError(f"'{file}': {exc}") from None
+    expected = net.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise StyleforgeError(f"'{file}' does not hold a transform network's tensors")
+    problems = _state_dict_problems(expected, state)
+    if problems:
+        raise StyleforgeError(f"'{file}' does not fit the {norm}-norm, {upsample} transform network: {'; '.join(problems)}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise StyleforgeError(f"'{file}': {bad[0]} holds NaN or infinite values (a diverged or damaged model); use another checkpoint")
+    net.load_state_dict(state)
     return net
+
+
+def _state_dict_problems(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps ``state`` from loading into a network with ``expected``: the first
+    missing key, the first unexpected key, the first shape mismatch (with counts)."""
+
+    def first(kind: str, keys: list[str]) -> list[str]:
+        return [f"{kind} {keys[0]}" + (f" and {len(keys) - 1} more" if len(keys) > 1 else "")] if keys else []
+
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    shapes = [f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, not {tuple(expected[wrong[0]].shape)}"] if wrong else []
+    return first("missing", sorted(set(expected) - set(state))) + first("unexpected", sorted(set(state) - set(expected))) + shapes
+
+
+def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
+    """Check option values; returns them or raises a one-line StyleforgeError."""
+    from styleforge.config import PRECISION_CHOICES
+
+    checks = [
+        (opts.size is None or opts.size >= 1, "size must be >= 1"),
+        (opts.tile is None or opts.tile >= 16, "tile must be >= 16 pixels"),
+        (opts.tile_overlap >= 0, "tile overlap must be >= 0"),
+        (opts.batch_size >= 1, "batch size must be >= 1"),
+        (opts.auto_tile_pixels >= 1 and opts.stats_pixels >= 1, "auto-tile and statistics pixel counts must be >= 1"),
+        (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise StyleforgeError(message)
+    if opts.size is not None:
+        check_pixel_budget(opts.size, opts.size, f"--size {opts.size}")
+    return opts
 
 
 def stylize_tiled(net: TransformNet, x: torch.Tensor, tile: int, overlap: int, stats_pixels: int, context: int = 64) -> torch.Tensor:
@@ -277,10 +329,20 @@ def plan_outputs(inputs: list[str | os.PathLike[str]], output: str | os.PathLike
     for source in sources:
         if not source.exists():
             raise StyleforgeError(f"cannot read image '{source}': no such file or folder")
+        if not source.is_dir():
+            check_regular_file(source, "image")
     if len(sources) == 1 and sources[0].is_file() and out.suffix.lower() in WRITE_FORMATS:
+        check_output_file(out, "output", sources)
         return [TransferItem(sources[0], out)]
     if out.suffix.lower() in IMAGE_SUFFIXES:
         raise StyleforgeError(f"output '{out}' looks like a file, but several images or a folder were given: use a folder")
+    check_output_dir(out, "output folder")
+    items = _items_for(sources, out)
+    _check_targets(items)
+    return items
+
+
+def _items_for(sources: list[Path], out: Path) -> list[TransferItem]:
     items = []
     for source in sources:
         if source.is_dir():
@@ -291,6 +353,20 @@ def plan_outputs(inputs: list[str | os.PathLike[str]], output: str | os.PathLike
         else:
             items.append(TransferItem(source, out / source.name))
     return items
+
+
+def _check_targets(items: list[TransferItem]) -> None:
+    """No two inputs may write the same file, and no output may replace an input."""
+    sources = {os.path.realpath(item.source) for item in items}
+    claimed: dict[str, Path] = {}
+    for item in items:
+        target = os.path.realpath(item.target)
+        if target in claimed:
+            raise StyleforgeError(f"'{claimed[target]}' and '{item.source}' would both be written to '{item.target}': "
+                                  "give inputs with different names, or run them with different -o folders")
+        if target in sources:
+            raise StyleforgeError(f"output '{item.target}' is also an input; choose another -o so the input is kept")
+        claimed[target] = item.source
 
 
 @dataclass

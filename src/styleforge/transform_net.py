@@ -27,8 +27,9 @@ Choices (documented in the README):
   which avoids the checkerboard artefacts of transposed convolutions (Odena, Dumoulin &
   Olah 2016, "Deconvolution and checkerboard artifacts"); ``deconv`` is the course's
   fractionally strided convolution (3x3, stride 2, output padding 1).
-* Sizes: the input is reflection-padded on the right and bottom to a multiple of 4 and
-  the output cropped back, so any H x W (odd included) comes out the same size.
+* Sizes: the input is reflection-padded on the right and bottom to a multiple of 4 (and
+  at least 8; replicated where the image is too small to reflect) and the output cropped
+  back, so any H x W, odd or 1x1 included, comes out the same size.
 * Input and output are RGB 0-255, NCHW; the input is divided by 255 inside.
 * Reduced precision: under bf16/fp16 autocast the first convolution still runs in fp32
   (it sees the raw image; see :class:`FullPrecisionConvLayer`).
@@ -181,7 +182,7 @@ class TransformNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise StyleforgeError(f"TransformNet expects (N, 3, H, W) images, got {tuple(x.shape)}")
         height, width = x.shape[2:]
-        pad_h, pad_w = -height % 4, -width % 4
+        pad_h, pad_w = _padding_to_fit(height), _padding_to_fit(width)
         y = x / 255.0
         if pad_h or pad_w:
             # reflection needs pad < size; replicate covers the (tiny-image) rest
@@ -195,6 +196,17 @@ class TransformNet(nn.Module):
         y = F.relu(self.norm5(self.up2(y)))
         y = (torch.tanh(self.conv_out(y)) + 1.0) * 127.5
         return y[:, :, :height, :width]
+
+
+#: The smallest side the layers can pad: the 9x9 convolutions reflect 4 pixels (side > 4)
+#: and the 3x3 ones at a quarter of the resolution reflect 1 (side >= 2 there).
+MIN_SIDE = 8
+
+
+def _padding_to_fit(side: int) -> int:
+    """Pixels to add so ``side`` becomes a multiple of 4 (two stride-2 stages) and at
+    least :data:`MIN_SIDE`; the output is cropped back, so a 1x1 image works too."""
+    return max(MIN_SIDE, side + (-side % 4)) - side
 
 
 def parameter_count(net: nn.Module) -> int:

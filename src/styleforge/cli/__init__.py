@@ -4,13 +4,19 @@ Each subcommand lives in its own module exposing ``register(subparsers)``, which
 its parser and sets ``handler`` to a function taking the parsed arguments and returning
 an exit status. Heavy imports happen inside the handlers, so ``--help`` is instant.
 
-User errors (:class:`~styleforge.errors.StyleforgeError`) print one line,
-``styleforge: error: <message>``, and exit with status 2; Ctrl-C exits with 130.
+Exit status: 0 done; 1 done in part (``transfer`` skipped unreadable inputs and wrote
+the rest, ``check-data`` found unreadable files); 2 a user error, including argument
+errors (:class:`~styleforge.errors.StyleforgeError`: one line,
+``styleforge: error: <message>``, never a traceback, nothing half-written left); 130
+Ctrl-C; 143 SIGTERM (handled like Ctrl-C: cleanup, best result or checkpoint saved).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
 import sys
 from collections.abc import Sequence
 
@@ -19,14 +25,17 @@ from styleforge.cli import classify as classify_cmd
 from styleforge.cli import johnson as johnson_cmd
 from styleforge.cli import stylize as stylize_cmd
 from styleforge.cli import weights as weights_cmd
+from styleforge.cli.common import ArgumentParser
 from styleforge.errors import StyleforgeError
+from styleforge.fsutil import os_reason
+from styleforge.interrupts import Terminated, raise_on_sigterm
 
 COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="styleforge",
         description="Neural style transfer and the VGG19 network behind it.",
     )
@@ -38,16 +47,65 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
+    """Run the CLI; returns the exit status (see :mod:`styleforge.cli`)."""
+    raise_on_sigterm()
     try:
-        return int(args.handler(args) or 0)
+        args = build_parser().parse_args(argv)
+        status = int(args.handler(args) or 0)
     except StyleforgeError as exc:
-        print(f"styleforge: error: {exc}", file=sys.stderr)
-        return exc.exit_status
-    except KeyboardInterrupt:
-        print("styleforge: interrupted", file=sys.stderr)
-        return 130
+        return _fail(str(exc), exc.exit_status)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"styleforge: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return Terminated.exit_status if terminated else 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as shell tools do
+        _detach_stdout()
+        return 128 + 13
+    except OSError as exc:
+        # An environment problem outside the paths a command checks (a full or closed
+        # stdout, a file vanishing mid-run): one line naming what failed.
+        if exc.filename:
+            return _fail(f"cannot access '{exc.filename}': {os_reason(exc)}", 2)
+        # Every file styleforge writes reports its own path; what is left is stdout.
+        output_errors = (errno.ENOSPC, errno.EFBIG, errno.EIO, errno.EBADF, errno.EPIPE)
+        return _fail(f"{'cannot write standard output' if exc.errno in output_errors else 'system error'}: {os_reason(exc)}", 2)
+    except MemoryError:
+        return _fail("out of memory: use a smaller --size or --batch-size (or a machine with more memory)", 2)
+    if sys.stdout is None:  # started with stdout closed: there is nothing to flush
+        return status
+    try:
+        sys.stdout.flush()  # a full stdout is reported here, not at interpreter exit
+    except BrokenPipeError:
+        _detach_stdout()
+        return 128 + 13
+    except (OSError, ValueError) as exc:
+        reason = os_reason(exc) if isinstance(exc, OSError) else "it is closed"
+        return _fail(f"cannot write standard output: {reason}", 2)
+    return status
+
+
+def _fail(message: str, status: int) -> int:
+    """Print the one-line error and return ``status``."""
+    print(f"styleforge: error: {message}", file=sys.stderr)
+    if _stdout_failed():
+        _detach_stdout()
+    return status
+
+
+def _stdout_failed() -> bool:
+    if sys.stdout is None:
+        return False
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        return True
+    return False
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush cannot fail a second time."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def run() -> None:

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from styleforge.config import DEVICE_CHOICES
 from styleforge.errors import StyleforgeError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with styleforge's error form: one line, ``styleforge: error: ...``, exit
+    2, pointing at ``--help`` (instead of the whole usage block), and comma-separated
+    negative numbers such as ``--style-blend -1,2`` read as values, not options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # No styleforge option starts with a digit, so "-1", "-.5" and "-1,2" are values.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the one-line user error (the CLI prints it and exits 2)."""
+        raise StyleforgeError(f"{message}; see '{self.prog} --help'")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -40,6 +57,44 @@ def add_device_option(parser: argparse.ArgumentParser, default: str = "auto") ->
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--json`` (machine-readable output on stdout)."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (loss weights)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be >= 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (learning rates, scales)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be > 0")
+    return value
 
 
 def positive_int(text: str) -> int:

@@ -13,10 +13,14 @@ from styleforge.cli.common import (
     add_input_paths,
     add_json_option,
     input_paths,
+    non_negative_float,
+    non_negative_int,
     parse_list,
+    positive_float,
     positive_int,
     print_json,
 )
+from styleforge.errors import StyleforgeError
 from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions
 
 TRAIN_DESCRIPTION = """\
@@ -59,13 +63,13 @@ def _register_train(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="photos per step (per process under torchrun)")
     p.add_argument("--image-size", type=positive_int, default=d.image_size, help="training crop side")
     p.add_argument("--style-size", type=positive_int, default=d.style_size, help="style image long side (default: image size)")
-    p.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--content-weight", type=float, default=d.content_weight, help="default: per weights convention")
-    p.add_argument("--style-weight", type=float, default=d.style_weight, help="default: per weights convention")
-    p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="default: per weights convention")
+    p.add_argument("--lr", "--learning-rate", dest="lr", type=positive_float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--content-weight", type=non_negative_float, default=d.content_weight, help="default: per weights convention")
+    p.add_argument("--style-weight", type=non_negative_float, default=d.style_weight, help="default: per weights convention")
+    p.add_argument("--tv-weight", type=non_negative_float, default=d.tv_weight, help="default: per weights convention")
     p.add_argument("--content-layer", default=d.content_layer, help="VGG19 layer of the content loss")
     p.add_argument("--style-layers", default=",".join(d.style_layers), help="comma-separated VGG19 layers of the style loss")
-    p.add_argument("--checkpoint-every", "--checkpoint-iterations", dest="checkpoint_every", type=int, default=d.checkpoint_every,
+    p.add_argument("--checkpoint-every", "--checkpoint-iterations", dest="checkpoint_every", type=non_negative_int, default=d.checkpoint_every,
                    help="steps between checkpoints (0 = end only)")
     p.add_argument("--keep-models", action="store_true",
                    help="also write a loadable OUT/<style>_stepNNNNNNN.safetensors at every checkpoint (Ctrl-C always writes one)")
@@ -73,8 +77,8 @@ def _register_train(subparsers: Any) -> None:
     p.add_argument("--max-steps", type=positive_int, default=d.max_steps, help="stop after this many steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--test-image", "--test", dest="test_image", default=None, help="stylised into OUT at every checkpoint")
-    p.add_argument("--workers", type=int, default=d.workers, help="background data-loading processes")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds initialisation, data order and every RNG")
+    p.add_argument("--workers", type=non_negative_int, default=d.workers, help="background data-loading processes")
+    p.add_argument("--seed", type=non_negative_int, default=d.seed, help="seeds initialisation, data order and every RNG")
     p.add_argument("--weights", "--vgg-path", dest="weights", default=d.weights, help="VGG19 weights: cache name or file")
     p.add_argument("--norm", default=d.norm, choices=("instance", "batch"), help="normalisation layers of the network")
     p.add_argument("--upsample", default=d.upsample, choices=("resize", "deconv"),
@@ -94,7 +98,7 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("-o", "--output", "--out-path", dest="output", required=True, help="output file (one input) or folder")
     p.add_argument("--size", type=positive_int, default=d.size, help="resize so the long side is this (default: keep)")
     p.add_argument("--tile", type=positive_int, default=d.tile, help="tile side for large images (default: automatic)")
-    p.add_argument("--tile-overlap", type=int, default=d.tile_overlap, help="pixels shared by neighbouring tiles, blended")
+    p.add_argument("--tile-overlap", type=non_negative_int, default=d.tile_overlap, help="pixels shared by neighbouring tiles, blended")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="same-size images per pass")
     p.add_argument("--precision", default=d.precision, choices=("auto", *PRECISION_CHOICES),
                    help="auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
@@ -139,6 +143,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     result = transfer_files(model, items, report)
     for path, reason in result.skipped:
         print(f"styleforge: skipped {path}: {reason}", file=sys.stderr)
+    if result.skipped and not result.written:
+        raise StyleforgeError(f"none of the {len(result.skipped)} input image(s) could be read; nothing was written")
     if args.json:
         print_json({
             "device": result.device,
@@ -148,11 +154,12 @@ def run_transfer(args: argparse.Namespace) -> int:
     elif not args.quiet and result.written:
         mean = sum(s for _, s in result.written) / len(result.written)
         print(f"{len(result.written)} image(s) on {result.device}, {1000 * mean:.1f} ms per image")
-    return 2 if result.skipped else 0
+    return 1 if result.skipped else 0
 
 
 def run_check_data(args: argparse.Namespace) -> int:
-    """List unreadable images under a folder and count the readable ones."""
+    """List unreadable images under a folder and count the readable ones; exit 1 when
+    some are unreadable, 2 (an error) when none is readable."""
     from styleforge.training import check_data
 
     report = check_data(args.folder)
@@ -162,4 +169,6 @@ def run_check_data(args: argparse.Namespace) -> int:
         for path, reason in report.bad:
             print(f"unreadable: {path}: {reason}")
         print(f"{report.good} readable image(s), {len(report.bad)} unreadable, in {args.folder}")
-    return 0
+    if report.good == 0:
+        raise StyleforgeError(f"no readable image in '{args.folder}' ({len(report.bad)} unreadable): training on it would learn nothing")
+    return 1 if report.bad else 0

@@ -13,7 +13,10 @@ from styleforge.cli.common import (
     add_json_option,
     check_output_suffix,
     input_paths,
+    non_negative_float,
+    non_negative_int,
     parse_list,
+    positive_float,
     positive_int,
     print_json,
 )
@@ -40,10 +43,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--size", type=positive_int, default=d.size, help="long side of the output in pixels")
     p.add_argument("--iterations", type=positive_int, default=d.iterations, help="optimiser steps (per scale)")
     p.add_argument("--optimizer", default=d.optimizer, choices=("lbfgs", "adam"), help="L-BFGS converges in fewer steps")
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: 1.0 for lbfgs, 0.02 for adam; image in [0,1])")
-    p.add_argument("--content-weight", type=float, default=d.content_weight, help="alpha (default: per weights convention)")
-    p.add_argument("--style-weight", type=float, default=d.style_weight, help="beta (default: per weights convention)")
-    p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="total-variation weight")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="learning rate (default: 1.0 for lbfgs, 0.02 for adam; image in [0,1])")
+    p.add_argument("--content-weight", type=non_negative_float, default=d.content_weight, help="alpha (default: per weights convention)")
+    p.add_argument("--style-weight", type=non_negative_float, default=d.style_weight, help="beta (default: per weights convention)")
+    p.add_argument("--tv-weight", type=non_negative_float, default=d.tv_weight, help="total-variation weight")
     p.add_argument("--content-layers", default=",".join(d.content_layers), help="comma-separated VGG19 layers")
     p.add_argument("--style-layers", default=",".join(d.style_layers), help="comma-separated VGG19 layers")
     p.add_argument("--style-layer-weights", default=None, help="comma-separated, one per style layer (default: equal)")
@@ -52,12 +55,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--init", default=d.init, choices=("content", "noise", "style"), help="starting image")
     p.add_argument("--preserve-color", default=None, choices=("luminance", "histogram"), help="keep the content's colours")
     p.add_argument("--scales", default=None, help="coarse-to-fine long sides, e.g. 256,512 (overrides --size)")
-    p.add_argument("--style-scale", type=float, default=d.style_scale, help="style image size relative to the output")
+    p.add_argument("--style-scale", type=positive_float, default=d.style_scale, help="style image size relative to the output")
     p.add_argument("--pooling", default=d.pooling, choices=("max", "avg"), help="VGG19 pooling layers")
-    p.add_argument("--save-every", type=int, default=0, help="write OUT_stepNNNNN snapshots every N steps (0 = off)")
+    p.add_argument("--save-every", type=non_negative_int, default=0, help="write OUT_stepNNNNN snapshots every N steps (0 = off)")
     p.add_argument("--log", default=None, metavar="CSV", help="write the loss history as CSV")
-    p.add_argument("--plot", default=None, metavar="PNG", help="write the loss curves as PNG")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the noise initialisation")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write the loss curves (.png, .pdf or .svg)")
+    p.add_argument("--seed", type=non_negative_int, default=d.seed, help="seed of the noise initialisation")
     p.add_argument("--weights", default=d.weights, help="VGG19 weights: cache name or file")
     p.add_argument("--engine", default=d.engine, choices=("torch", "numpy"), help="torch, or the from-scratch NumPy engine")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -94,14 +97,28 @@ def options_from_args(args: argparse.Namespace) -> GatysOptions:
     )
 
 
+def check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
+    """Before any work: the output image, log and plot can be written and overwrite no input."""
+    from styleforge.fsutil import check_output_file
+    from styleforge.runlog import check_plot_path
+
+    check_output_suffix(args.output)
+    check_output_file(args.output, "output", inputs)
+    for option, path in (("--log", args.log), ("--plot", args.plot)):
+        if path:
+            check_output_file(path, option, [*inputs, args.output])
+    if args.plot:
+        check_plot_path(args.plot)
+
+
 def run(args: argparse.Namespace) -> int:
     """Stylise, write the output (and snapshots, CSV, plot); 130 if interrupted."""
     from styleforge.gatys import run_stylize, snapshot_writer, validate_options
     from styleforge.images import read_image, write_image
 
     options = validate_options(options_from_args(args))
-    check_output_suffix(args.output)
     content_path = input_paths(args, "CONTENT", many=False)[0]
+    check_outputs(args, [content_path, *args.style])
     content = read_image(content_path)
     styles = [read_image(s) for s in args.style]
     callback = snapshot_writer(args.output, args.save_every) if args.save_every > 0 else None

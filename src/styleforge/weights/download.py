@@ -8,15 +8,18 @@ Ctrl-C removes the temporary file, so nothing half-written is ever left behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import atomic_path
+from styleforge.fsutil import atomic_path, write_error
 from styleforge.progress import Progress
 
 CHUNK_BYTES = 1 << 20
@@ -69,9 +72,9 @@ def download_file(
         with atomic_path(dest) as tmp, urllib.request.urlopen(request, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             written = 0
-            with open(tmp, "wb") as out, Progress(total, f"downloading {dest.name}", unit="B", enabled=progress) as bar:
+            with _opened(tmp, dest) as out, Progress(total, f"downloading {dest.name}", unit="B", enabled=progress) as bar:
                 while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
+                    _write(out, chunk, dest)
                     sha.update(chunk)
                     md5_hash.update(chunk)
                     written += len(chunk)
@@ -91,6 +94,30 @@ def download_file(
         reason = getattr(exc, "reason", exc)
         raise StyleforgeError(f"cannot download {url}: {' '.join(str(reason).split())}{network_hint}") from None
     return DownloadResult(path=dest, size=written, sha256=sha.hexdigest())
+
+
+@contextlib.contextmanager
+def _opened(tmp: Path, dest: Path) -> Iterator[BinaryIO]:
+    """``tmp`` open for writing; a failure to write or close it (a full disk) is a
+    one-line error naming ``dest``, never mistaken for a network error."""
+    try:
+        handle = open(tmp, "wb")  # noqa: SIM115 (closed below, where its error is reported)
+    except OSError as exc:
+        raise write_error(dest, exc) from None
+    try:
+        yield handle
+    finally:
+        try:
+            handle.close()
+        except OSError as exc:
+            raise write_error(dest, exc) from None
+
+
+def _write(out: BinaryIO, chunk: bytes, dest: Path) -> None:
+    try:
+        out.write(chunk)
+    except OSError as exc:
+        raise write_error(dest, exc) from None
 
 
 def _verify(url: str, got_sha256: str, got_md5: str, *, sha256: str | None, sha256_prefix: str | None, md5: str | None) -> None:

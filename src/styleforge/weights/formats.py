@@ -37,7 +37,7 @@ import numpy as np
 
 from styleforge.architecture import CONV_BLOCKS, CONV_NAMES, FC_NAMES
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import atomic_path
+from styleforge.fsutil import check_regular_file, write_bytes_atomic
 from styleforge.preprocessing import MATCONVNET, TORCHVISION, Convention
 
 
@@ -98,6 +98,9 @@ class WeightsBundle:
                 features = w.shape[0]
             if self.class_names is not None and len(self.class_names) != features:
                 raise StyleforgeError(f"{self.source}: {len(self.class_names)} class names for {features} outputs")
+        for name, array in self.tensors.items():
+            if not np.isfinite(array).all():
+                raise StyleforgeError(f"{self.source}: {name} holds NaN or infinite values; the file is damaged, get it again")
 
 
 def read_weights_file(path: str | os.PathLike[str]) -> WeightsBundle:
@@ -113,9 +116,7 @@ def read_weights_file(path: str | os.PathLike[str]) -> WeightsBundle:
     Raises:
         StyleforgeError: unknown suffix, unreadable file, or not a VGG19.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise StyleforgeError(f"weights file '{file}' does not exist")
+    file = check_regular_file(path, "weights file")
     suffix = file.suffix.lower()
     if suffix in (".pth", ".pt"):
         bundle = read_torchvision(file)
@@ -156,10 +157,9 @@ def read_torchvision(path: Path) -> WeightsBundle:
     """Read torchvision's ``vgg19-*.pth`` (state dict) safely with ``weights_only=True``."""
     import torch  # lazy: the rest of this module works without PyTorch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad pickles
-        raise StyleforgeError(f"cannot read torchvision weights '{path}': {' '.join(str(exc).split())[:200]}") from None
+    from styleforge.torch_files import load_torch_file
+
+    state = load_torch_file(path, "torchvision weights")
     if not isinstance(state, dict):
         raise StyleforgeError(f"'{path}' holds a {type(state).__name__}, not a state dict of VGG19 weights")
     mapping = torchvision_key_map()
@@ -309,7 +309,7 @@ def write_safetensors(bundle: WeightsBundle, path: str | os.PathLike[str]) -> Pa
     Returns:
         The written path.
     """
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     bundle.validate()
     metadata = dict(bundle.extra)
@@ -322,7 +322,6 @@ def write_safetensors(bundle: WeightsBundle, path: str | os.PathLike[str]) -> Pa
     if bundle.class_names is not None:
         metadata["class_names"] = json.dumps(bundle.class_names)
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in bundle.tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(arrays, str(tmp), metadata=metadata)
-    return Path(path)
+    # Serialised in memory (about the size of the arrays) so the write can be verified whole.
+    return write_bytes_atomic(path, save(arrays, metadata=metadata))
 

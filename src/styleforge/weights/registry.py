@@ -66,10 +66,14 @@ def styleforge_home() -> Path:
     """Return the cache root: ``$STYLEFORGE_HOME``, else ``$XDG_CACHE_HOME/styleforge``,
     else ``~/.cache/styleforge``."""
     if os.environ.get("STYLEFORGE_HOME"):
-        return Path(os.environ["STYLEFORGE_HOME"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "styleforge"
-    return Path.home() / ".cache" / "styleforge"
+        home, variable = Path(os.environ["STYLEFORGE_HOME"]).expanduser(), "STYLEFORGE_HOME"
+    elif os.environ.get("XDG_CACHE_HOME"):
+        home, variable = Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "styleforge", "XDG_CACHE_HOME"
+    else:
+        home, variable = Path.home() / ".cache" / "styleforge", "the home folder"
+    if home.exists() and not home.is_dir():
+        raise StyleforgeError(f"the styleforge cache '{home}' (from {variable}) is a file, not a folder; point it at a folder")
+    return home
 
 
 def weights_dir() -> Path:

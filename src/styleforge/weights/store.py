@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import human_size
+from styleforge.fsutil import check_regular_file, human_size
 from styleforge.weights.download import download_file, verify_file_checksums
 from styleforge.weights.formats import WEIGHT_SUFFIXES, WeightsBundle, read_safetensors, read_weights_file, write_safetensors
 from styleforge.weights.registry import REGISTRY, WeightSpec, check_name, downloads_dir, weights_dir
@@ -75,10 +75,8 @@ def import_weights(path: str | os.PathLike[str], name: str | None = None) -> Pat
     Returns:
         The path of the converted safetensors file.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise StyleforgeError(f"cannot import '{file}': no such file")
-    target = check_name(name or default_import_name(file))
+    file = check_regular_file(path, "weights file")
+    target = check_name(name if name is not None else default_import_name(file))
     spec = REGISTRY.get(target)
     if spec is not None:
         try:
