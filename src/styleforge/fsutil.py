@@ -185,8 +185,12 @@ def _check_writable_parent(parent: Path, subject: str) -> None:
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` are one file: the same inode (hard links included) or,
+    for a path not written yet, the same resolved path."""
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
     except OSError:
         return False
 

@@ -80,14 +80,20 @@ class StepInfo:
 
 @dataclass
 class StylizeResult:
-    """Outcome of :func:`run_stylize`: the image, the loss history, whether Ctrl-C stopped
-    it early, wall-clock seconds and the device used."""
+    """Outcome of :func:`run_stylize`: the image, the loss history, wall-clock seconds,
+    the device used, and the Ctrl-C/SIGTERM (``KeyboardInterrupt``) that stopped it
+    early, if one did."""
 
     image: Image.Image
     history: LossHistory
-    interrupted: bool
+    stopped_by: KeyboardInterrupt | None
     seconds: float
     device: str
+
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C or SIGTERM stopped the run early."""
+        return self.stopped_by is not None
 
 
 def stylize(
@@ -143,7 +149,7 @@ def run_stylize(
     total_steps = opts.iterations * len(sizes)
     start = time.perf_counter()
     current: np.ndarray | None = None
-    interrupted = False
+    stopped_by: KeyboardInterrupt | None = None
     with Progress(total_steps, "stylizing", enabled=progress) as bar:
         for index, long_side in enumerate(sizes):
             problem = _scale_problem(work_content, work_styles, long_side, opts, current)
@@ -159,14 +165,14 @@ def run_stylize(
                 if callback is not None:
                     callback(StepInfo(_offset + step, total_steps, _index, _size, losses, lambda: array_to_image(image())))
 
-            current, interrupted = engine.optimize(problem, opts.iterations, on_step)
-            if interrupted:
+            current, stopped_by = engine.optimize(problem, opts.iterations, on_step)
+            if stopped_by is not None:
                 break
     assert current is not None
     result = array_to_image(current)
     if opts.preserve_color == "luminance":
         result = restore_chroma(result, content_img)
-    return StylizeResult(result, history, interrupted, time.perf_counter() - start, engine.device_description)
+    return StylizeResult(result, history, stopped_by, time.perf_counter() - start, engine.device_description)
 
 
 def validate_options(opts: GatysOptions) -> GatysOptions:

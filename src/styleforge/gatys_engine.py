@@ -39,11 +39,12 @@ StepCallback = Callable[[int, dict[str, float], Callable[[], np.ndarray]], None]
 
 class Engine(Protocol):
     """What an engine provides: optimise one scale, returning the best image found
-    (same shape as ``problem.init``) and whether it was interrupted by Ctrl-C."""
+    (same shape as ``problem.init``) and the ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM's
+    :class:`~styleforge.interrupts.Terminated`) that stopped it early, or None."""
 
     device_description: str
 
-    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, bool]: ...
+    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, KeyboardInterrupt | None]: ...
 
 
 class BestImage:

@@ -72,8 +72,9 @@ class TorchEngine:
         terms = {"content": self.alpha * lc, "style": self.beta * ls, "tv": opts.tv_weight * tv}
         return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}
 
-    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, bool]:
-        """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, interrupted)."""
+    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, KeyboardInterrupt | None]:
+        """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, the
+        Ctrl-C/SIGTERM that stopped it or None)."""
         content_targets, style_targets = self.targets(problem)
         image = self._tensor(problem.init).requires_grad_(True)
         optimizer = self._optimizer(image)
@@ -94,11 +95,11 @@ class TorchEngine:
         try:
             while step < steps:
                 optimizer.step(closure)
-        except KeyboardInterrupt:
-            return self._best_array(best, image), True
+        except KeyboardInterrupt as stop:
+            return self._best_array(best, image), stop
         with torch.no_grad():  # the image after the last step was never evaluated
             best.offer(float(self.losses(image, content_targets, style_targets)["total"]), lambda: image.detach().clone())
-        return self._best_array(best, image), False
+        return self._best_array(best, image), None
 
     @staticmethod
     def _best_array(best: BestImage, fallback: torch.Tensor) -> np.ndarray:

@@ -48,8 +48,11 @@ def load_torch_file(path: str | os.PathLike[str], what: str, map_location: str |
     except (RuntimeError, zipfile.BadZipFile, EOFError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
         reason = "the file is truncated or corrupt" if "zip" in str(exc).lower() or isinstance(exc, EOFError) else _one_line(exc)
         raise StyleforgeError(f"cannot read {what} '{file}': not a complete PyTorch file ({reason})") from None
-    except OSError as exc:
-        raise StyleforgeError(f"cannot read {what} '{file}': {exc.strerror or _one_line(exc)}") from None
+    except OSError as exc:  # the file itself was readable (checked above): its contents are not
+        raise StyleforgeError(
+            f"cannot read {what} '{file}': not a complete PyTorch file (the file is truncated or corrupt: "
+            f"{exc.strerror or _one_line(exc)})"
+        ) from None
     except Exception as exc:  # noqa: BLE001: any other failure of the parser on an untrusted file is a bad file
         raise StyleforgeError(f"cannot read {what} '{file}': not a readable PyTorch file ({_one_line(exc)})") from None
 

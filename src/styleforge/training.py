@@ -41,7 +41,7 @@ from styleforge.devices import autocast, describe_device, resolve_device, resolv
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_dir
 from styleforge.images import find_images, image_to_array, read_image, resize_long_side, write_image
-from styleforge.interrupts import deferred_interrupt
+from styleforge.interrupts import Terminated, deferred_interrupt
 from styleforge.limits import check_min_side, check_pixel_budget
 from styleforge.loss_scales import normalized_layer_weights
 from styleforge.losses import content_loss, style_loss, style_target, total_variation
@@ -203,7 +203,7 @@ class Trainer:
         self.alpha, self.beta, self.gamma = opts.loss_weights(self.vgg.convention.name, self.vgg.convention.input_scale)
         self.layer_weights = normalized_layer_weights(opts.style_layers, None)
         self.style_targets = self._style_targets(style_image)
-        self.identity = {"style": image_checksum(style_image), "vgg": module_checksum(self.vgg, self._loss_layers())}
+        self.identity = {"style": image_checksum(style_image), "vgg": vgg_checksum(self.vgg, self._loss_layers())}
         load_plotting()  # now, not at the first checkpoint where a Ctrl-C could land in the import
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opts.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -312,10 +312,11 @@ class Trainer:
                         )
                     self.state.epoch += 1
                     self.state.batch_in_epoch = 0
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             self.save_checkpoint(keep_model=False)
             model = self.save_model(self.step_model_path())
-            self._say(f"interrupted at step {self.state.step}: model {model}; checkpoint saved, continue with --resume")
+            self._say(f"{'terminated' if isinstance(stop, Terminated) else 'interrupted'} at step {self.state.step}: "
+                      f"model {model}; checkpoint saved, continue with --resume")
             raise
         self.save_checkpoint(keep_model=False)
         return self.save_model()
@@ -533,10 +534,11 @@ def image_checksum(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def module_checksum(vgg: torch.nn.Module, layers: list[str]) -> str:
-    """SHA-256 of the VGG19 parameters the losses use (the convolutions up to the deepest of ``layers``)."""
+def vgg_checksum(vgg: torch.nn.Module, layers: list[str]) -> str:
+    """SHA-256 of what makes the losses: the preprocessing convention and the VGG19
+    parameters used (the convolutions up to the deepest of ``layers``)."""
     deepest = max(LAYER_INDEX[name] for name in layers)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(vgg.convention.to_json().encode())
     for name in CONV_NAMES:
         if LAYER_INDEX[name] <= deepest:
             for tensor in (getattr(vgg, name).weight, getattr(vgg, name).bias):

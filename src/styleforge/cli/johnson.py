@@ -141,10 +141,12 @@ def run_transfer(args: argparse.Namespace) -> int:
             print(f"{item.source} -> {item.target} ({1000 * seconds:.1f} ms)")
 
     result = transfer_files(model, items, report)
+    if result.skipped and not result.written:
+        path, reason = result.skipped[0]
+        raise StyleforgeError(f"none of the {len(result.skipped)} input image(s) could be read, nothing was written "
+                              f"(first: {reason})")
     for path, reason in result.skipped:
         print(f"styleforge: skipped {path}: {reason}", file=sys.stderr)
-    if result.skipped and not result.written:
-        raise StyleforgeError(f"none of the {len(result.skipped)} input image(s) could be read; nothing was written")
     if args.json:
         print_json({
             "device": result.device,

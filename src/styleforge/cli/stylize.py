@@ -112,9 +112,10 @@ def check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Stylise, write the output (and snapshots, CSV, plot); 130 if interrupted."""
+    """Stylise, write the output (and snapshots, CSV, plot); 130 after Ctrl-C, 143 after SIGTERM."""
     from styleforge.gatys import run_stylize, snapshot_writer, validate_options
     from styleforge.images import read_image, write_image
+    from styleforge.interrupts import Terminated
 
     options = validate_options(options_from_args(args))
     content_path = input_paths(args, "CONTENT", many=False)[0]
@@ -147,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in summary["final_losses"].items())
         print(f"wrote {args.output} ({result.image.size[0]}x{result.image.size[1]}) after {steps} steps in "
               f"{result.seconds:.1f} s on {result.device} ({options.engine} engine); last losses: {losses}")
-    if result.interrupted:
-        print(f"styleforge: interrupted after {steps} steps; wrote the best image so far to {args.output}", file=sys.stderr)
-        return 130
+    if result.stopped_by is not None:
+        how = "terminated" if isinstance(result.stopped_by, Terminated) else "interrupted"
+        print(f"styleforge: {how} after {steps} steps; wrote the best image so far to {args.output}", file=sys.stderr)
+        return getattr(result.stopped_by, "exit_status", 130)
     return 0

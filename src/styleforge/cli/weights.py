@@ -29,6 +29,7 @@ def register(subparsers: Any) -> None:
     download = actions.add_parser("download", help="download weights by name, verify and convert them", formatter_class=HelpFormatter)
     download.add_argument("name", help="vgg19 or vgg19-matconvnet")
     download.add_argument("--keep-original", action="store_true", help="keep the downloaded .pth/.mat beside the cache")
+    download.add_argument("--url", default=None, help="download from this mirror instead of the official address (checksum still verified)")
     download.add_argument("--quiet", action="store_true", help="no progress output")
     download.set_defaults(handler=run_download)
 
@@ -69,7 +70,7 @@ def run_download(args: argparse.Namespace) -> int:
     """Download, verify and convert registry weights."""
     from styleforge.weights import download_weights
 
-    path = download_weights(args.name, progress=not args.quiet, keep_original=args.keep_original)
+    path = download_weights(args.name, progress=not args.quiet, keep_original=args.keep_original, url=args.url)
     print(path)
     return 0
 

@@ -83,8 +83,9 @@ class NumpyEngine:
         terms = {"content": self.alpha * content_total, "style": self.beta * style_total, "tv": opts.tv_weight * tv_value}
         return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}, grad
 
-    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, bool]:
-        """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, interrupted)."""
+    def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, KeyboardInterrupt | None]:
+        """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, the
+        Ctrl-C/SIGTERM that stopped it or None)."""
         content_targets, style_targets = self.targets(problem)
         image = problem.init.astype(self.vgg.dtype, copy=True)
         lr = self.opts.learning_rate()
@@ -97,11 +98,11 @@ class NumpyEngine:
                 current = image
                 on_step(step, values, lambda: current)
                 image = optimizer.step(image, grad)
-        except KeyboardInterrupt:
-            return (best.image if best.image is not None else image), True  # type: ignore[return-value]
+        except KeyboardInterrupt as stop:
+            return (best.image if best.image is not None else image), stop  # type: ignore[return-value]
         final, _ = self.loss_and_gradient(image, content_targets, style_targets, need_gradient=False)
         best.offer(final["total"], image.copy)
-        return best.image, False  # type: ignore[return-value]
+        return best.image, None  # type: ignore[return-value]
 
 
 def _accumulate(grads: dict[str, np.ndarray], layer: str, value: np.ndarray) -> None:

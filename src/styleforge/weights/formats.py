@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,7 +186,34 @@ def read_torchvision(path: Path) -> WeightsBundle:
 
 
 def read_matconvnet(path: Path) -> WeightsBundle:
-    """Read MatConvNet's simplenn ``imagenet-vgg-verydeep-19.mat``."""
+    """Read MatConvNet's simplenn ``imagenet-vgg-verydeep-19.mat`` in a child process.
+
+    SciPy's MAT reader is not hardened against corrupt or crafted files (a flipped byte
+    can crash it with a segmentation fault, found by ``tests/test_fuzz_readers.py``), so
+    :func:`parse_matconvnet` runs in ``python -m styleforge.weights.matconvnet_worker``,
+    which hands the canonical arrays back as a safetensors file; a crash of the child is
+    a one-line error here, never a crash of the command.
+    """
+    file = check_regular_file(path, "MatConvNet file")
+    with tempfile.TemporaryDirectory(prefix="styleforge-mat-") as folder:
+        out = Path(folder) / "bundle.safetensors"
+        proc = subprocess.run(
+            [sys.executable, "-m", "styleforge.weights.matconvnet_worker", str(file), str(out)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        if proc.returncode == 2:  # the worker's own one-line StyleforgeError
+            raise StyleforgeError(proc.stderr.strip().splitlines()[-1])
+        if proc.returncode != 0:
+            how = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else f"failed (status {proc.returncode})"
+            raise StyleforgeError(f"cannot read MatConvNet file '{file}': the MAT reader {how} on it; the file is corrupt")
+        bundle = read_safetensors(out)
+    bundle.source = f"MatConvNet {file.name}"
+    return bundle
+
+
+def parse_matconvnet(path: Path) -> WeightsBundle:
+    """Parse a simplenn ``.mat`` file in this process (see :func:`read_matconvnet`, which
+    runs this in a child process: never call it on an untrusted file in a long-lived one)."""
     import scipy.io  # lazy: only needed for this format
 
     try:
@@ -192,6 +222,13 @@ def read_matconvnet(path: Path) -> WeightsBundle:
         raise StyleforgeError(f"cannot read MatConvNet file '{path}': {' '.join(str(exc).split())[:200]}") from None
     if "layers" not in mat:
         raise StyleforgeError(f"'{path}' is not a MatConvNet simplenn model (no 'layers' variable)")
+    try:
+        return _matconvnet_bundle(path, mat)
+    except (ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
+        raise StyleforgeError(f"'{path}' is not a well-formed MatConvNet simplenn model ({' '.join(str(exc).split())[:160]})") from None
+
+
+def _matconvnet_bundle(path: Path, mat: dict[str, Any]) -> WeightsBundle:
     tensors: dict[str, np.ndarray] = {}
     for cell in np.asarray(mat["layers"]).ravel():
         layer = _unwrap(cell)
@@ -300,7 +337,7 @@ def read_safetensors(path: Path) -> WeightsBundle:
     )
 
 
-def write_safetensors(bundle: WeightsBundle, path: str | os.PathLike[str]) -> Path:
+def write_safetensors(bundle: WeightsBundle, path: str | os.PathLike[str], validate: bool = True) -> Path:
     """Write a bundle as a styleforge safetensors file (atomically).
 
     The metadata records ``format``, ``format_version``, ``source``, ``convention`` (JSON),
@@ -311,7 +348,8 @@ def write_safetensors(bundle: WeightsBundle, path: str | os.PathLike[str]) -> Pa
     """
     from safetensors.numpy import save
 
-    bundle.validate()
+    if validate:  # the .mat worker hands arrays over unvalidated; its parent validates them
+        bundle.validate()
     metadata = dict(bundle.extra)
     metadata.update(
         format=SAFETENSORS_FORMAT,

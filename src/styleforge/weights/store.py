@@ -7,6 +7,7 @@ class names, import date), so later loads are fast and never unpickle anything.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ def cached_path(name: str) -> Path:
     return weights_dir() / f"{check_name(name)}.safetensors"
 
 
-def download_weights(name: str, *, progress: bool = True, keep_original: bool = False) -> Path:
+def download_weights(name: str, *, progress: bool = True, keep_original: bool = False, url: str | None = None) -> Path:
     """Download registry weights ``name``, verify them, convert them into the cache.
 
     Args:
@@ -43,11 +44,17 @@ def download_weights(name: str, *, progress: bool = True, keep_original: bool = 
         progress: show download progress.
         keep_original: keep the downloaded .pth/.mat beside the cache (it is deleted
             after conversion by default: the safetensors file holds the same numbers).
+        url: fetch from this mirror instead of the official address; the published
+            checksum is verified all the same.
 
     Returns:
         The path of the converted safetensors file.
     """
     spec = registry_spec(name)
+    if url is not None:
+        if not url.startswith(("http://", "https://", "file:")):
+            raise StyleforgeError(f"--url {url!r} is not an http(s) or file URL")
+        spec = dataclasses.replace(spec, url=url)
     raw_path = downloads_dir() / spec.filename
     offline_hint = (
         f"; if this machine is offline, fetch {spec.filename} (about {human_size(spec.approx_size)}) elsewhere "
