@@ -59,53 +59,43 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
+def _number(text: str, kind: type, low: float = -math.inf, inclusive: bool = True) -> Any:
+    """Parse ``text`` as ``kind`` (int or a finite float) not below ``low``; argparse
+    turns the ArgumentTypeError into the one-line error naming the option."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite number (no nan or inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    if value < low or (value == low and not inclusive):
+        raise argparse.ArgumentTypeError(f"{value:g} must be {'>=' if inclusive else '>'} {low:g}")
     return value
 
 
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0 (loss weights)."""
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be >= 0")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (learning rates, scales)."""
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be > 0")
-    return value
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(text, int, 0)
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+    return _number(text, int, 1)
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no nan or inf)."""
+    return _number(text, float)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (loss weights)."""
+    return _number(text, float, 0.0)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (learning rates, scales)."""
+    return _number(text, float, 0.0, inclusive=False)
 
 
 def add_input_paths(parser: argparse.ArgumentParser, metavar: str, help_text: str, many: bool) -> None:
