@@ -215,6 +215,14 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "home-is-file-list": lambda a: Case(["weights", "list"], "is a file, not a folder", env={"STYLEFORGE_HOME": str(a.a_file)}),
     "home-is-file-import": lambda a: Case(["weights", "import", str(a.pth), "--name", "t"], "is a file, not a folder",
                                           env={"STYLEFORGE_HOME": str(a.a_file)}),
+    # --- export (issue 10): the same promise
+    "export-bad-suffix": lambda a: Case(["export", "--model", str(a.model), "-o", "m.txt"], "needs the suffix .onnx"),
+    "export-missing-model": lambda a: Case(["export", "--model", str(a.root / "none.safetensors"), "-o", "m.onnx"], "no such file"),
+    "export-nan-model": lambda a: Case(["export", "--model", str(a.nan_model), "-o", "m.onnx"], "NaN or infinite"),
+    "export-classifier-size": lambda a: Case(["export", "--classifier", *_weights(a), "-o", "v.onnx"], "takes 64x64 inputs"),
+    "export-output-is-input": lambda a: Case(["export", "--model", str(a.model), "-o", str(a.model)], "is also an input"),
+    "export-nothing": lambda a: Case(["export", "-o", "m.onnx"], "one of the arguments --model --classifier is required"),
+    "transfer-text-onnx": lambda a: Case(_transfer(a, model=a.text_jpg.with_name("text.pth")) + ["--device", "cpu"], "cannot read"),
     # --- full disk (RLIMIT_FSIZE) and a full stdout: no truncated file, exit 2 (root causes 4, 6)
     "disk-full-weights-import": lambda a: Case(["weights", "import", str(a.pth), "--name", "t"], "File too large", fsize=4096),
     "disk-full-stylize-png": lambda a: Case(_stylize(a), "cannot write 'out.png'", fsize=512),

@@ -43,7 +43,7 @@ class ClassifyReport:
         paths: the input files, in order.
         predictions: per file, the top-k predictions, best first.
         device: a description of the device used.
-        engine: ``torch`` or ``numpy``.
+        engine: ``torch``, ``numpy`` or ``onnxruntime`` (an exported classifier).
         weights: the weights source and its preprocessing convention.
         batch_size: images per forward pass.
         precision: fp32, bf16 or fp16.
@@ -109,7 +109,7 @@ def classify_files(
     """
     opts = _validated(options or ClassifyOptions(), paths)
     images = read_images(paths)
-    runner = _numpy_runner(opts, vgg) if opts.engine == "numpy" else _torch_runner(opts, vgg)
+    runner = _runner_for(opts, vgg)
     batches = [runner.prepare(images[i : i + opts.batch_size]) for i in range(0, len(images), opts.batch_size)]
     run_seconds = []
     probs = np.empty(0)
@@ -126,7 +126,7 @@ def classify_files(
         weights=f"{opts.weights if vgg is None else 'given model'} ({runner.convention} convention)",
         precision=opts.precision,
         batch_size=opts.batch_size,
-        engine=opts.engine,
+        engine=runner.engine,
         run_seconds=run_seconds,
     )
 
@@ -136,6 +136,7 @@ class _Runner:
     """One engine's classification steps: prepare a batch once, then compute
     probabilities (as NumPy) as many times as timed."""
 
+    engine: str
     device: str
     convention: str
     prepare: Callable[[list], object]
@@ -159,6 +160,31 @@ def _validated(opts: ClassifyOptions, paths: list) -> ClassifyOptions:
     return opts
 
 
+def _runner_for(opts: ClassifyOptions, vgg: object | None) -> _Runner:
+    """The runner for the engine, or ONNX Runtime for an exported ``.onnx`` classifier."""
+    from styleforge.deploy.runtime import OnnxClassifier
+
+    if isinstance(vgg, OnnxClassifier) or (vgg is None and str(opts.weights).lower().endswith(".onnx")):
+        return _onnx_runner(opts, vgg)
+    return _numpy_runner(opts, vgg) if opts.engine == "numpy" else _torch_runner(opts, vgg)
+
+
+def _onnx_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
+    from styleforge.deploy.runtime import OnnxClassifier
+
+    if opts.engine != "torch" or opts.precision != "fp32":
+        raise StyleforgeError("an ONNX classifier runs on ONNX Runtime as exported: drop --engine and --precision")
+    model = vgg if vgg is not None else OnnxClassifier(opts.weights, opts.device)
+    return _Runner(
+        engine="onnxruntime",
+        device=model.device_description,
+        convention=model.convention.name,
+        prepare=lambda images: model.preprocess(images, size=opts.size),
+        probabilities=model.probabilities,
+        top_predictions=model.top_predictions,
+    )
+
+
 def _torch_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
     import torch
 
@@ -177,6 +203,7 @@ def _torch_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
             return model.probabilities(batch).cpu().numpy()
 
     return _Runner(
+        engine="torch",
         device=describe_device(device),
         convention=model.convention.name,
         prepare=lambda images: model.preprocess(images, size=opts.size).contiguous(memory_format=torch.channels_last),
@@ -193,6 +220,7 @@ def _numpy_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
     if not isinstance(model, VGG19):
         raise StyleforgeError("engine 'numpy' needs a styleforge.numpy_engine.VGG19 (or none, to load the weights)")
     return _Runner(
+        engine="numpy",
         device="cpu",
         convention=model.convention.name,
         prepare=lambda images: model.preprocess(images, size=opts.size),

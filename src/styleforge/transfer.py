@@ -68,12 +68,21 @@ def _thumbnail(img: Image.Image, side: int = 128) -> str:
 
 @dataclass
 class StyleModel:
-    """A loaded style network. ``stylize(image)`` takes and returns PIL images of any size."""
+    """A loaded style network. ``stylize(image)`` takes and returns PIL images of any size.
+
+    ``net`` is the PyTorch :class:`TransformNet`, or for an exported ``.onnx`` file an
+    :class:`~styleforge.deploy.runtime.OnnxTransformNet` called the same way.
+    """
 
     net: TransformNet
     metadata: dict
     device: torch.device
     options: TransferOptions
+
+    @property
+    def device_description(self) -> str:
+        """Where the network runs, for reports (the ONNX Runtime provider for .onnx models)."""
+        return getattr(self.net, "device_description", None) or describe_device(self.device)
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -86,7 +95,7 @@ class StyleModel:
     def __post_init__(self) -> None:
         # Whole images go through the compiled network when asked; tiles always use the
         # eager one (their varying shapes would each trigger a recompilation).
-        self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.net) if self.options.compile else self.net
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.net) if self.options.compile else self.net  # type: ignore[assignment]
 
     def stylize(self, image: Image.Image, size: int | None = None, tile: int | None = None) -> Image.Image:
         """Stylise one image (resized so its long side is ``size`` when given; tiled when
@@ -99,6 +108,11 @@ class StyleModel:
         x = _to_tensor([image], self.device).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.device, self.options.precision):
             if tile is not None and max(width, height) > tile:
+                if not isinstance(self.net, TransformNet):
+                    raise StyleforgeError(
+                        f"a {width}x{height} image needs tiles, which need the PyTorch model (instance-norm statistics "
+                        "of the whole image are frozen inside the network); give the .safetensors model, or --size"
+                    )
                 overlap = min(self.options.tile_overlap, tile // 4)  # small tiles get a proportional overlap
                 y = stylize_tiled(self.net, x, tile, overlap, self.options.stats_pixels)
             else:
@@ -124,16 +138,27 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
         StyleforgeError: missing or unreadable file, or not a styleforge style model.
     """
     file = Path(path)
-    if file.suffix == ".onnx":
-        raise StyleforgeError(f"'{file}': ONNX style models are not supported yet; give the .safetensors model")
     check_regular_file(file, "model file")
-    net, metadata = _read_checkpoint_model(file) if file.suffix == ".pt" else _read_safetensors_model(file)
     opts = validate_transfer_options(options or TransferOptions(device=str(device)))
+    if file.suffix.lower() == ".onnx":
+        return _onnx_style_model(file, opts)
+    net, metadata = _read_checkpoint_model(file) if file.suffix == ".pt" else _read_safetensors_model(file)
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
     model.net.to(dev, memory_format=model.memory_format)
     return model
+
+
+def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
+    """A StyleModel running an exported ``.onnx`` file on ONNX Runtime (fp32, no compile)."""
+    from styleforge.deploy.runtime import OnnxTransformNet
+
+    if opts.compile:
+        raise StyleforgeError("--compile applies to PyTorch models; an ONNX model is already compiled by ONNX Runtime")
+    net = OnnxTransformNet(file, opts.device)
+    metadata = {"style_image": net.metadata.get("style_image"), "runtime": net.device_description, **net.metadata}
+    return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
 
 
 def _read_safetensors_model(file: Path) -> tuple[TransformNet, dict]:
@@ -414,4 +439,4 @@ def transfer_files(model: StyleModel, items: list[TransferItem], report: Callabl
             flush()
         pending.append((item, image))
     flush()
-    return TransferResult(written, skipped, describe_device(model.device))
+    return TransferResult(written, skipped, model.device_description)

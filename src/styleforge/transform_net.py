@@ -37,6 +37,9 @@ Choices (documented in the README):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -62,10 +65,12 @@ class InstanceNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
-        self.mode = "normal"  # normal | record | freeze
+        self.mode = "normal"  # normal | record | freeze | export
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "export":  # one traceable path for every batch size
+            return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
         if self.mode == "freeze" and self.stats is not None:
             mean, var = self.stats
             return F.batch_norm(x, mean, var, self.weight, self.bias, training=False, eps=self.eps)
@@ -182,20 +187,47 @@ class TransformNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise StyleforgeError(f"TransformNet expects (N, 3, H, W) images, got {tuple(x.shape)}")
         height, width = x.shape[2:]
-        pad_h, pad_w = _padding_to_fit(height), _padding_to_fit(width)
-        y = x / 255.0
-        if pad_h or pad_w:
-            # reflection needs pad < size; replicate covers the (tiny-image) rest
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            y = F.pad(y, (0, pad_w, 0, pad_h), mode=mode)
+        if self.exporting:
+            # One graph for every size: always pad (by 0-3 pixels), with no branch on the
+            # example's shape (a branch would be traced away and odd sizes come out wrong).
+            y = F.pad(x / 255.0, (0, (-width) % 4, 0, (-height) % 4), mode="reflect")
+        else:
+            y = _pad_to_fit(x / 255.0)
+        return self._body(y)[:, :, :height, :width]
+
+    def _body(self, y: torch.Tensor) -> torch.Tensor:
+        """The layers of table 4.3 on a padded [0, 1] batch; returns 0-255."""
         y = F.relu(self.norm1(self.conv1(y)))
         y = F.relu(self.norm2(self.conv2(y)))
         y = F.relu(self.norm3(self.conv3(y)))
         y = self.residuals(y)
         y = F.relu(self.norm4(self.up1(y)))
         y = F.relu(self.norm5(self.up2(y)))
-        y = (torch.tanh(self.conv_out(y)) + 1.0) * 127.5
-        return y[:, :, :height, :width]
+        return (torch.tanh(self.conv_out(y)) + 1.0) * 127.5
+
+    @property
+    def exporting(self) -> bool:
+        """True inside :func:`export_mode`."""
+        return getattr(self, "_exporting", False)
+
+
+@contextlib.contextmanager
+def export_mode(net: TransformNet) -> Iterator[TransformNet]:
+    """Make ``net`` traceable into one graph valid for every batch and size (ONNX export):
+    instance norm as ``F.instance_norm`` for any batch (the single-image batch-norm
+    shortcut would be traced as a fixed batch of 1) and unconditional padding. The
+    results equal eager mode for sides >= 5; smaller inputs are padded by the runtime."""
+    norms = [m for m in net.modules() if isinstance(m, InstanceNorm)]
+    modes = [m.mode for m in norms]
+    net._exporting = True
+    for module in norms:
+        module.mode = "export"
+    try:
+        yield net
+    finally:
+        net._exporting = False
+        for module, mode in zip(norms, modes, strict=True):
+            module.mode = mode
 
 
 #: The smallest side the layers can pad: the 9x9 convolutions reflect 4 pixels (side > 4)
@@ -207,6 +239,17 @@ def _padding_to_fit(side: int) -> int:
     """Pixels to add so ``side`` becomes a multiple of 4 (two stride-2 stages) and at
     least :data:`MIN_SIDE`; the output is cropped back, so a 1x1 image works too."""
     return max(MIN_SIDE, side + (-side % 4)) - side
+
+
+def _pad_to_fit(y: torch.Tensor) -> torch.Tensor:
+    """Pad right and bottom by :func:`_padding_to_fit`: reflected, or replicated where the
+    image is too small to reflect."""
+    height, width = y.shape[2:]
+    pad_h, pad_w = _padding_to_fit(height), _padding_to_fit(width)
+    if not (pad_h or pad_w):
+        return y
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(y, (0, pad_w, 0, pad_h), mode=mode)
 
 
 def parameter_count(net: nn.Module) -> int:

@@ -211,7 +211,9 @@ def load_vgg19(source: str = "vgg19", device: str | torch.device = "cpu", poolin
     """Load VGG19 from a cache name or a .pth/.mat/.safetensors path, frozen, in eval mode.
 
     Args:
-        source: ``vgg19``, ``vgg19-matconvnet``, another cached name, or a file path.
+        source: ``vgg19``, ``vgg19-matconvnet``, another cached name, or a file path; an
+            exported ``.onnx`` classifier gives an
+            :class:`~styleforge.deploy.runtime.OnnxClassifier` (classification only).
         device: ``auto``, ``cpu``, ``cuda`` or a ``torch.device``.
         pooling: ``max`` or ``avg`` pooling layers.
 
@@ -220,6 +222,11 @@ def load_vgg19(source: str = "vgg19", device: str | torch.device = "cpu", poolin
     """
     from styleforge.devices import resolve_device
     from styleforge.weights.store import load_bundle
+
+    if str(source).lower().endswith(".onnx"):
+        from styleforge.deploy.runtime import OnnxClassifier
+
+        return OnnxClassifier(source, str(device))  # type: ignore[return-value]
 
     model = VGG19.from_bundle(load_bundle(source), pooling=pooling)
     model.requires_grad_(False)

@@ -1,0 +1,252 @@
+"""Exporting the transform network and the VGG19 classifier to ONNX, verified.
+
+Both go through ``torch.onnx.export(..., dynamo=True)`` into one self-contained file
+(no external-data sidecar), with named inputs and outputs and styleforge's metadata in
+the file (``styleforge_format``, preprocessing convention, class names, style image,
+training options, source checksum, styleforge version).
+
+* Style models: input ``image`` (N, 3, H, W) RGB 0-255, output ``stylized``, with
+  dynamic batch, height and width. The network is traced in
+  :func:`~styleforge.transform_net.export_mode`, which avoids two traps of tracing the
+  eager network: the single-image batch-norm shortcut of instance norm (traced, it
+  fixes the batch to 1, tested) and any branch on the example's shape (the
+  pad-to-a-multiple-of-4 step is unconditional there, so odd sizes cannot be traced
+  away).
+* The classifier: input ``image`` (N, 3, S, S) already in the weights' convention
+  (the runtime applies it, as the course's graph takes a mean-subtracted image),
+  outputs ``logits`` and ``probabilities`` (the course's graph ends in Softmax), dynamic
+  batch, fixed S (224 by default): VGG19's adaptive average pool before fc6 is an
+  identity at S = 224 and the exporter would trace it as one, so other sizes would be
+  wrong rather than refused.
+
+Every export checks itself: ONNX Runtime against PyTorch on a real photo, on odd sizes
+and on a batch of different images; the largest difference is reported and above the
+tolerance the command fails and no file is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from styleforge import __version__
+from styleforge.deploy.runtime import CLASSIFIER_FORMAT, STYLE_FORMAT, OnnxClassifier, OnnxTransformNet
+from styleforge.errors import StyleforgeError
+from styleforge.fsutil import check_output_file, write_bytes_atomic
+
+#: Largest accepted difference between ONNX Runtime and PyTorch: grey levels (0-255) of
+#: stylised images, and probabilities of the classifier (float32 summation order).
+STYLE_TOLERANCE = 0.05
+CLASSIFIER_TOLERANCE = 1e-4
+
+#: Sizes (height, width) and batch sizes the style export is checked on, besides the photo.
+STYLE_CHECKS = (((37, 53), 2), ((64, 48), 1), ((5, 7), 1))
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_style_model` / :func:`export_classifier` wrote and measured."""
+
+    path: Path
+    kind: str
+    checks: list[tuple[str, float]]  # (what was compared, max abs difference)
+    tolerance: float
+    size_bytes: int
+
+    @property
+    def max_difference(self) -> float:
+        """The largest difference over all checks."""
+        return max(diff for _, diff in self.checks)
+
+
+def verification_photo() -> Image.Image:
+    """The small real photo (a tabby cat, CC0) every export is checked on."""
+    with resources.files("styleforge.data").joinpath("verify.jpg").open("rb") as handle:
+        return Image.open(handle).convert("RGB")
+
+
+def export_style_model(model_path: str | os.PathLike[str], output: str | os.PathLike[str]) -> ExportReport:
+    """Export a trained style model (safetensors or checkpoint) to a verified ONNX file.
+
+    Returns:
+        An :class:`ExportReport`; raises StyleforgeError (writing nothing) when the
+        exported graph disagrees with PyTorch beyond :data:`STYLE_TOLERANCE`.
+    """
+    from styleforge.transfer import load_style_model
+    from styleforge.transform_net import export_mode
+
+    target = check_output_file(output, "output", [model_path])
+    _check_suffix(target)
+    model = load_style_model(model_path, device="cpu")
+    net = model.net.float().eval()
+    example = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(0)) * 255
+    batch, height, width = (torch.export.Dim(name, min=low, max=16384) for name, low in (("batch", 1), ("height", 5), ("width", 5)))
+    with export_mode(net):
+        data = _export(net, example, ["stylized"], {"x": {0: batch, 2: height, 3: width}})
+    metadata = {
+        "styleforge_format": STYLE_FORMAT,
+        "norm": net.norm,
+        "upsample": net.upsample,
+        "style_image": str(model.metadata.get("style_image", "")),
+        "training_options": json.dumps(model.metadata.get("options", {}), default=str),
+        "source_file": Path(model_path).name,
+        "source_sha256": _sha256(Path(model_path)),
+    }
+    data = _with_metadata(data, metadata)
+    checks = _verify_style(net, data)
+    return _write_verified(target, data, "style model", checks, STYLE_TOLERANCE)
+
+
+def export_classifier(weights: str, output: str | os.PathLike[str], size: int = 224) -> ExportReport:
+    """Export the VGG19 classifier of ``weights`` to a verified ONNX file taking
+    ``size`` x ``size`` inputs in the weights' convention."""
+    from styleforge.vgg import load_vgg19
+    from styleforge.weights.store import load_bundle
+
+    target = check_output_file(output, "output")
+    _check_suffix(target)
+    bundle = load_bundle(weights)
+    vgg = load_vgg19(weights, device="cpu")
+    if not vgg.has_classifier:
+        raise StyleforgeError(f"weights {weights!r} have no classifier (fc6-fc8) to export")
+    grid = vgg.pool_grid
+    if size % 32 or size // 32 != grid:
+        raise StyleforgeError(f"--size {size}: these weights' classifier takes {32 * grid}x{32 * grid} inputs (pool5 of {grid}x{grid})")
+    head = _ClassifierHead(vgg).eval()
+    example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    data = _export(head, example, ["logits", "probabilities"], {"x": {0: torch.export.Dim("batch", min=1, max=4096)}})
+    metadata = {
+        "styleforge_format": CLASSIFIER_FORMAT,
+        "convention": vgg.convention.to_json(),
+        "class_names": json.dumps(vgg.class_names),
+        "input_size": str(size),
+        "source": bundle.source,
+        "source_sha256": bundle.extra.get("source_sha256", ""),
+    }
+    data = _with_metadata(data, metadata)
+    checks = _verify_classifier(head, vgg, data, size)
+    return _write_verified(target, data, "classifier", checks, CLASSIFIER_TOLERANCE)
+
+
+class _ClassifierHead(torch.nn.Module):
+    """VGG19 with both heads the course's graph has: fc8 logits and their softmax."""
+
+    def __init__(self, vgg: torch.nn.Module) -> None:
+        super().__init__()
+        self.vgg = vgg
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.vgg(x)
+        return logits, torch.softmax(logits, dim=1)
+
+
+def _export(module: torch.nn.Module, example: torch.Tensor, outputs: list[str], dynamic: dict) -> bytes:
+    """``torch.onnx.export`` (dynamo) into memory; its progress chatter is silenced."""
+    _require_onnx()
+    buffer = io.BytesIO()
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(module, (example,), dynamo=True, input_names=["image"], output_names=outputs,
+                                        dynamic_shapes=dynamic, external_data=False, optimize=True, verbose=False)
+            program.save(buffer)
+    finally:
+        quiet.setLevel(level)
+    return buffer.getvalue()
+
+
+def _with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
+    import onnx
+
+    model = onnx.load_from_string(data)
+    entries = {**metadata, "styleforge_version": __version__}
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "styleforge"
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _verify_style(net: torch.nn.Module, data: bytes) -> list[tuple[str, float]]:
+    """ONNX Runtime vs PyTorch eager (each image alone, the reference) on the photo,
+    odd sizes and batches of different images; returns (check, max abs difference)."""
+    from styleforge.transfer import _to_tensor
+
+    onnx_net = _session_from_bytes(data, OnnxTransformNet)
+    cases = [("photo " + "x".join(map(str, verification_photo().size)), _to_tensor([verification_photo()], torch.device("cpu")))]
+    generator = torch.Generator().manual_seed(1)
+    for (height, width), count in STYLE_CHECKS:
+        cases.append((f"batch {count} of {width}x{height}", torch.rand(count, 3, height, width, generator=generator) * 255))
+    checks = []
+    with torch.inference_mode():
+        for name, x in cases:
+            expected = torch.cat([net(x[i : i + 1]) for i in range(x.shape[0])])
+            checks.append((name, float((onnx_net(x) - expected).abs().max())))
+    return checks
+
+
+def _verify_classifier(head: torch.nn.Module, vgg: Any, data: bytes, size: int) -> list[tuple[str, float]]:
+    classifier = _session_from_bytes(data, OnnxClassifier)
+    photo = classifier.preprocess([verification_photo()], size)
+    generator = torch.Generator().manual_seed(2)
+    batch = torch.randn(3, 3, size, size, generator=generator).numpy()
+    checks = []
+    with torch.inference_mode():
+        for name, x in (("photo", photo), ("batch of 3", batch)):
+            expected = head(torch.from_numpy(x))[1].numpy()
+            checks.append((f"{name}: probabilities", float(np.abs(classifier.probabilities(x) - expected).max())))
+    return checks
+
+
+def _session_from_bytes(data: bytes, kind: type) -> Any:
+    """Open the exported bytes with the runtime class used for real (through a temporary file)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="styleforge-export-") as folder:
+        path = Path(folder) / "model.onnx"
+        path.write_bytes(data)
+        return kind(path, device="cpu")
+
+
+def _write_verified(target: Path, data: bytes, what: str, checks: list[tuple[str, float]], tolerance: float) -> ExportReport:
+    worst = max(checks, key=lambda item: item[1])
+    if not worst[1] <= tolerance:  # also refuses NaN
+        raise StyleforgeError(f"the exported {what} disagrees with PyTorch ({worst[0]}: max difference {worst[1]:.3g} > "
+                              f"{tolerance:g}); nothing was written")
+    write_bytes_atomic(target, data)
+    return ExportReport(target, what, checks, tolerance, len(data))
+
+
+def _check_suffix(target: Path) -> None:
+    if target.suffix.lower() != ".onnx":
+        raise StyleforgeError(f"output '{target}' needs the suffix .onnx")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise StyleforgeError("exporting needs onnx and onnxscript: pip install 'styleforge[onnx]'") from None
