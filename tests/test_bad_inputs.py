@@ -223,6 +223,9 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "export-output-is-input": lambda a: Case(["export", "--model", str(a.model), "-o", str(a.model)], "is also an input"),
     "export-nothing": lambda a: Case(["export", "-o", "m.onnx"], "one of the arguments --model --classifier is required"),
     "transfer-text-onnx": lambda a: Case(_transfer(a, model=a.text_jpg.with_name("text.pth")) + ["--device", "cpu"], "cannot read"),
+    "quantize-missing-config": lambda a: Case(["quantize", "--config", str(a.root / "none.ini")], "no such file"),
+    "quantize-config-is-folder": lambda a: Case(["quantize", "--config", str(a.folder)], "it is a folder"),
+    "quantize-not-ini": lambda a: Case(["quantize", "--config", str(a.text_jpg)], "cannot read quantisation config"),
     # --- full disk (RLIMIT_FSIZE) and a full stdout: no truncated file, exit 2 (root causes 4, 6)
     "disk-full-weights-import": lambda a: Case(["weights", "import", str(a.pth), "--name", "t"], "File too large", fsize=4096),
     "disk-full-stylize-png": lambda a: Case(_stylize(a), "cannot write 'out.png'", fsize=512),

@@ -331,3 +331,53 @@ class TransferOptions:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """Options of ``styleforge quantize``, named and defaulted as the course's INI file
+    (``fppb_to_intpb.py vgg19_int8.ini``); see docs/quantize.md for each key.
+
+    Attributes:
+        mean, std: ``[preprocess]`` calibration preprocessing ``(pixel - mean) / std`` on
+            0-255 pixels, per channel in ``color_mode`` order (one value for ``grey``).
+        color_mode: ``rgb``, ``bgr`` or ``grey``.
+        crop: ``(height, width)`` the calibration images are resized and centre-cropped to.
+        calibration: ``default_preprocess_cali`` or a user's ``module:function`` returning
+            an iterable of input arrays.
+        activation_quantization_alg, weight_quantization_alg: ``naive`` (min/max) or
+            ``threshold_search`` (clip outliers; see docs/quantize.md).
+        quantization_type: ``int8`` or ``int16``.
+        int_op_list: layer kinds to quantise: ``Conv``, ``FC``, ``LRN``.
+        channel_quantization: per-output-channel weight scales.
+        device_mode: ``clean``, ``origin`` or ``mlu`` (see docs/quantize.md).
+        use_convfirst: fold ``(x - mean) / std`` into the first convolution.
+        debug: keep the calibration ranges beside the output.
+        input_tensor_names, output_tensor_names: ``[model]`` graph names (checked).
+        original_models_path, save_model_path: the float and the quantised ONNX files.
+        data_path: an image-list file (one path per line) or a folder of images.
+        batch_size, num_runs: ``batch_size * num_runs`` images calibrate.
+        threshold_percentile: percentile of |activation| kept by ``threshold_search``.
+    """
+
+    mean: tuple[float, ...] = (123.68, 116.78, 103.94)
+    std: tuple[float, ...] = (1.0,)
+    color_mode: str = "rgb"
+    crop: tuple[int, int] = (224, 224)
+    calibration: str = "default_preprocess_cali"
+    activation_quantization_alg: str = "naive"
+    weight_quantization_alg: str = "naive"
+    quantization_type: str = "int8"
+    int_op_list: tuple[str, ...] = ("Conv", "FC")
+    channel_quantization: bool = False
+    device_mode: str = "clean"
+    use_convfirst: bool = False
+    debug: bool = False
+    input_tensor_names: tuple[str, ...] = ("image",)
+    output_tensor_names: tuple[str, ...] = ()
+    original_models_path: str = ""
+    save_model_path: str = ""
+    data_path: str = ""
+    batch_size: int = 1
+    num_runs: int = 1
+    threshold_percentile: float = 99.99

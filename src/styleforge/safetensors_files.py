@@ -28,6 +28,6 @@ def read_safetensors_file(path: str | os.PathLike[str], framework: str, what: st
         with safe_open(str(path), framework=framework) as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as exc:  # noqa: BLE001: any failure of the parser on an untrusted file is a bad file
+    except Exception as exc:  # noqa: BLE001 (any failure of the parser on an untrusted file is a bad file)
         raise StyleforgeError(f"cannot read {what} '{path}': {' '.join(str(exc).split())[:200]}") from None
     return metadata, tensors

@@ -53,7 +53,7 @@ def load_torch_file(path: str | os.PathLike[str], what: str, map_location: str |
             f"cannot read {what} '{file}': not a complete PyTorch file (the file is truncated or corrupt: "
             f"{exc.strerror or _one_line(exc)})"
         ) from None
-    except Exception as exc:  # noqa: BLE001: any other failure of the parser on an untrusted file is a bad file
+    except Exception as exc:  # noqa: BLE001 (any other failure of the parser on an untrusted file is a bad file)
         raise StyleforgeError(f"cannot read {what} '{file}': not a readable PyTorch file ({_one_line(exc)})") from None
 
 

@@ -14,40 +14,11 @@ import torch
 from PIL import Image
 
 import styleforge as sf
-from styleforge.deploy.export import export_classifier, export_style_model
+from styleforge.deploy.export import export_classifier
 from styleforge.deploy.runtime import OnnxClassifier, OnnxTransformNet
 from styleforge.errors import StyleforgeError
 from styleforge.transfer import load_style_model
-from styleforge.transform_net import TransformNet
 from tests.conftest import assert_user_error, make_photo, run_cli
-from tests.synthetic import random_weights, write_torchvision_pth
-
-
-@pytest.fixture(scope="module")
-def style_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TransformNet with random (not identity-like) weights and real instance-norm affine terms."""
-    from styleforge.transfer import save_style_model
-
-    torch.manual_seed(0)
-    net = TransformNet()
-    with torch.no_grad():
-        for name, param in net.named_parameters():
-            if name.endswith("weight") and param.ndim == 1:
-                param.uniform_(0.5, 1.5)
-            elif name.endswith("bias") and param.ndim == 1:
-                param.uniform_(-0.5, 0.5)
-    folder = tmp_path_factory.mktemp("export")
-    return save_style_model(net, folder / "wave.safetensors", {"style_image": "wave.jpg", "options": {"norm": "instance"}})
-
-
-@pytest.fixture(scope="module")
-def exported(style_model: Path) -> Path:
-    return export_style_model(style_model, style_model.with_suffix(".onnx")).path
-
-
-@pytest.fixture(scope="module")
-def classifier_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_torchvision_pth(random_weights(seed=4, grid=7), tmp_path_factory.mktemp("cls") / "tv7.pth")
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 64, 48), (2, 3, 37, 53), (3, 3, 100, 61), (1, 3, 17, 201), (1, 3, 6, 5), (1, 3, 1, 1)])

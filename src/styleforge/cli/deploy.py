@@ -1,4 +1,6 @@
-"""``styleforge export``: the transform network or the VGG19 classifier to a verified ONNX file."""
+"""``styleforge export`` (the transform network or the VGG19 classifier to a verified ONNX
+file) and ``styleforge quantize`` (INT8/INT16 post-training quantisation from the course's
+INI config)."""
 
 from __future__ import annotations
 
@@ -19,8 +21,24 @@ Runtime (a photo, odd sizes, batches); a mismatch fails the command and writes n
 """
 
 
+QUANTIZE_DESCRIPTION = """\
+Post-training static quantisation of an exported model, configured by the course's INI
+file (fppb_to_intpb.py vgg19_int8.ini): [preprocess] mean, std, color_mode, crop,
+calibration; [config] activation_quantization_alg, weight_quantization_alg,
+quantization_type, int_op_list, channel_quantization, device_mode, use_convfirst, debug;
+[model] input_tensor_names, output_tensor_names, original_models_path, save_model_path;
+[data] data_path, batch_size, num_runs. Flags override the file. ONNX Runtime's
+quantisation toolkit does the work (QDQ format). Keys and defaults: docs/quantize.md.
+"""
+
+
 def register(subparsers: Any) -> None:
-    """Add the ``export`` command."""
+    """Add the ``export`` and ``quantize`` commands."""
+    _register_quantize(subparsers)
+    _register_export(subparsers)
+
+
+def _register_export(subparsers: Any) -> None:
     p = add_command(subparsers, "export", "export a style model or the VGG19 classifier to ONNX", DESCRIPTION)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="trained style model (.safetensors) or training checkpoint (.pt)")
@@ -30,6 +48,46 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     add_json_option(p)
     p.set_defaults(handler=run)
+
+
+def _register_quantize(subparsers: Any) -> None:
+    p = add_command(subparsers, "quantize", "quantise an exported ONNX model to INT8/INT16", QUANTIZE_DESCRIPTION)
+    p.add_argument("--config", required=True, metavar="FILE.ini", help="the course-style quantisation config")
+    p.add_argument("--model", dest="original_models_path", default=None, help="overrides [model] original_models_path")
+    p.add_argument("-o", "--output", dest="save_model_path", default=None, help="overrides [model] save_model_path")
+    p.add_argument("--data", dest="data_path", default=None, help="overrides [data] data_path")
+    p.add_argument("--type", dest="quantization_type", default=None, choices=("int8", "int16"), help="overrides quantization_type")
+    p.add_argument("--activation-alg", dest="activation_quantization_alg", default=None, choices=("naive", "threshold_search"),
+                   help="overrides activation_quantization_alg")
+    p.add_argument("--per-channel", dest="channel_quantization", action="store_const", const=True, default=None,
+                   help="overrides channel_quantization with True")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="overrides [data] batch_size")
+    p.add_argument("--num-runs", type=positive_int, default=None, help="overrides [data] num_runs")
+    p.add_argument("--debug", action="store_const", const=True, default=None, help="overrides debug with True")
+    add_json_option(p)
+    p.set_defaults(handler=run_quantize)
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    """Quantise as the config says; print what was written."""
+    from styleforge.deploy.quantize import quantize_model
+    from styleforge.deploy.quantize_config import read_quantize_config
+
+    keys = ("original_models_path", "save_model_path", "data_path", "quantization_type", "activation_quantization_alg",
+            "channel_quantization", "batch_size", "num_runs", "debug")
+    overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    opts = read_quantize_config(args.config, overrides)
+    report = quantize_model(opts)
+    if args.json:
+        print_json({"output": str(report.path), "quantize_nodes": report.quantized_nodes,
+                    "calibration_images": report.calibration_images, "ranges": str(report.ranges_path) if report.ranges_path else None})
+        return 0
+    print(f"wrote {report.path}: {opts.quantization_type}, {report.quantized_nodes} quantised tensors, "
+          f"{'per-channel' if opts.channel_quantization else 'per-tensor'} weights, activations by "
+          f"{opts.activation_quantization_alg}, calibrated on {report.calibration_images} image(s)")
+    if report.ranges_path:
+        print(f"calibration ranges: {report.ranges_path}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,8 +20,8 @@ from styleforge.cli.common import (
     positive_int,
     print_json,
 )
-from styleforge.errors import StyleforgeError
 from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions
+from styleforge.errors import StyleforgeError
 
 TRAIN_DESCRIPTION = """\
 Train a feed-forward style network (Johnson et al.) on a folder of photos (searched

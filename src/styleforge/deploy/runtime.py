@@ -62,7 +62,7 @@ def open_session(path: str | os.PathLike[str], device: str) -> tuple[Any, str, d
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
     try:
         session = ort.InferenceSession(str(file), providers=providers)
-    except Exception as exc:  # noqa: BLE001: onnxruntime raises its own types for a bad file
+    except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own types for a bad file)
         raise StyleforgeError(f"cannot read ONNX model '{file}': {' '.join(str(exc).split())[:200]}") from None
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     where = "cuda" if use_cuda else "cpu"

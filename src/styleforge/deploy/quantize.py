@@ -1,0 +1,173 @@
+"""Post-training static quantisation of exported models with ONNX Runtime's toolkit.
+
+The course's config (:mod:`~styleforge.deploy.quantize_config`) maps onto
+``onnxruntime.quantization.quantize_static`` in QDQ format:
+
+* ``quantization_type``: ``int8`` = unsigned 8-bit activations and signed 8-bit weights
+  (the x86 VNNI combination), ``int16`` = signed 16-bit both;
+* ``activation_quantization_alg``: ``naive`` = min/max of the calibration activations;
+  ``threshold_search`` = the ``threshold_percentile`` percentile of their magnitudes
+  (outliers clipped), so the two differ whenever the data has outliers;
+* ``weight_quantization_alg``: ``naive`` = min/max of the weights (the course advises
+  against threshold search for weights; it is refused with that reason);
+* ``int_op_list``: ``Conv`` -> Conv, ``FC`` -> Gemm and MatMul, ``LRN`` -> LRN (VGG19
+  and the transform network have none); ``channel_quantization`` -> per-channel weights;
+* ``device_mode``: ``clean`` and ``origin`` both let the runtime pick providers when
+  the file is run (ONNX files carry no device placement); ``mlu`` is refused (no MLU);
+* ``debug``: the calibration ranges are written beside the output as JSON.
+
+The float model's styleforge metadata is kept, plus the settings used, so ``transfer``
+and ``classify`` run the quantised file like the float one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from styleforge.config import QuantizeOptions
+from styleforge.deploy.calibration import calibration_batches
+from styleforge.deploy.runtime import CLASSIFIER_FORMAT, STYLE_FORMAT, require_onnxruntime
+from styleforge.errors import StyleforgeError
+from styleforge.fsutil import check_output_file, check_regular_file, write_bytes_atomic
+from styleforge.preprocessing import Convention
+
+OP_TYPES = {"Conv": ("Conv",), "FC": ("Gemm", "MatMul"), "LRN": ("LRN",)}
+
+
+@dataclass
+class QuantizeReport:
+    """What :func:`quantize_model` wrote: the file, the quantised node count, the images used."""
+
+    path: Path
+    quantized_nodes: int
+    calibration_images: int
+    ranges_path: Path | None
+
+
+def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
+    """Quantise ``opts.original_models_path`` into ``opts.save_model_path`` (see module docstring)."""
+    import onnx
+
+    require_onnxruntime()
+    source = check_regular_file(opts.original_models_path, "[model] original_models_path")
+    target = check_output_file(opts.save_model_path, "[model] save_model_path", [source])
+    _refuse_unsupported(opts)
+    model = onnx.load(str(source))
+    metadata = {p.key: p.value for p in model.metadata_props}
+    _check_names(model, opts)
+    _check_preprocessing(metadata, opts)
+    batches = calibration_batches(opts)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    int8 = opts.quantization_type == "int8"
+    threshold = opts.activation_quantization_alg == "threshold_search"
+    with tempfile.TemporaryDirectory(prefix="styleforge-quantize-") as folder, _quiet():
+        prepared, out, ranges = (Path(folder) / name for name in ("prepared.onnx", "quantized.onnx", "ranges.json"))
+        quant_pre_process(str(source), str(prepared))  # shape inference and graph clean-up, as ONNX Runtime advises
+        quantize_static(
+            str(prepared), str(out), _Reader(opts.input_tensor_names[0], batches),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=[op for kind in opts.int_op_list for op in OP_TYPES[kind]],
+            per_channel=opts.channel_quantization,
+            activation_type=QuantType.QUInt8 if int8 else QuantType.QInt16,
+            weight_type=QuantType.QInt8 if int8 else QuantType.QInt16,
+            calibrate_method=CalibrationMethod.Percentile if threshold else CalibrationMethod.MinMax,
+            extra_options={"CalibPercentile": opts.threshold_percentile} if threshold else {},
+            calibration_cache_path=str(ranges) if opts.debug else None,
+        )
+        quantized = onnx.load(str(out))
+        ranges_text = ranges.read_text() if opts.debug and ranges.exists() else None
+    entries = {**metadata, "quantization": json.dumps({k: v for k, v in asdict(opts).items() if k not in ("original_models_path", "save_model_path", "data_path")})}
+    del quantized.metadata_props[:]
+    for key, value in entries.items():
+        quantized.metadata_props.add(key=key, value=value)
+    write_bytes_atomic(target, quantized.SerializeToString())
+    ranges_path = None
+    if ranges_text is not None:
+        ranges_path = write_bytes_atomic(target.with_suffix(".ranges.json"), ranges_text.encode())
+    count = sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
+    return QuantizeReport(target, count, sum(len(b) for b in batches), ranges_path)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the toolkit's progress prints and advice (styleforge prints its own summary)."""
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader over prepared batches."""
+
+    def __init__(self, input_name: str, batches: list[np.ndarray]) -> None:
+        self.input_name, self.batches, self.index = input_name, batches, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.index >= len(self.batches):
+            return None
+        self.index += 1
+        return {self.input_name: self.batches[self.index - 1]}
+
+    def rewind(self) -> None:
+        self.index = 0
+
+
+def _refuse_unsupported(opts: QuantizeOptions) -> None:
+    if opts.weight_quantization_alg == "threshold_search":
+        raise StyleforgeError("weight_quantization_alg = threshold_search is not supported: weights have no outliers to "
+                              "clip (the course itself advises naive for weights); use naive")
+    if opts.device_mode == "mlu":
+        raise StyleforgeError("device_mode = mlu: there is no MLU here; use clean (the runtime picks the device)")
+    if opts.use_convfirst:
+        raise StyleforgeError("use_convfirst = True is not supported yet; use False")
+
+
+def _check_names(model: Any, opts: QuantizeOptions) -> None:
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    if list(opts.input_tensor_names) != inputs:
+        raise StyleforgeError(f"[model] input_tensor_names = {', '.join(opts.input_tensor_names)}: the model's inputs are {', '.join(inputs)}")
+    missing = [n for n in opts.output_tensor_names if n not in outputs]
+    if missing:
+        raise StyleforgeError(f"[model] output_tensor_names: {', '.join(missing)} not among the model's outputs {', '.join(outputs)}")
+
+
+def expected_preprocessing(metadata: dict[str, str]) -> tuple[str, tuple[float, ...], tuple[float, ...]]:
+    """(color_mode, mean, std) on 0-255 pixels that produce the model's input."""
+    kind = metadata.get("styleforge_format")
+    if kind == STYLE_FORMAT:
+        return "rgb", (0.0,), (1.0,)
+    if kind == CLASSIFIER_FORMAT:
+        convention = Convention.from_json(metadata["convention"])
+        factor = 255.0 / convention.input_scale
+        return "rgb", tuple(m * factor for m in convention.mean), tuple(s * factor for s in convention.std)
+    raise StyleforgeError(f"the model is not an ONNX file exported by styleforge (styleforge_format={kind!r}); "
+                          "export it with 'styleforge export' first")
+
+
+def _check_preprocessing(metadata: dict[str, str], opts: QuantizeOptions) -> None:
+    """Calibration data must be what the model is fed: refuse a mean/std/colour mismatch."""
+    color, mean, std = expected_preprocessing(metadata)
+    given_mean = np.broadcast_to(np.asarray(opts.mean), 3)
+    given_std = np.broadcast_to(np.asarray(opts.std), 3)
+    if opts.color_mode != color or not np.allclose(given_mean, np.broadcast_to(mean, 3), rtol=1e-3, atol=0.05) \
+            or not np.allclose(given_std, np.broadcast_to(std, 3), rtol=1e-3):
+        raise StyleforgeError(
+            f"[preprocess] mean/std/color_mode do not match what this model takes: use color_mode = {color}, "
+            f"mean = {', '.join(f'{m:g}' for m in mean)}, std = {', '.join(f'{s:g}' for s in std)}"
+        )
