@@ -27,6 +27,13 @@ from tests.conftest import make_photo
 STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+def _stopped_by(status: int, sig: signal.Signals) -> bool:
+    """Exit status 128+N, or death by the signal itself, which shells also report as
+    128+N: CPython re-raises SIGINT at exit when a KeyboardInterrupt went through code
+    run by PyRun_* (as PyTorch's import does), however it was handled."""
+    return status in (STATUS[sig], -sig)
+
+
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
     return build_assets(tmp_path_factory.mktemp("signal-assets"))
@@ -139,7 +146,7 @@ def test_signal_stops_cleanly(command: str, point: str, sig: signal.Signals, ass
     status, out, err = _run_until(["-m", "styleforge", *argv], tmp_path, dict(os.environ),
                                   begun if point == "mid" else None, sig)
     text = "".join(err)
-    assert status == STATUS[sig], (status, text)
+    assert _stopped_by(status, sig), (status, text)
     assert "Traceback" not in text, text
     assert ("terminated" if sig == signal.SIGTERM else "interrupted") in text.splitlines()[-1], text
     _check_outputs(tmp_path, isolated_home)
@@ -157,7 +164,7 @@ def test_signal_during_a_download_leaves_no_part_file(sig: signal.Signals, slow_
     status, out, err = _run_until(_download_argv(slow_server), tmp_path, dict(os.environ),
                                   lambda w, o, e: any("downloading" in line for line in e), sig)
     text = "".join(err)
-    assert status == STATUS[sig], (status, text)
+    assert _stopped_by(status, sig), (status, text)
     assert "Traceback" not in text, text
     leftovers = [p for p in isolated_home.rglob("*") if p.is_file()]
     assert leftovers == [], leftovers
