@@ -8,6 +8,7 @@ import argparse
 from typing import Any
 
 from styleforge.cli.common import add_command, add_json_option, positive_int, print_json
+from styleforge.errors import StyleforgeError
 
 DESCRIPTION = """\
 Export a trained style model (.safetensors or a training checkpoint) or the VGG19
@@ -32,10 +33,70 @@ quantisation toolkit does the work (QDQ format). Keys and defaults: docs/quantiz
 """
 
 
+BENCH_DESCRIPTION = """\
+Time one model on every runtime and compare each with PyTorch fp32: a style model
+(--model) as PyTorch fp32 eager, PyTorch's default path, ONNX Runtime fp32, INT8 and
+INT16 (exported and quantised here, calibrated on the --data images), plus CUDA rows
+when a GPU is present, at each --sizes; or the VGG19 classifier of --weights. Latency is
+the median of --repeat runs after 2 warm-up runs (the course's 10-run timing loop is
+--repeat 10); fidelity is PSNR/SSIM of the stylised --data images, or top-1 agreement
+and the largest probability difference for the classifier.
+"""
+
+
 def register(subparsers: Any) -> None:
-    """Add the ``export`` and ``quantize`` commands."""
+    """Add the ``export``, ``quantize`` and ``bench`` commands."""
     _register_quantize(subparsers)
     _register_export(subparsers)
+    _register_bench(subparsers)
+
+
+def _register_bench(subparsers: Any) -> None:
+    p = add_command(subparsers, "bench", "time a model on every runtime with fidelity against PyTorch fp32", BENCH_DESCRIPTION)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="trained style model (.safetensors or checkpoint.pt)")
+    what.add_argument("--weights", help="VGG19 weights whose classifier to bench (cache name or file)")
+    p.add_argument("--sizes", default="256,512", help="long sides to bench the style model at, comma-separated")
+    p.add_argument("--data", default=None, help="images (a folder) to time, calibrate and measure fidelity on "
+                                                "(default: the packaged photo)")
+    p.add_argument("--repeat", type=positive_int, default=10, help="timed runs per row")
+    add_json_option(p)
+    p.set_defaults(handler=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the bench and print one table (or JSON)."""
+    from styleforge.cli.common import parse_list
+    from styleforge.deploy.bench import bench_classifier, bench_images, bench_style
+
+    images = bench_images(args.data)
+    if args.model:
+        sizes = list(parse_list(args.sizes, "--sizes", int) or ())
+        if any(s < 8 for s in sizes):
+            raise StyleforgeError("--sizes must be >= 8 pixels")
+        rows = bench_style(args.model, images, sizes, repeat=args.repeat)
+    else:
+        rows = bench_classifier(args.weights, images, repeat=args.repeat)
+    if args.json:
+        print_json([row.as_dict() for row in rows])
+        return 0
+    _print_rows(rows, style=bool(args.model), images=len(images))
+    return 0
+
+
+def _print_rows(rows: list[Any], style: bool, images: int) -> None:
+    print(f"{rows[0].model}: median latency of one image; fidelity against PyTorch fp32 over {images} image(s)")
+    header = ("size", "runtime", "ms", "img/s", "PSNR dB", "SSIM") if style else ("size", "runtime", "ms", "img/s", "top-1 agree", "max |dp|")
+    table = [header]
+    for r in rows:
+        quality = (f"{r.psnr_db:.1f}" if r.psnr_db != float("inf") else "inf", f"{r.ssim:.4f}") if style \
+            else (f"{r.top1_agreement:.3f}", f"{r.max_prob_diff:.2e}")
+        table.append((str(r.size), r.path, f"{r.ms:.1f}", f"{r.images_per_s:.2f}", *quality))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for n, row in enumerate(table):
+        print("  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
 
 
 def _register_export(subparsers: Any) -> None:
