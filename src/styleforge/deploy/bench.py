@@ -112,10 +112,7 @@ def bench_style(model_path: str, images: list[Image.Image], sizes: list[int], re
 def _quantize_style(onnx_path: Path, images: list[Image.Image], kind: str, folder: Path) -> Path:
     from styleforge.deploy.quantize import quantize_model
 
-    calibration = folder / f"calibration-{kind}"
-    calibration.mkdir()
-    for i, img in enumerate(images[:8]):
-        img.save(calibration / f"{i}.png")
+    calibration = _calibration_folder(images, folder / f"calibration-{kind}")
     side = min(256, max(min(img.size) for img in images))
     opts = QuantizeOptions(mean=(0.0,), std=(1.0,), crop=(side, side), original_models_path=str(onnx_path),
                            save_model_path=str(folder / f"model_{kind}.onnx"), data_path=str(calibration),
@@ -151,7 +148,7 @@ def bench_classifier(weights: str, images: list[Image.Image], repeat: int = 10, 
             "pytorch fp32 eager": lambda imgs: vgg.probabilities(vgg.preprocess(imgs, size)).float().numpy(),
         }
         for kind in ("fp32", "int8", "int16"):
-            path = onnx_path if kind == "fp32" else _quantize_classifier(onnx_path, images, kind, Path(folder), vgg, size)
+            path = onnx_path if kind == "fp32" else _quantize_classifier(onnx_path, images, kind, Path(folder), size)
             onnx_model = OnnxClassifier(path)
             runners[f"onnxruntime {kind}"] = lambda imgs, m=onnx_model: m.probabilities(m.preprocess(imgs, size))
         reference = runners["pytorch fp32 eager"](images)
@@ -165,15 +162,12 @@ def bench_classifier(weights: str, images: list[Image.Image], repeat: int = 10, 
     return rows
 
 
-def _quantize_classifier(onnx_path: Path, images: list[Image.Image], kind: str, folder: Path, vgg: Any, size: int) -> Path:
-    from styleforge.deploy.quantize import expected_preprocessing, quantize_model
-
-    calibration = folder / f"calibration-{kind}"
-    calibration.mkdir()
-    for i, img in enumerate(images[:8]):
-        img.save(calibration / f"{i}.png")
+def _quantize_classifier(onnx_path: Path, images: list[Image.Image], kind: str, folder: Path, size: int) -> Path:
     import onnx
 
+    from styleforge.deploy.quantize import expected_preprocessing, quantize_model
+
+    calibration = _calibration_folder(images, folder / f"calibration-{kind}")
     metadata = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     color, mean, std = expected_preprocessing(metadata)
     opts = QuantizeOptions(mean=mean, std=std, color_mode=color, crop=(size, size), original_models_path=str(onnx_path),
@@ -181,3 +175,11 @@ def _quantize_classifier(onnx_path: Path, images: list[Image.Image], kind: str, 
                            num_runs=min(8, len(images)), quantization_type=kind, channel_quantization=True,
                            output_tensor_names=("logits", "probabilities"))
     return quantize_model(opts).path
+
+
+def _calibration_folder(images: list[Image.Image], folder: Path) -> Path:
+    """Write up to 8 of the bench images as the calibration set of a quantisation."""
+    folder.mkdir()
+    for i, img in enumerate(images[:8]):
+        img.save(folder / f"{i}.png")
+    return folder
