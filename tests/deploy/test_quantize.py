@@ -109,6 +109,35 @@ def test_classifier_int8_agrees_with_fp32(classifier_weights: Path, photos: Path
     assert clear.any() and (pa.argmax(1) == pb.argmax(1))[clear].all()
 
 
+def test_use_convfirst_folds_the_normalisation_into_the_first_convolution(classifier_weights: Path, photos: Path,
+                                                                           tmp_path: Path) -> None:
+    from onnx import numpy_helper
+
+    import styleforge as sf
+
+    fp32 = export_classifier(str(classifier_weights), tmp_path / "vgg19.onnx").path
+    mean, std = (0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255)
+    common = dict(mean=mean, std=std, crop=(224, 224), original_models_path=str(fp32), data_path=str(photos), num_runs=6,
+                  output_tensor_names=("logits", "probabilities"), channel_quantization=True, quantization_type="int16")
+    quantize_model(QuantizeOptions(save_model_path=str(tmp_path / "plain.onnx"), **common))  # type: ignore[arg-type]
+    quantize_model(QuantizeOptions(save_model_path=str(tmp_path / "folded.onnx"), use_convfirst=True, **common))  # type: ignore[arg-type]
+    folded = onnx.load(str(tmp_path / "folded.onnx"))
+    meta = {p.key: p.value for p in folded.metadata_props}
+    assert meta["input_preprocessing"] == "raw-0-255" and json.loads(meta["quantization"])["use_convfirst"] is True
+    original = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(fp32)).graph.initializer}
+    inits = {t.name: numpy_helper.to_array(t) for t in folded.graph.initializer}
+    first = next(n for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv")
+    folded_w = next(v for k, v in inits.items() if k.startswith(first.input[1]) and v.ndim == 4 and v.dtype == np.int16)
+    assert folded_w.shape == original[first.input[1]].shape  # the first convolution, now taking raw pixels
+    images = [Image.open(p).convert("RGB") for p in sorted(photos.iterdir())]
+    reference = sf.load_vgg19(str(fp32))
+    expected = reference.probabilities(reference.preprocess(images))
+    for name in ("plain.onnx", "folded.onnx"):
+        model = sf.load_vgg19(str(tmp_path / name))
+        got = model.probabilities(model.preprocess(images))
+        assert np.abs(got - expected).max() < 5e-3, name  # INT16 noise; folding changes only conv1_1's border
+
+
 def test_sample_configs_parse(tmp_path: Path) -> None:
     vgg = read_quantize_config(CONFIGS / "vgg19_int8.ini")
     assert vgg.mean == (123.68, 116.779, 103.939) and vgg.int_op_list == ("Conv", "FC", "LRN")
@@ -125,7 +154,7 @@ BAD = {
     "bad-bool": ("[config]\nchannel_quantization = maybe\n", "[config] channel_quantization = 'maybe'"),
     "bad-mean": ("[preprocess]\nmean = a, b\n", "[preprocess] mean = 'a, b'"),
     "mean-count": ("[preprocess]\nmean = 1, 2\n", "mean needs 3 value(s)"),
-    "convfirst": ("[config]\nuse_convfirst = True\n", "use_convfirst = True is not supported yet"),
+    "convfirst-style": ("[config]\nuse_convfirst = True\n", "not one convolution (the preprocessing may be inside the graph"),
     "weight-threshold": ("[config]\nweight_quantization_alg = threshold_search\n", "weight_quantization_alg = threshold_search"),
     "mlu": ("[config]\ndevice_mode = mlu\n", "there is no MLU here"),
     "empty-calibration": ("", "has 0 image(s); batch_size x num_runs needs 1"),

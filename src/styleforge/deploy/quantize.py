@@ -14,6 +14,9 @@ The course's config (:mod:`~styleforge.deploy.quantize_config`) maps onto
   and the transform network have none); ``channel_quantization`` -> per-channel weights;
 * ``device_mode``: ``clean`` and ``origin`` both let the runtime pick providers when
   the file is run (ONNX files carry no device placement); ``mlu`` is refused (no MLU);
+* ``use_convfirst``: ``(x - mean) / std`` is folded into the first convolution
+  (:mod:`~styleforge.deploy.convfirst`); the file then takes raw 0-255 pixels, which
+  its metadata records and the runtime honours;
 * ``debug``: the calibration ranges are written beside the output as JSON.
 
 The float model's styleforge metadata is kept, plus the settings used, so ``transfer``
@@ -28,7 +31,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ import numpy as np
 
 from styleforge.config import QuantizeOptions
 from styleforge.deploy.calibration import calibration_batches
+from styleforge.deploy.convfirst import RAW_PIXELS, fold_input_normalization
 from styleforge.deploy.runtime import CLASSIFIER_FORMAT, STYLE_FORMAT, require_onnxruntime
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_file, check_regular_file, write_bytes_atomic
@@ -66,6 +70,11 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
     metadata = {p.key: p.value for p in model.metadata_props}
     _check_names(model, opts)
     _check_preprocessing(metadata, opts)
+    settings = {k: v for k, v in asdict(opts).items() if k not in ("original_models_path", "save_model_path", "data_path")}
+    if opts.use_convfirst:
+        model = fold_input_normalization(model, opts.mean, opts.std)
+        metadata["input_preprocessing"] = RAW_PIXELS
+        opts = replace(opts, mean=(0.0,), std=(1.0,))  # the folded graph is calibrated on raw pixels
     batches = calibration_batches(opts)
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -74,7 +83,8 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
     threshold = opts.activation_quantization_alg == "threshold_search"
     with tempfile.TemporaryDirectory(prefix="styleforge-quantize-") as folder, _quiet():
         prepared, out, ranges = (Path(folder) / name for name in ("prepared.onnx", "quantized.onnx", "ranges.json"))
-        quant_pre_process(str(source), str(prepared))  # shape inference and graph clean-up, as ONNX Runtime advises
+        onnx.save(model, str(prepared))
+        quant_pre_process(str(prepared), str(prepared))  # shape inference and graph clean-up, as ONNX Runtime advises
         quantize_static(
             str(prepared), str(out), _Reader(opts.input_tensor_names[0], batches),
             quant_format=QuantFormat.QDQ,
@@ -88,7 +98,7 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
         )
         quantized = onnx.load(str(out))
         ranges_text = ranges.read_text() if opts.debug and ranges.exists() else None
-    entries = {**metadata, "quantization": json.dumps({k: v for k, v in asdict(opts).items() if k not in ("original_models_path", "save_model_path", "data_path")})}
+    entries = {**metadata, "quantization": json.dumps(settings)}
     del quantized.metadata_props[:]
     for key, value in entries.items():
         quantized.metadata_props.add(key=key, value=value)
@@ -133,8 +143,6 @@ def _refuse_unsupported(opts: QuantizeOptions) -> None:
                               "clip (the course itself advises naive for weights); use naive")
     if opts.device_mode == "mlu":
         raise StyleforgeError("device_mode = mlu: there is no MLU here; use clean (the runtime picks the device)")
-    if opts.use_convfirst:
-        raise StyleforgeError("use_convfirst = True is not supported yet; use False")
 
 
 def _check_names(model: Any, opts: QuantizeOptions) -> None:

@@ -132,6 +132,8 @@ class OnnxClassifier:
                                   f"use --size {self.input_size} (or export again with --size {size})")
         batch = [images] if isinstance(images, Image.Image) else list(images)
         pixels = network_input(batch, size, resize or self.convention.resize)
+        if self.metadata.get("input_preprocessing") == "raw-0-255":  # normalisation folded in (use_convfirst)
+            return (pixels * np.float32(255.0)).astype(np.float32)
         mean = np.asarray(self.convention.mean, dtype=np.float32).reshape(1, 3, 1, 1)
         std = np.asarray(self.convention.std, dtype=np.float32).reshape(1, 3, 1, 1)
         return ((pixels * np.float32(self.convention.input_scale) - mean) / std).astype(np.float32)
