@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from styleforge.errors import StyleforgeError
+from styleforge.interrupts import deferred_interrupt
 
 
 @contextlib.contextmanager
@@ -41,14 +42,12 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         The temporary path to write to.
     """
     dest = Path(destination)
+    tmp: Path | None = None
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{dest.suffix}", dir=dest.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise write_error(dest, exc) from None
-    tmp = Path(tmp_name)
-    try:
+        # Ctrl-C/SIGTERM are held while the temporary is created, so it never exists
+        # outside the scope that removes it (found by tests/test_signals.py).
+        with deferred_interrupt():
+            tmp = _temporary_beside(dest)
         yield tmp
         try:
             os.chmod(tmp, _mode_for(dest))
@@ -56,8 +55,20 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         except OSError as exc:
             raise write_error(dest, exc) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
+
+
+def _temporary_beside(dest: Path) -> Path:
+    """Create an empty temporary file in ``dest``'s folder (created if needed)."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{dest.suffix}", dir=dest.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(dest, exc) from None
+    return Path(name)
 
 
 def write_bytes_atomic(destination: str | os.PathLike[str], data: bytes) -> Path:
