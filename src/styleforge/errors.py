@@ -13,3 +13,10 @@ class StyleforgeError(Exception):
     """A user-facing error: the message is complete, one line, and actionable."""
 
     exit_status = 2
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line (whitespace collapsed, cut at ``limit``
+    characters), or its type name when it has none: the reason part of a user error."""
+    text = " ".join(str(exc).split())[:limit]
+    return text or type(exc).__name__

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from styleforge.errors import StyleforgeError
+from styleforge.errors import StyleforgeError, one_line
 from styleforge.interrupts import deferred_interrupt
 
 
@@ -114,7 +114,7 @@ def write_error(path: Path, exc: OSError) -> StyleforgeError:
 
 def os_reason(exc: OSError) -> str:
     """An OS error's reason without the path (which the message names itself)."""
-    return exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    return exc.strerror or one_line(exc)
 
 
 def check_regular_file(path: str | os.PathLike[str], what: str) -> Path:

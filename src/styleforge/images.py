@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from styleforge.config import max_pixels_from_env
-from styleforge.errors import StyleforgeError
+from styleforge.errors import StyleforgeError, one_line
 from styleforge.fsutil import check_regular_file, write_bytes_atomic
 from styleforge.limits import check_pixel_budget
 
@@ -81,7 +81,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> I
     except UnidentifiedImageError:
         raise _read_error(file, "not a JPEG, PNG, WebP or BMP image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise _read_error(file, f"corrupt or truncated image data ({_one_line(exc)})") from None
+        raise _read_error(file, f"corrupt or truncated image data ({one_line(exc)})") from None
 
 
 def read_images(paths: list[str | os.PathLike[str]], max_pixels: int | None = None) -> list[Image.Image]:
@@ -158,10 +158,6 @@ def _is_regular(path: Path) -> bool:
 def _read_error(file: Path, reason: str) -> StyleforgeError:
     return StyleforgeError(f"cannot read image '{file}': {reason}")
 
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _check_pixel_count(file: Path, size: tuple[int, int], limit: int) -> None:

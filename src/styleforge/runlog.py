@@ -11,7 +11,6 @@ from pathlib import Path
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import write_bytes_atomic
 
-
 #: Loss-plot file suffixes and the matplotlib format each writes.
 PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from styleforge.errors import StyleforgeError
+from styleforge.errors import StyleforgeError, one_line
 
 
 def read_safetensors_file(path: str | os.PathLike[str], framework: str, what: str) -> tuple[dict[str, str], dict[str, Any]]:
@@ -29,5 +29,5 @@ def read_safetensors_file(path: str | os.PathLike[str], framework: str, what: st
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:  # noqa: BLE001 (any failure of the parser on an untrusted file is a bad file)
-        raise StyleforgeError(f"cannot read {what} '{path}': {' '.join(str(exc).split())[:200]}") from None
+        raise StyleforgeError(f"cannot read {what} '{path}': {one_line(exc, 200)}") from None
     return metadata, tensors

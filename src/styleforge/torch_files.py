@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from styleforge.errors import StyleforgeError
+from styleforge.errors import StyleforgeError, one_line
 from styleforge.fsutil import check_regular_file, write_bytes_atomic
 
 
@@ -46,15 +46,15 @@ def load_torch_file(path: str | os.PathLike[str], what: str, map_location: str |
             "never unpickles: only tensors, numbers, strings, lists and dicts are read)"
         ) from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
-        reason = "the file is truncated or corrupt" if "zip" in str(exc).lower() or isinstance(exc, EOFError) else _one_line(exc)
+        reason = "the file is truncated or corrupt" if "zip" in str(exc).lower() or isinstance(exc, EOFError) else one_line(exc)
         raise StyleforgeError(f"cannot read {what} '{file}': not a complete PyTorch file ({reason})") from None
     except OSError as exc:  # the file itself was readable (checked above): its contents are not
         raise StyleforgeError(
             f"cannot read {what} '{file}': not a complete PyTorch file (the file is truncated or corrupt: "
-            f"{exc.strerror or _one_line(exc)})"
+            f"{exc.strerror or one_line(exc)})"
         ) from None
     except Exception as exc:  # noqa: BLE001 (any other failure of the parser on an untrusted file is a bad file)
-        raise StyleforgeError(f"cannot read {what} '{file}': not a readable PyTorch file ({_one_line(exc)})") from None
+        raise StyleforgeError(f"cannot read {what} '{file}': not a readable PyTorch file ({one_line(exc)})") from None
 
 
 def save_torch_file(payload: Any, path: str | os.PathLike[str]) -> Path:
@@ -63,7 +63,3 @@ def save_torch_file(payload: Any, path: str | os.PathLike[str]) -> Path:
     torch.save(payload, buffer)
     return write_bytes_atomic(path, buffer.getvalue())
 
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:160]
-    return text or type(exc).__name__

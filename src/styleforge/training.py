@@ -34,8 +34,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from styleforge.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
 from styleforge.architecture import CONV_NAMES, LAYER_INDEX, check_feature_layers, min_input_side
+from styleforge.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
 from styleforge.config import PRECISION_CHOICES, TrainOptions, is_finite, options_from_kwargs
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision
 from styleforge.errors import StyleforgeError

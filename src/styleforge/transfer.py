@@ -33,7 +33,7 @@ from PIL import Image
 
 from styleforge.config import TransferOptions
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision, synchronize
-from styleforge.errors import StyleforgeError
+from styleforge.errors import StyleforgeError, one_line
 from styleforge.fsutil import check_output_dir, check_output_file, check_regular_file, write_bytes_atomic
 from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, resize_long_side, write_image
 from styleforge.limits import check_pixel_budget
@@ -176,7 +176,7 @@ def _read_sidecar(sidecar: Path) -> dict:
     try:
         data = json.loads(check_regular_file(sidecar, "model metadata").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StyleforgeError(f"cannot read model metadata '{sidecar}': {' '.join(str(exc).split())[:160]}") from None
+        raise StyleforgeError(f"cannot read model metadata '{sidecar}': {one_line(exc, 160)}") from None
     if not isinstance(data, dict):
         raise StyleforgeError(f"model metadata '{sidecar}' is not a JSON object")
     return data

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from styleforge.config import QuantizeOptions
-from styleforge.errors import StyleforgeError
+from styleforge.errors import StyleforgeError, one_line
 from styleforge.fsutil import check_regular_file
 
 #: Keys with a closed set of values.
@@ -78,7 +78,7 @@ def read_quantize_config(path: str | os.PathLike[str], overrides: dict[str, Any]
     try:
         parser.read_string(file.read_text(encoding="utf-8"), source=str(file))
     except (configparser.Error, UnicodeDecodeError) as exc:
-        raise StyleforgeError(f"cannot read quantisation config '{file}': {' '.join(str(exc).split())[:160]}") from None
+        raise StyleforgeError(f"cannot read quantisation config '{file}': {one_line(exc, 160)}") from None
     values: dict[str, Any] = {}
     for section in parser.sections():
         if section not in KEYS:

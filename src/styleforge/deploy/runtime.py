@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from styleforge.classes import Prediction, class_names_for, top_predictions
-from styleforge.errors import StyleforgeError
+from styleforge.errors import StyleforgeError, one_line
 from styleforge.fsutil import check_regular_file
 from styleforge.preprocessing import Convention, network_input
 
@@ -63,7 +63,7 @@ def open_session(path: str | os.PathLike[str], device: str) -> tuple[Any, str, d
     try:
         session = ort.InferenceSession(str(file), providers=providers)
     except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own types for a bad file)
-        raise StyleforgeError(f"cannot read ONNX model '{file}': {' '.join(str(exc).split())[:200]}") from None
+        raise StyleforgeError(f"cannot read ONNX model '{file}': {one_line(exc, 200)}") from None
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     where = "cuda" if use_cuda else "cpu"
     return session, f"{where} (onnxruntime {ort.__version__}, {session.get_providers()[0]})", metadata

@@ -39,10 +39,9 @@ from typing import Any
 import numpy as np
 
 from styleforge.architecture import CONV_BLOCKS, CONV_NAMES, FC_NAMES
-from styleforge.errors import StyleforgeError
+from styleforge.errors import StyleforgeError, one_line
 from styleforge.fsutil import check_regular_file, write_bytes_atomic
 from styleforge.preprocessing import MATCONVNET, TORCHVISION, Convention
-
 
 #: Value of the ``format`` metadata key in styleforge's VGG safetensors files.
 SAFETENSORS_FORMAT = "styleforge-vgg19"
@@ -219,13 +218,13 @@ def parse_matconvnet(path: Path) -> WeightsBundle:
     try:
         mat = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=False)
     except Exception as exc:  # scipy raises ValueError, TypeError, OSError... for bad files
-        raise StyleforgeError(f"cannot read MatConvNet file '{path}': {' '.join(str(exc).split())[:200]}") from None
+        raise StyleforgeError(f"cannot read MatConvNet file '{path}': {one_line(exc, 200)}") from None
     if "layers" not in mat:
         raise StyleforgeError(f"'{path}' is not a MatConvNet simplenn model (no 'layers' variable)")
     try:
         return _matconvnet_bundle(path, mat)
     except (ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
-        raise StyleforgeError(f"'{path}' is not a well-formed MatConvNet simplenn model ({' '.join(str(exc).split())[:160]})") from None
+        raise StyleforgeError(f"'{path}' is not a well-formed MatConvNet simplenn model ({one_line(exc, 160)})") from None
 
 
 def _matconvnet_bundle(path: Path, mat: dict[str, Any]) -> WeightsBundle:

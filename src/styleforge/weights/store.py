@@ -16,7 +16,13 @@ from pathlib import Path
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_regular_file, human_size
 from styleforge.weights.download import download_file, verify_file_checksums
-from styleforge.weights.formats import WEIGHT_SUFFIXES, WeightsBundle, read_safetensors, read_weights_file, write_safetensors
+from styleforge.weights.formats import (
+    WEIGHT_SUFFIXES,
+    WeightsBundle,
+    read_safetensors,
+    read_weights_file,
+    write_safetensors,
+)
 from styleforge.weights.registry import REGISTRY, WeightSpec, check_name, downloads_dir, weights_dir
 
 
