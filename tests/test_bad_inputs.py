@@ -226,6 +226,12 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "quantize-missing-config": lambda a: Case(["quantize", "--config", str(a.root / "none.ini")], "no such file"),
     "quantize-config-is-folder": lambda a: Case(["quantize", "--config", str(a.folder)], "it is a folder"),
     "quantize-not-ini": lambda a: Case(["quantize", "--config", str(a.text_jpg)], "cannot read quantisation config"),
+    "bench-missing-model": lambda a: Case(["bench", "--model", str(a.root / "none.safetensors"), "--sizes", "32"], "no such file"),
+    "bench-tiny-size": lambda a: Case(["bench", "--model", str(a.model), "--sizes", "4"], "--sizes must be >= 8"),
+    "bench-bad-sizes": lambda a: Case(["bench", "--model", str(a.model), "--sizes", "big"], "bad --sizes"),
+    "bench-empty-data": lambda a: Case(["bench", "--model", str(a.model), "--data", str(a.folder)], "holds no images"),
+    "bench-unreadable-data": lambda a: Case(["bench", "--model", str(a.model), "--data", str(a.unreadable_data)], "cannot read image"),
+    "bench-nothing": lambda a: Case(["bench"], "one of the arguments --model --weights is required"),
     # --- full disk (RLIMIT_FSIZE) and a full stdout: no truncated file, exit 2 (root causes 4, 6)
     "disk-full-weights-import": lambda a: Case(["weights", "import", str(a.pth), "--name", "t"], "File too large", fsize=4096),
     "disk-full-stylize-png": lambda a: Case(_stylize(a), "cannot write 'out.png'", fsize=512),
