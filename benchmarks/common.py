@@ -47,6 +47,22 @@ def environment(device: torch.device) -> dict[str, Any]:
     return info
 
 
+def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
+    """Measured ``torch.matmul`` throughput of an n x n product on the CPU, GFLOP/s (median)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    seconds = median(time_call(lambda: torch.matmul(a, b), torch.device("cpu"), warmup=1, repeats=repeats))
+    return 2 * n**3 / seconds / 1e9
+
+
+def model_gflops(fn: Callable[[], Any]) -> float:
+    """Floating-point operations of one call of ``fn`` (convolutions and matmuls), GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
 def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
     """Print ``rows`` as an aligned table; ``columns`` are (key, header, format spec)."""
     cells = [[header for _, header, _ in columns]]

@@ -173,10 +173,10 @@ def _onnx_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
     from styleforge.deploy.runtime import OnnxClassifier
 
     if opts.engine != "torch" or opts.precision != "fp32":
-        raise StyleforgeError("an ONNX classifier runs on ONNX Runtime as exported: drop --engine and --precision")
-    model = vgg if vgg is not None else OnnxClassifier(opts.weights, opts.device)
+        raise StyleforgeError("an ONNX classifier runs as exported (ONNX Runtime or OpenVINO): drop --engine and --precision")
+    model = vgg if vgg is not None else OnnxClassifier(opts.weights, opts.device, opts.runtime)
     return _Runner(
-        engine="onnxruntime",
+        engine=model.session.runtime,
         device=model.device_description,
         convention=model.convention.name,
         prepare=lambda images: model.preprocess(images, size=opts.size),

@@ -18,6 +18,9 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 #: Values accepted by every ``--precision`` option: fp32 is exact; bf16 (CPU with
 #: AVX512-BF16/AMX, or CUDA) and fp16 (CUDA only) run under torch.autocast.
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+#: Runtimes for exported ``.onnx`` models (styleforge.deploy.sessions): ``auto`` picks
+#: OpenVINO for INT8 files on the CPU when installed, ONNX Runtime otherwise.
+RUNTIME_CHOICES = ("auto", "onnxruntime", "openvino")
 
 #: Normalisations of the perceptual losses (see :mod:`styleforge.losses`).
 CONTENT_NORMALIZATIONS = ("course", "mse", "sum")
@@ -129,6 +132,7 @@ class ClassifyOptions:
             ``benchmarks/classify.py`` for the speed and probability error of each.
         engine: ``torch``, or ``numpy`` for the from-scratch NumPy VGG19 (CPU, fp32),
             which the course compares with the framework in accuracy and speed.
+        runtime: for an exported ``.onnx`` classifier, one of :data:`RUNTIME_CHOICES`.
     """
 
     weights: str = "vgg19"
@@ -139,6 +143,7 @@ class ClassifyOptions:
     repeat: int = 1
     precision: str = "fp32"
     engine: str = "torch"
+    runtime: str = "auto"
 
 
 #: VGG19 layers used by default for Gatys style transfer: the course's choice (conv
@@ -320,6 +325,7 @@ class TransferOptions:
         compile: run the network through ``torch.compile`` (fuses the normalisation and
             padding passes: ~6x the plain eager speed at 512 px on a 2-core AMX CPU, after a
             one-off ~25 s compilation per image size; worth it for many same-size images).
+        runtime: for ``.onnx`` models, one of :data:`RUNTIME_CHOICES`.
     """
 
     size: int | None = None
@@ -331,6 +337,7 @@ class TransferOptions:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    runtime: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -358,6 +365,15 @@ class QuantizeOptions:
         data_path: an image-list file (one path per line) or a folder of images.
         batch_size, num_runs: ``batch_size * num_runs`` images calibrate.
         threshold_percentile: percentile of |activation| kept by ``threshold_search``.
+        float_first_last: keep the first and the last quantisable layer in float
+            (styleforge's key, not the course's): the first sees raw pixels, the last
+            writes them; in INT8 they cost the style network 4 dB (random weights) to
+            9 dB (trained) of PSNR (docs/quantize.md). The bf16 path keeps the first
+            convolution fp32 for the same reason.
+        range_margin: calibrated activation ranges are widened by this factor before
+            quantising, so inputs brighter or more contrasted than the calibration set
+            are not clipped; ``None`` = 1 for int8 (its 256 levels are worth more than
+            headroom) and 2 for int16 (one bit of sixteen buys it).
     """
 
     mean: tuple[float, ...] = (123.68, 116.78, 103.94)
@@ -381,3 +397,5 @@ class QuantizeOptions:
     batch_size: int = 1
     num_runs: int = 1
     threshold_percentile: float = 99.99
+    float_first_last: bool = True
+    range_margin: float | None = None

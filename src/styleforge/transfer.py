@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from styleforge.fsutil import check_output_dir, check_output_file, check_regular
 from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, resize_long_side, write_image
 from styleforge.limits import check_pixel_budget
 from styleforge.safetensors_files import read_safetensors_file
-from styleforge.transform_net import TransformNet, set_norm_mode
+from styleforge.transform_net import TransformNet
 
 MODEL_FORMAT = "styleforge-transformnet"
 
@@ -108,11 +109,6 @@ class StyleModel:
         x = _to_tensor([image], self.device).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.device, self.options.precision):
             if tile is not None and max(width, height) > tile:
-                if not isinstance(self.net, TransformNet):
-                    raise StyleforgeError(
-                        f"a {width}x{height} image needs tiles, which need the PyTorch model (instance-norm statistics "
-                        "of the whole image are frozen inside the network); give the .safetensors model, or --size"
-                    )
                 overlap = min(self.options.tile_overlap, tile // 4)  # small tiles get a proportional overlap
                 y = stylize_tiled(self.net, x, tile, overlap, self.options.stats_pixels)
             else:
@@ -151,12 +147,12 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
 
 
 def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
-    """A StyleModel running an exported ``.onnx`` file on ONNX Runtime (fp32, no compile)."""
+    """A StyleModel running an exported ``.onnx`` file (ONNX Runtime or OpenVINO, no compile)."""
     from styleforge.deploy.runtime import OnnxTransformNet
 
     if opts.compile:
-        raise StyleforgeError("--compile applies to PyTorch models; an ONNX model is already compiled by ONNX Runtime")
-    net = OnnxTransformNet(file, opts.device)
+        raise StyleforgeError("--compile applies to PyTorch models; an ONNX model is already compiled by its runtime")
+    net = OnnxTransformNet(file, opts.device, opts.runtime)
     metadata = {"style_image": net.metadata.get("style_image"), "runtime": net.device_description, **net.metadata}
     return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
 
@@ -226,7 +222,7 @@ def _state_dict_problems(expected: dict[str, torch.Tensor], state: dict[str, tor
 
 def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
     """Check option values; returns them or raises a one-line StyleforgeError."""
-    from styleforge.config import PRECISION_CHOICES
+    from styleforge.config import PRECISION_CHOICES, RUNTIME_CHOICES
 
     checks = [
         (opts.size is None or opts.size >= 1, "size must be >= 1"),
@@ -235,6 +231,7 @@ def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
         (opts.batch_size >= 1, "batch size must be >= 1"),
         (opts.auto_tile_pixels >= 1 and opts.stats_pixels >= 1, "auto-tile and statistics pixel counts must be >= 1"),
         (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
+        (opts.runtime in RUNTIME_CHOICES, f"unknown runtime {opts.runtime!r}; use one of {', '.join(RUNTIME_CHOICES)}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -244,11 +241,23 @@ def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
     return opts
 
 
-def stylize_tiled(net: TransformNet, x: torch.Tensor, tile: int, overlap: int, stats_pixels: int, context: int = 64) -> torch.Tensor:
+class TileableNet(Protocol):
+    """What tiling needs of a network: a call, and instance-norm statistics recorded on a
+    whole image and applied to its tiles (:class:`TransformNet` and the ONNX runtime's
+    :class:`~styleforge.deploy.runtime.OnnxTransformNet`)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def record_norm_statistics(self, x: torch.Tensor) -> None: ...
+
+    def clear_norm_statistics(self) -> None: ...
+
+
+def stylize_tiled(net: TileableNet, x: torch.Tensor, tile: int, overlap: int, stats_pixels: int, context: int = 64) -> torch.Tensor:
     """Stylise a (1, 3, H, W) image in overlapping tiles; returns (1, 3, H, W) on the CPU.
 
     Args:
-        net: the transform network (eval mode).
+        net: the transform network (eval mode), PyTorch or exported.
         x: the image, 0-255.
         tile: tile side in pixels.
         overlap: pixels shared by neighbouring tiles (blended linearly); < tile / 2.
@@ -274,10 +283,10 @@ def stylize_tiled(net: TransformNet, x: torch.Tensor, tile: int, overlap: int, s
                 weight[:, :, top : top + th, left : left + tw] += ramp
         return out / weight
     finally:
-        set_norm_mode(net, "normal")
+        net.clear_norm_statistics()
 
 
-def _with_context(net: TransformNet, x: torch.Tensor, top: int, left: int, th: int, tw: int, context: int) -> torch.Tensor:
+def _with_context(net: TileableNet, x: torch.Tensor, top: int, left: int, th: int, tw: int, context: int) -> torch.Tensor:
     height, width = x.shape[2:]
     y0, y1 = max(0, top - context), min(height, top + th + context)
     x0, x1 = max(0, left - context), min(width, left + tw + context)
@@ -285,13 +294,11 @@ def _with_context(net: TransformNet, x: torch.Tensor, top: int, left: int, th: i
     return y[:, :, top - y0 : top - y0 + th, left - x0 : left - x0 + tw].float().cpu()
 
 
-def _record_norm_statistics(net: TransformNet, x: torch.Tensor, stats_pixels: int) -> None:
+def _record_norm_statistics(net: TileableNet, x: torch.Tensor, stats_pixels: int) -> None:
     height, width = x.shape[2:]
     scale = min(1.0, (stats_pixels / (height * width)) ** 0.5)
     small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)
-    set_norm_mode(net, "record")
-    net(small)
-    set_norm_mode(net, "freeze")
+    net.record_norm_statistics(small)
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:

@@ -205,6 +205,17 @@ class TransformNet(nn.Module):
         y = F.relu(self.norm5(self.up2(y)))
         return (torch.tanh(self.conv_out(y)) + 1.0) * 127.5
 
+    def record_norm_statistics(self, x: torch.Tensor) -> None:
+        """Record every instance norm's statistics on the (1, 3, H, W) image ``x``; later
+        calls normalise with them (tiles of that image) until :meth:`clear_norm_statistics`."""
+        set_norm_mode(self, "record")
+        self(x)
+        set_norm_mode(self, "freeze")
+
+    def clear_norm_statistics(self) -> None:
+        """Back to per-image statistics."""
+        set_norm_mode(self, "normal")
+
     @property
     def exporting(self) -> bool:
         """True inside :func:`export_mode`."""

@@ -37,12 +37,14 @@ def test_bench_style_model_rows(style_model: Path, tmp_path: Path) -> None:
     done = run_cli("bench", "--model", str(style_model), "--sizes", "32", "--data", str(data), "--repeat", "1", "--json")
     assert done.returncode == 0, done.stderr
     rows = {r["path"]: r for r in json.loads(done.stdout)}
-    assert set(rows) >= {"pytorch fp32 eager", "pytorch default", "onnxruntime fp32", "onnxruntime int8", "onnxruntime int16"}
+    assert set(rows) == {"pytorch fp32 eager", "pytorch default", "onnxruntime fp32", "onnxruntime int8", "openvino int8",
+                         "onnxruntime int16"}
     assert rows["pytorch fp32 eager"]["psnr_db"] is None and rows["pytorch fp32 eager"]["ssim"] == 1.0  # the reference itself
     assert rows["onnxruntime fp32"]["psnr_db"] is None or rows["onnxruntime fp32"]["psnr_db"] > 50
     assert rows["onnxruntime int16"]["psnr_db"] > rows["onnxruntime int8"]["psnr_db"] > 20
     assert all(r["ms"] > 0 and r["size"] == 32 for r in rows.values())
-    assert "onnxruntime" in rows["onnxruntime int8"]["device"]
+    assert "onnxruntime" in rows["onnxruntime int8"]["device"] and "openvino" in rows["openvino int8"]["device"]
+    assert abs(rows["openvino int8"]["psnr_db"] - rows["onnxruntime int8"]["psnr_db"]) < 3  # one file, two runtimes
 
 
 def test_bench_classifier_rows_and_text(classifier_weights: Path, tmp_path: Path) -> None:
@@ -56,4 +58,4 @@ def test_bench_classifier_rows_and_text(classifier_weights: Path, tmp_path: Path
     assert "fidelity against PyTorch fp32 over 3 image(s)" in lines[0]
     fp32 = next(line for line in lines if "onnxruntime fp32" in line).split()
     assert fp32[-2] == "1.000"  # the float ONNX graph agrees on every image
-    assert any("onnxruntime int8" in line for line in lines) and any("onnxruntime int16" in line for line in lines)
+    assert all(any(row in line for line in lines) for row in ("onnxruntime int8", "openvino int8", "onnxruntime int16"))

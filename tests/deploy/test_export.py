@@ -122,7 +122,8 @@ def test_export_and_onnx_refusals(style_model: Path, exported: Path, classifier_
          "takes 224x224 inputs"),
         (["export", "-o", str(tmp_path / "x.onnx")], "one of the arguments --model --classifier is required"),
         (["transfer", "--model", str(tmp_path / "text.onnx"), str(big), "-o", str(tmp_path / "o.png")], "cannot read ONNX model"),
-        (["transfer", "--model", str(exported), str(big), "-o", str(tmp_path / "o.png"), "--tile", "128"], "need the PyTorch model"),
+        (["transfer", "--model", str(exported), str(big), "-o", str(tmp_path / "o.png"), "--runtime", "openvino", "--device", "cuda"],
+         "runs on the CPU"),
         (["transfer", "--model", str(exported), str(big), "-o", str(tmp_path / "o.png"), "--compile"], "applies to PyTorch models"),
         (["classify", str(big), "--weights", str(exported)], "is not a VGG19 classifier exported by styleforge"),
     ]

@@ -65,12 +65,48 @@ def test_int8_style_model_is_quantised_per_channel_when_asked_and_stays_close(ex
     report = quantize_model(_opts(exported, out, photos, channel_quantization=per_channel))
     assert report.calibration_images == 6 and report.quantized_nodes > 16
     scales = _conv_weight_scales(out)
-    assert len(scales) == 16  # every Conv of the network
+    assert len(scales) == 14  # every Conv of the network but the first and the last (float_first_last)
     assert all((s.ndim == 1 and s.size > 1) if per_channel else s.ndim == 0 for s in scales)
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["styleforge_format"] == "styleforge-onnx-transformnet" and json.loads(meta["quantization"])["quantization_type"] == "int8"
     photo = Image.open(sorted(photos.iterdir())[0]).convert("RGB")
     assert _psnr(load_style_model(out).stylize(photo), load_style_model(exported).stylize(photo)) > 25
+
+
+def test_float_first_last_keeps_the_edge_convolutions_float(exported: Path, photos: Path, tmp_path: Path) -> None:
+    counts = {}
+    for flag in (True, False):
+        out = tmp_path / f"edges_{flag}.onnx"
+        quantize_model(_opts(exported, out, photos, float_first_last=flag))
+        model = onnx.load(str(out))
+        convs = [n for n in model.graph.node if n.op_type == "Conv"]
+        producers = {o: n.op_type for n in model.graph.node for o in n.output}
+        counts[flag] = len(_conv_weight_scales(out))
+        for edge in (convs[0], convs[-1]):
+            assert (producers.get(edge.input[0]) == "DequantizeLinear") is not flag  # its input quantised or not
+            assert (producers.get(edge.input[1]) == "DequantizeLinear") is not flag  # and its weight
+        assert all(producers.get(c.input[1]) == "DequantizeLinear" for c in convs[1:-1])
+    assert counts == {True: 14, False: 16}
+
+
+def _activation_scales(path: Path) -> dict[str, float]:
+    """Activation tensor -> its quantisation scale (per-tensor QuantizeLinear on non-initialisers)."""
+    model = onnx.load(str(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    return {n.input[0]: float(numpy_helper.to_array(inits[n.input[1]])) for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+
+
+def test_range_margin_widens_every_calibrated_range(exported: Path, photos: Path, tmp_path: Path) -> None:
+    plain, wide = tmp_path / "m1.onnx", tmp_path / "m2.onnx"
+    quantize_model(_opts(exported, plain, photos, range_margin=1.0))
+    quantize_model(_opts(exported, wide, photos, range_margin=2.0))
+    a, b = _activation_scales(plain), _activation_scales(wide)
+    assert a.keys() == b.keys() and len(a) >= 14
+    for name in a:  # uint8 scale = (max - min) / 255 with min <= 0 <= max: doubling both doubles it
+        assert b[name] == pytest.approx(2 * a[name], rel=1e-3), name
+    meta = {p.key: p.value for p in onnx.load(str(wide)).metadata_props}
+    assert json.loads(meta["quantization"])["range_margin"] == 2.0
 
 
 def test_int16_is_near_lossless(exported: Path, photos: Path, tmp_path: Path) -> None:
@@ -81,7 +117,7 @@ def test_int16_is_near_lossless(exported: Path, photos: Path, tmp_path: Path) ->
 
 
 def test_threshold_search_clips_the_outlier_that_naive_keeps(exported: Path, tmp_path: Path) -> None:
-    common = dict(calibration="tests.deploy.calibration_outliers:batches", num_runs=9, batch_size=1)
+    common = dict(calibration="tests.deploy.calibration_outliers:batches", num_runs=9, batch_size=1, float_first_last=False)
     quantize_model(_opts(exported, tmp_path / "naive.onnx", tmp_path, **common))
     quantize_model(_opts(exported, tmp_path / "thr.onnx", tmp_path, activation_quantization_alg="threshold_search", **common))
     naive, threshold = _first_activation_scale(tmp_path / "naive.onnx"), _first_activation_scale(tmp_path / "thr.onnx")
@@ -118,7 +154,8 @@ def test_use_convfirst_folds_the_normalisation_into_the_first_convolution(classi
     fp32 = export_classifier(str(classifier_weights), tmp_path / "vgg19.onnx").path
     mean, std = (0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255)
     common = dict(mean=mean, std=std, crop=(224, 224), original_models_path=str(fp32), data_path=str(photos), num_runs=6,
-                  output_tensor_names=("logits", "probabilities"), channel_quantization=True, quantization_type="int16")
+                  output_tensor_names=("logits", "probabilities"), channel_quantization=True, quantization_type="int16",
+                  float_first_last=False)  # the course's point: the folded first convolution quantised on raw pixels
     quantize_model(QuantizeOptions(save_model_path=str(tmp_path / "plain.onnx"), **common))  # type: ignore[arg-type]
     quantize_model(QuantizeOptions(save_model_path=str(tmp_path / "folded.onnx"), use_convfirst=True, **common))  # type: ignore[arg-type]
     folded = onnx.load(str(tmp_path / "folded.onnx"))
@@ -143,7 +180,7 @@ def test_sample_configs_parse(tmp_path: Path) -> None:
     assert vgg.mean == (123.68, 116.779, 103.939) and vgg.int_op_list == ("Conv", "FC", "LRN")
     assert vgg.output_tensor_names == ("logits", "probabilities") and vgg.save_model_path.endswith("vgg19_int8.onnx")
     style = read_quantize_config(CONFIGS / "style_int8.ini", {"data_path": str(tmp_path)})
-    assert style.activation_quantization_alg == "threshold_search" and style.channel_quantization and style.data_path == str(tmp_path)
+    assert style.activation_quantization_alg == "naive" and style.channel_quantization and style.data_path == str(tmp_path)
 
 
 BAD = {
@@ -157,6 +194,7 @@ BAD = {
     "convfirst-style": ("[config]\nuse_convfirst = True\n", "not one convolution (the preprocessing may be inside the graph"),
     "weight-threshold": ("[config]\nweight_quantization_alg = threshold_search\n", "weight_quantization_alg = threshold_search"),
     "mlu": ("[config]\ndevice_mode = mlu\n", "there is no MLU here"),
+    "range-margin": ("[config]\nrange_margin = 0.5\n", "range_margin must be in [1, 16]"),
     "empty-calibration": ("", "has 0 image(s); batch_size x num_runs needs 1"),
     "wrong-mean": ("[preprocess]\nmean = 123.68, 116.78, 103.94\n", "do not match what this model takes: use color_mode = rgb, mean = 0"),
     "wrong-input-name": ("[model]\ninput_tensor_names = img_placeholder:0\n", "the model's inputs are image"),

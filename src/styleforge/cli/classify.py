@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from styleforge.cli.common import add_command, add_device_option, add_json_option, positive_int, print_json
+from styleforge.cli.common import (
+    add_command,
+    add_device_option,
+    add_json_option,
+    add_runtime_option,
+    positive_int,
+    print_json,
+)
 from styleforge.config import PRECISION_CHOICES, ClassifyOptions
 
 DESCRIPTION = """\
@@ -34,6 +41,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--engine", default=defaults.engine, choices=("torch", "numpy"),
                         help="torch, or the from-scratch NumPy VGG19 (CPU, fp32)")
     add_device_option(parser, defaults.device)
+    add_runtime_option(parser, defaults.runtime)
     add_json_option(parser)
     parser.set_defaults(handler=run)
 
@@ -51,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         precision=args.precision,
         engine=args.engine,
+        runtime=args.runtime,
     )
     report = classify_files(args.images, options)
     if args.json:

@@ -54,6 +54,14 @@ def add_device_option(parser: argparse.ArgumentParser, default: str = "auto") ->
     parser.add_argument("--device", default=default, choices=DEVICE_CHOICES, help="auto = CUDA when available, else CPU")
 
 
+def add_runtime_option(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """Add ``--runtime auto|onnxruntime|openvino`` (for exported ``.onnx`` models)."""
+    from styleforge.config import RUNTIME_CHOICES
+
+    parser.add_argument("--runtime", default=default, choices=RUNTIME_CHOICES,
+                        help=".onnx models only: auto = OpenVINO for INT8 files on the CPU when installed, else ONNX Runtime")
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--json`` (machine-readable output on stdout)."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")

@@ -36,7 +36,8 @@ quantisation toolkit does the work (QDQ format). Keys and defaults: docs/quantiz
 BENCH_DESCRIPTION = """\
 Time one model on every runtime and compare each with PyTorch fp32: a style model
 (--model) as PyTorch fp32 eager, PyTorch's default path, ONNX Runtime fp32, INT8 and
-INT16 (exported and quantised here, calibrated on the --data images), plus CUDA rows
+INT16 and OpenVINO INT8 (exported and quantised here, calibrated on the --data images or
+the --calibration ones), plus CUDA rows
 when a GPU is present, at each --sizes; or the VGG19 classifier of --weights. Latency is
 the median of --repeat runs after 2 warm-up runs (the course's 10-run timing loop is
 --repeat 10); fidelity is PSNR/SSIM of the stylised --data images, or top-1 agreement
@@ -59,6 +60,8 @@ def _register_bench(subparsers: Any) -> None:
     p.add_argument("--sizes", default="256,512", help="long sides to bench the style model at, comma-separated")
     p.add_argument("--data", default=None, help="images (a folder) to time, calibrate and measure fidelity on "
                                                 "(default: the packaged photo)")
+    p.add_argument("--calibration", default=None, help="images (a folder) that calibrate INT8/INT16 (default: the --data "
+                                                       "images; a separate set measures fidelity out of sample)")
     p.add_argument("--repeat", type=positive_int, default=10, help="timed runs per row")
     add_json_option(p)
     p.set_defaults(handler=run_bench)
@@ -70,13 +73,14 @@ def run_bench(args: argparse.Namespace) -> int:
     from styleforge.deploy.bench import bench_classifier, bench_images, bench_style
 
     images = bench_images(args.data)
+    calibration = bench_images(args.calibration) if args.calibration else images
     if args.model:
         sizes = list(parse_list(args.sizes, "--sizes", int) or ())
         if any(s < 8 for s in sizes):
             raise StyleforgeError("--sizes must be >= 8 pixels")
-        rows = bench_style(args.model, images, sizes, repeat=args.repeat)
+        rows = bench_style(args.model, images, sizes, repeat=args.repeat, calibration=calibration)
     else:
-        rows = bench_classifier(args.weights, images, repeat=args.repeat)
+        rows = bench_classifier(args.weights, images, repeat=args.repeat, calibration=calibration)
     if args.json:
         print_json([row.as_dict() for row in rows])
         return 0

@@ -12,6 +12,7 @@ from styleforge.cli.common import (
     add_device_option,
     add_input_paths,
     add_json_option,
+    add_runtime_option,
     input_paths,
     non_negative_float,
     non_negative_int,
@@ -105,6 +106,7 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network: ~25 s once per image size, then several times faster")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
+    add_runtime_option(p, d.runtime)
     add_json_option(p)
     p.set_defaults(handler=run_transfer)
 
@@ -132,7 +134,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from styleforge.transfer import load_style_model, plan_outputs, transfer_files
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
-                              device=args.device, precision=args.precision, compile=args.compile)
+                              device=args.device, precision=args.precision, compile=args.compile, runtime=args.runtime)
     items = plan_outputs(input_paths(args, "IN", many=True), args.output)
     model = load_style_model(args.model, options=options)
 

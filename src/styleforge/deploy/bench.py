@@ -2,8 +2,9 @@
 
 For a style model, at each size: PyTorch fp32 eager (the reference), PyTorch's default
 path (``transfer``'s precision and memory format), ONNX Runtime fp32, INT8 and INT16
-(quantised here with :mod:`~styleforge.deploy.quantize`, calibrated on the images), and
-the CUDA rows when a GPU is present. For the classifier: the same rows at its input size.
+(quantised here with :mod:`~styleforge.deploy.quantize`, calibrated on the images),
+OpenVINO INT8 (the INT8 runtime ``auto`` picks, when installed) and the CUDA rows when
+a GPU is present. For the classifier: the same rows at its input size.
 
 Latency is the median over ``repeat`` timed runs after ``warmup`` untimed ones, each run
 stylising (or classifying) one image; the course's 10-run "processing time" loop is
@@ -79,22 +80,24 @@ def time_median(run: Callable[[], object], repeat: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def bench_style(model_path: str, images: list[Image.Image], sizes: list[int], repeat: int = 10, warmup: int = 2) -> list[BenchRow]:
-    """Rows for a style model (module docstring)."""
+def bench_style(model_path: str, images: list[Image.Image], sizes: list[int], repeat: int = 10, warmup: int = 2,
+                calibration: list[Image.Image] | None = None) -> list[BenchRow]:
+    """Rows for a style model (module docstring); INT8/INT16 are calibrated on
+    ``calibration`` (default: ``images``)."""
     from styleforge.deploy.export import export_style_model
     from styleforge.transfer import load_style_model
 
     name = Path(model_path).name
     with tempfile.TemporaryDirectory(prefix="styleforge-bench-") as folder:
         onnx_path = export_style_model(model_path, Path(folder) / "model.onnx").path
-        quantized = {kind: _quantize_style(onnx_path, images, kind, Path(folder)) for kind in ("int8", "int16")}
+        quantized = {kind: _quantize_style(onnx_path, calibration or images, kind, Path(folder)) for kind in ("int8", "int16")}
         runtimes = {
             "pytorch fp32 eager": load_style_model(model_path, options=TransferOptions(device="cpu", precision="fp32")),
             "pytorch default": load_style_model(model_path, options=TransferOptions(device="cpu")),
-            "onnxruntime fp32": load_style_model(onnx_path, options=TransferOptions(device="cpu")),
-            "onnxruntime int8": load_style_model(quantized["int8"], options=TransferOptions(device="cpu")),
-            "onnxruntime int16": load_style_model(quantized["int16"], options=TransferOptions(device="cpu")),
         }
+        for path, file in _onnx_rows(onnx_path, quantized).items():
+            runtime = path.split()[0]
+            runtimes[path] = load_style_model(file, options=TransferOptions(device="cpu", runtime=runtime))
         runtimes |= _cuda_style_runtimes(model_path)
         rows = []
         for size in sizes:
@@ -109,6 +112,17 @@ def bench_style(model_path: str, images: list[Image.Image], sizes: list[int], re
     return rows
 
 
+def _onnx_rows(fp32: Path, quantized: dict[str, Path]) -> dict[str, Path]:
+    """Row name -> file for the exported model's runtimes: ONNX Runtime fp32, INT8 and
+    INT16, and OpenVINO INT8 (the INT8 runtime of ``auto``) when it is installed."""
+    from styleforge.deploy.sessions import openvino_available
+
+    rows = {"onnxruntime fp32": fp32, "onnxruntime int8": quantized["int8"]}
+    if openvino_available():
+        rows["openvino int8"] = quantized["int8"]
+    return rows | {"onnxruntime int16": quantized["int16"]}
+
+
 def _quantize_style(onnx_path: Path, images: list[Image.Image], kind: str, folder: Path) -> Path:
     from styleforge.deploy.quantize import quantize_model
 
@@ -117,7 +131,6 @@ def _quantize_style(onnx_path: Path, images: list[Image.Image], kind: str, folde
     opts = QuantizeOptions(mean=(0.0,), std=(1.0,), crop=(side, side), original_models_path=str(onnx_path),
                            save_model_path=str(folder / f"model_{kind}.onnx"), data_path=str(calibration),
                            num_runs=min(8, len(images)), quantization_type=kind, channel_quantization=True,
-                           activation_quantization_alg="threshold_search" if kind == "int8" else "naive",
                            output_tensor_names=("stylized",))
     return quantize_model(opts).path
 
@@ -133,8 +146,10 @@ def _cuda_style_runtimes(model_path: str) -> dict[str, Any]:
             "pytorch cuda default": load_style_model(model_path, options=TransferOptions(device="cuda"))}
 
 
-def bench_classifier(weights: str, images: list[Image.Image], repeat: int = 10, warmup: int = 2) -> list[BenchRow]:
-    """Rows for the VGG19 classifier of ``weights``: PyTorch fp32 and bf16, ONNX fp32/INT8/INT16."""
+def bench_classifier(weights: str, images: list[Image.Image], repeat: int = 10, warmup: int = 2,
+                     calibration: list[Image.Image] | None = None) -> list[BenchRow]:
+    """Rows for the VGG19 classifier of ``weights``: PyTorch fp32, ONNX fp32/INT8/INT16
+    (INT8 also on OpenVINO), calibrated on ``calibration`` (default: ``images``)."""
     from styleforge.deploy.export import export_classifier
     from styleforge.deploy.runtime import OnnxClassifier
     from styleforge.vgg import load_vgg19
@@ -147,10 +162,11 @@ def bench_classifier(weights: str, images: list[Image.Image], repeat: int = 10, 
         runners: dict[str, Callable[[list[Image.Image]], np.ndarray]] = {
             "pytorch fp32 eager": lambda imgs: vgg.probabilities(vgg.preprocess(imgs, size)).float().numpy(),
         }
-        for kind in ("fp32", "int8", "int16"):
-            path = onnx_path if kind == "fp32" else _quantize_classifier(onnx_path, images, kind, Path(folder), size)
-            onnx_model = OnnxClassifier(path)
-            runners[f"onnxruntime {kind}"] = lambda imgs, m=onnx_model: m.probabilities(m.preprocess(imgs, size))
+        quantized = {kind: _quantize_classifier(onnx_path, calibration or images, kind, Path(folder), size)
+                     for kind in ("int8", "int16")}
+        for path, file in _onnx_rows(onnx_path, quantized).items():
+            onnx_model = OnnxClassifier(file, device="cpu", runtime=path.split()[0])
+            runners[path] = lambda imgs, m=onnx_model: m.probabilities(m.preprocess(imgs, size))
         reference = runners["pytorch fp32 eager"](images)
         rows = []
         for path, run in runners.items():

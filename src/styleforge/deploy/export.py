@@ -131,6 +131,7 @@ def export_classifier(weights: str, output: str | os.PathLike[str], size: int = 
         "styleforge_format": CLASSIFIER_FORMAT,
         "convention": vgg.convention.to_json(),
         "class_names": json.dumps(vgg.class_names),
+        "num_classes": str(len(vgg.class_names)),
         "input_size": str(size),
         "source": bundle.source,
         "source_sha256": bundle.extra.get("source_sha256", ""),
@@ -215,13 +216,8 @@ def _verify_classifier(head: torch.nn.Module, vgg: Any, data: bytes, size: int) 
 
 
 def _session_from_bytes(data: bytes, kind: type) -> Any:
-    """Open the exported bytes with the runtime class used for real (through a temporary file)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="styleforge-export-") as folder:
-        path = Path(folder) / "model.onnx"
-        path.write_bytes(data)
-        return kind(path, device="cpu")
+    """Open the exported bytes with the runtime class used for real, on ONNX Runtime's CPU provider."""
+    return kind(data, device="cpu", runtime="onnxruntime")
 
 
 def _write_verified(target: Path, data: bytes, what: str, checks: list[tuple[str, float]], tolerance: float) -> ExportReport:

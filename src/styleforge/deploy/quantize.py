@@ -17,7 +17,12 @@ The course's config (:mod:`~styleforge.deploy.quantize_config`) maps onto
 * ``use_convfirst``: ``(x - mean) / std`` is folded into the first convolution
   (:mod:`~styleforge.deploy.convfirst`); the file then takes raw 0-255 pixels, which
   its metadata records and the runtime honours;
-* ``debug``: the calibration ranges are written beside the output as JSON.
+* ``debug``: the calibration ranges are written beside the output as JSON;
+* ``float_first_last`` (styleforge's, default True): the first and the last quantisable
+  layer stay float;
+* ``range_margin`` (styleforge's): the calibrated ranges are widened by this factor
+  (default 1 for int8, 2 for int16) through ONNX Runtime's calibration cache: a first
+  pass writes the ranges, they are widened, a second pass quantises with them.
 
 The float model's styleforge metadata is kept, plus the settings used, so ``transfer``
 and ``classify`` run the quantised file like the float one.
@@ -40,7 +45,8 @@ import numpy as np
 from styleforge.config import QuantizeOptions
 from styleforge.deploy.calibration import calibration_batches
 from styleforge.deploy.convfirst import RAW_PIXELS, fold_input_normalization
-from styleforge.deploy.runtime import CLASSIFIER_FORMAT, STYLE_FORMAT, require_onnxruntime
+from styleforge.deploy.runtime import CLASSIFIER_FORMAT, STYLE_FORMAT
+from styleforge.deploy.sessions import require_onnxruntime
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_file, check_regular_file, write_bytes_atomic
 from styleforge.preprocessing import Convention
@@ -81,23 +87,30 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
 
     int8 = opts.quantization_type == "int8"
     threshold = opts.activation_quantization_alg == "threshold_search"
+    op_types = [op for kind in opts.int_op_list for op in OP_TYPES[kind]]
+    margin = range_margin(opts)
+    settings["range_margin"] = margin  # the value used, not None
     with tempfile.TemporaryDirectory(prefix="styleforge-quantize-") as folder, _quiet():
         prepared, out, ranges = (Path(folder) / name for name in ("prepared.onnx", "quantized.onnx", "ranges.json"))
         onnx.save(model, str(prepared))
         quant_pre_process(str(prepared), str(prepared))  # shape inference and graph clean-up, as ONNX Runtime advises
-        quantize_static(
-            str(prepared), str(out), _Reader(opts.input_tensor_names[0], batches),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=[op for kind in opts.int_op_list for op in OP_TYPES[kind]],
-            per_channel=opts.channel_quantization,
-            activation_type=QuantType.QUInt8 if int8 else QuantType.QInt16,
-            weight_type=QuantType.QInt8 if int8 else QuantType.QInt16,
-            calibrate_method=CalibrationMethod.Percentile if threshold else CalibrationMethod.MinMax,
-            extra_options={"CalibPercentile": opts.threshold_percentile} if threshold else {},
-            calibration_cache_path=str(ranges) if opts.debug else None,
-        )
+        settings_ort = {
+            "quant_format": QuantFormat.QDQ,
+            "op_types_to_quantize": op_types,
+            "per_channel": opts.channel_quantization,
+            "activation_type": QuantType.QUInt8 if int8 else QuantType.QInt16,
+            "weight_type": QuantType.QInt8 if int8 else QuantType.QInt16,
+            "calibrate_method": CalibrationMethod.Percentile if threshold else CalibrationMethod.MinMax,
+            "extra_options": {"CalibPercentile": opts.threshold_percentile} if threshold else {},
+            "nodes_to_exclude": edge_nodes(onnx.load(str(prepared)), op_types) if opts.float_first_last else [],
+            "calibration_cache_path": str(ranges),
+        }
+        quantize_static(str(prepared), str(out), _Reader(opts.input_tensor_names[0], batches), **settings_ort)
+        if margin != 1.0:
+            widen_ranges(ranges, margin)
+            quantize_static(str(prepared), str(out), None, **settings_ort)  # the cache is read, not recomputed
         quantized = onnx.load(str(out))
-        ranges_text = ranges.read_text() if opts.debug and ranges.exists() else None
+        ranges_text = ranges.read_text() if opts.debug else None
     entries = {**metadata, "quantization": json.dumps(settings)}
     del quantized.metadata_props[:]
     for key, value in entries.items():
@@ -108,6 +121,37 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
         ranges_path = write_bytes_atomic(target.with_suffix(".ranges.json"), ranges_text.encode())
     count = sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
     return QuantizeReport(target, count, sum(len(b) for b in batches), ranges_path)
+
+
+def range_margin(opts: QuantizeOptions) -> float:
+    """The factor calibrated ranges are widened by (``range_margin``, or its per-type default)."""
+    if opts.range_margin is not None:
+        return opts.range_margin
+    return 1.0 if opts.quantization_type == "int8" else 2.0
+
+
+def widen_ranges(cache: Path, margin: float) -> None:
+    """Multiply every range of ONNX Runtime's calibration cache by ``margin`` (in place)."""
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, load_tensors_data, save_tensors_data
+
+    data = load_tensors_data(cache)
+    widened = {}
+    for name, tensor in data.items():
+        fields = {key: value for key, value in tensor.to_dict().items() if key != "CLS"}
+        fields["lowest"] = (np.asarray(tensor.lowest) * margin).astype(np.float32)
+        fields["highest"] = (np.asarray(tensor.highest) * margin).astype(np.float32)
+        widened[name] = TensorData(**fields)
+    save_tensors_data(TensorsData(data.calibration_method, widened), cache)
+
+
+def edge_nodes(model: Any, op_types: list[str]) -> list[str]:
+    """Names of the first and the last node of the quantised kinds (nodes are in graph
+    order): the layers ``float_first_last`` keeps in float."""
+    nodes = [node for node in model.graph.node if node.op_type in op_types]
+    edges = {id(n): n for n in (nodes[:1] + nodes[-1:])}.values()
+    if any(not node.name for node in edges):
+        raise StyleforgeError("the model's first or last layer has no node name; set float_first_last = False")
+    return [node.name for node in edges]
 
 
 @contextlib.contextmanager

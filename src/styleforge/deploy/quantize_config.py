@@ -60,7 +60,8 @@ KEYS: dict[str, dict[str, Callable[[str], Any]]] = {
     "config": {
         "activation_quantization_alg": str.strip, "weight_quantization_alg": str.strip, "quantization_type": str.strip,
         "int_op_list": _names, "channel_quantization": _bool, "device_mode": str.strip, "use_convfirst": _bool,
-        "debug": _bool, "threshold_percentile": float,
+        "debug": _bool, "threshold_percentile": float, "float_first_last": _bool,
+        "range_margin": float,
     },
     "model": {"input_tensor_names": _names, "output_tensor_names": _names, "original_models_path": str.strip,
               "save_model_path": str.strip},
@@ -124,4 +125,6 @@ def validate_quantize_options(opts: QuantizeOptions) -> QuantizeOptions:
         raise StyleforgeError("batch_size and num_runs must be >= 1")
     if not 50.0 < opts.threshold_percentile <= 100.0:
         raise StyleforgeError("threshold_percentile must be in (50, 100]")
+    if opts.range_margin is not None and not 1.0 <= opts.range_margin <= 16.0:
+        raise StyleforgeError("range_margin must be in [1, 16] (1 = the calibrated ranges as they are)")
     return opts

@@ -9,9 +9,15 @@
   VGG19 (``convention``, ``class_names``, ``preprocess``, ``probabilities``,
   ``top_predictions``), so ``classify`` takes a ``.onnx`` classifier as ``--weights``.
 
-Device: ``cpu`` uses ONNX Runtime's CPU execution provider; ``cuda`` its CUDA provider
-(refused with a message when this onnxruntime build has none); ``auto`` picks CUDA when
-available. The chosen provider is part of the device description every command prints.
+Device: ``cpu`` runs on the CPU; ``cuda`` uses ONNX Runtime's CUDA provider (refused
+with a message when this onnxruntime build has none); ``auto`` picks CUDA when
+available. Runtime: ONNX Runtime, or OpenVINO for INT8 files on the CPU
+(:mod:`~styleforge.deploy.sessions`). Runtime and provider are part of the device
+description every command prints.
+
+Exported style models can be run in tiles: the whole image's instance-norm statistics
+are recorded with a derived graph and fed to another while the tiles run
+(:mod:`~styleforge.deploy.norm_graphs`), as the PyTorch network's record/freeze modes do.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ import numpy as np
 from PIL import Image
 
 from styleforge.classes import Prediction, class_names_for, top_predictions
-from styleforge.errors import StyleforgeError, one_line
-from styleforge.fsutil import check_regular_file
+from styleforge.deploy.sessions import Session, open_session
+from styleforge.errors import StyleforgeError
 from styleforge.preprocessing import Convention, network_input
 
 if TYPE_CHECKING:
@@ -38,38 +44,7 @@ STYLE_FORMAT = "styleforge-onnx-transformnet"
 CLASSIFIER_FORMAT = "styleforge-onnx-vgg19"
 
 
-def require_onnxruntime() -> Any:
-    """Import onnxruntime, or say how to install it."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise StyleforgeError("ONNX models need onnxruntime: pip install 'styleforge[onnx]'") from None
-    return onnxruntime
-
-
-def open_session(path: str | os.PathLike[str], device: str) -> tuple[Any, str, dict[str, str]]:
-    """Open an ONNX Runtime session on ``device`` (auto|cpu|cuda).
-
-    Returns:
-        (session, device description, the file's metadata).
-    """
-    ort = require_onnxruntime()
-    file = check_regular_file(path, "ONNX model")
-    available = ort.get_available_providers()
-    if device == "cuda" and "CUDAExecutionProvider" not in available:
-        raise StyleforgeError("--device cuda: this onnxruntime has no CUDA execution provider (install onnxruntime-gpu)")
-    use_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in available
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
-    try:
-        session = ort.InferenceSession(str(file), providers=providers)
-    except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own types for a bad file)
-        raise StyleforgeError(f"cannot read ONNX model '{file}': {one_line(exc, 200)}") from None
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
-    where = "cuda" if use_cuda else "cpu"
-    return session, f"{where} (onnxruntime {ort.__version__}, {session.get_providers()[0]})", metadata
-
-
-def _expect_format(file: Path, metadata: dict[str, str], expected: str, what: str) -> None:
+def _expect_format(file: Path | str, metadata: dict[str, str], expected: str, what: str) -> None:
     found = metadata.get("styleforge_format")
     if found != expected:
         raise StyleforgeError(f"'{file}' is not a {what} exported by styleforge (styleforge_format={found!r})")
@@ -78,23 +53,73 @@ def _expect_format(file: Path, metadata: dict[str, str], expected: str, what: st
 class OnnxTransformNet:
     """An exported transform network, callable like the PyTorch one (see module docstring)."""
 
-    def __init__(self, path: str | os.PathLike[str], device: str = "cpu") -> None:
-        self.session, self.device_description, self.metadata = open_session(path, device)
-        _expect_format(Path(path), self.metadata, STYLE_FORMAT, "style model")
+    def __init__(self, source: str | os.PathLike[str] | bytes, device: str = "cpu", runtime: str = "auto") -> None:
+        self.source, self.device, self.runtime = source, device, runtime
+        self.session = open_session(source, device, runtime)
+        self.metadata = self.session.metadata
+        _expect_format(_label(source), self.metadata, STYLE_FORMAT, "style model")
+        self.device_description = self.session.description
         self.norm = self.metadata.get("norm", "instance")
         self.upsample = self.metadata.get("upsample", "resize")
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_name = self.session.input_names[0]
+        self.norm_statistics: dict[str, np.ndarray] | None = None
+        self._derived: dict[str, Session] = {}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Stylise an (N, 3, H, W) 0-255 batch; returns the same shape on ``x``'s device."""
+        """Stylise an (N, 3, H, W) 0-255 batch; returns the same shape on ``x``'s device.
+
+        After :meth:`record_norm_statistics`, each image is normalised with the recorded
+        statistics instead of its own (one image at a time: tiles).
+        """
         import torch
 
         from styleforge.transform_net import _pad_to_fit
 
         height, width = x.shape[2:]
-        padded = _pad_to_fit(x.float()).contiguous().cpu().numpy()  # a no-op from 8x8 up
-        out = self.session.run(None, {self.input_name: padded})[0]
+        feeds = {self.input_name: _pad_to_fit(x.float()).contiguous().cpu().numpy()}  # padding: a no-op from 8x8 up
+        session = self.session
+        if self.norm_statistics is not None:
+            if x.shape[0] != 1:
+                raise StyleforgeError("recorded instance-norm statistics apply to one image (tile) at a time")
+            session = self._derived_session("frozen")
+            feeds |= self.norm_statistics
+        out = session.run(feeds, [session.output_names[0]])[0]
         return torch.from_numpy(out[:, :, :height, :width]).to(x.device)
+
+    def record_norm_statistics(self, x: torch.Tensor) -> None:
+        """Record every instance norm's statistics on the (1, 3, H, W) image ``x``; later
+        calls normalise with them until :meth:`clear_norm_statistics`."""
+        from styleforge.deploy.norm_graphs import MEAN, VAR, instance_norm_nodes
+        from styleforge.transform_net import _pad_to_fit
+
+        if x.shape[0] != 1:
+            raise StyleforgeError("instance-norm statistics are recorded one image at a time")
+        session = self._derived_session("statistics")
+        names = [n.format(i) for i in range(len(instance_norm_nodes(self._model()))) for n in (MEAN, VAR)]
+        values = session.run({self.input_name: _pad_to_fit(x.float()).contiguous().cpu().numpy()}, names)
+        self.norm_statistics = {name: value[0] for name, value in zip(names, values, strict=True)}
+
+    def clear_norm_statistics(self) -> None:
+        """Back to per-image statistics."""
+        self.norm_statistics = None
+
+    def _model(self) -> Any:
+        import onnx
+
+        if "model" not in self.__dict__:
+            self.__dict__["model"] = (onnx.load_from_string(self.source) if isinstance(self.source, bytes)
+                                      else onnx.load(str(self.source)))
+        return self.__dict__["model"]
+
+    def _derived_session(self, kind: str) -> Session:
+        """The statistics or frozen-statistics graph (built on first use, then kept)."""
+        from styleforge.deploy.norm_graphs import frozen_statistics_graph, statistics_graph
+
+        if kind not in self._derived:
+            derive = statistics_graph if kind == "statistics" else frozen_statistics_graph
+            data = derive(self._model()).SerializeToString()
+            self._derived[kind] = open_session(data, self.device, self.runtime, metadata=self.metadata)
+        return self._derived[kind]
 
     def to(self, *args: object, **kwargs: object) -> OnnxTransformNet:
         """The session lives where it was opened; for interface compatibility."""
@@ -112,16 +137,14 @@ class OnnxTransformNet:
 class OnnxClassifier:
     """An exported VGG19 classifier with the classification interface of :class:`styleforge.vgg.VGG19`."""
 
-    def __init__(self, path: str | os.PathLike[str], device: str = "cpu") -> None:
-        file = Path(path)
-        self.session, self.device_description, self.metadata = open_session(file, device)
-        _expect_format(file, self.metadata, CLASSIFIER_FORMAT, "VGG19 classifier")
+    def __init__(self, source: str | os.PathLike[str] | bytes, device: str = "cpu", runtime: str = "auto") -> None:
+        self.session = open_session(source, device, runtime)
+        self.device_description, self.metadata = self.session.description, self.session.metadata
+        _expect_format(_label(source), self.metadata, CLASSIFIER_FORMAT, "VGG19 classifier")
         self.convention = Convention.from_json(self.metadata["convention"])
         self.input_size = int(self.metadata.get("input_size", "224"))
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.class_names = class_names_for(self.session.get_outputs()[outputs.index("logits")].shape[1],
-                                           json.loads(self.metadata.get("class_names", "null")))
-        self.input_name = self.session.get_inputs()[0].name
+        self.class_names = class_names_for(int(self.metadata["num_classes"]), json.loads(self.metadata.get("class_names", "null")))
+        self.input_name = self.session.input_names[0]
 
     def preprocess(self, images: Image.Image | Iterable[Image.Image], size: int | None = None,
                    resize: str | None = None) -> np.ndarray:
@@ -140,7 +163,7 @@ class OnnxClassifier:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Softmax probabilities (N, classes) of a preprocessed batch."""
-        return self.session.run(["probabilities"], {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self.session.run({self.input_name: np.ascontiguousarray(x, dtype=np.float32)}, ["probabilities"])[0]
 
     def top_predictions(self, probs: np.ndarray, top_k: int) -> list[list[Prediction]]:
         """Per image, the ``top_k`` predictions, best first."""
@@ -154,3 +177,7 @@ class OnnxClassifier:
         """Exported classifiers have no named intermediate layers."""
         raise StyleforgeError("an exported ONNX classifier gives logits and probabilities only; "
                               "feature extraction (stylize, train) needs the VGG19 weights file")
+
+
+def _label(source: str | os.PathLike[str] | bytes) -> str:
+    return "the exported model" if isinstance(source, bytes) else str(source)

@@ -1,0 +1,99 @@
+"""Runtimes of exported files: ONNX Runtime and OpenVINO behind one session interface,
+the runtime ``auto`` picks, and tiled stylisation of ``.onnx`` models with the whole
+image's instance-norm statistics (derived graphs checked against PyTorch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from styleforge.config import TransferOptions
+from styleforge.deploy import sessions
+from styleforge.deploy.norm_graphs import MEAN, VAR, frozen_statistics_graph, instance_norm_nodes, statistics_graph
+from styleforge.deploy.runtime import OnnxTransformNet
+from styleforge.errors import StyleforgeError
+from styleforge.transfer import _to_tensor, load_style_model, stylize_tiled
+from styleforge.transform_net import InstanceNorm
+from tests.conftest import make_photo, run_cli
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Image.Image:
+    path = make_photo(tmp_path_factory.mktemp("photo") / "p.png", size=(150, 110), seed=5)
+    return Image.open(path).convert("RGB")
+
+
+def test_statistics_graph_outputs_what_pytorch_records(style_model: Path, exported: Path, photo: Image.Image) -> None:
+    net = load_style_model(style_model, options=TransferOptions(device="cpu", precision="fp32")).net
+    x = _to_tensor([photo], torch.device("cpu"))
+    with torch.inference_mode():
+        net.record_norm_statistics(x)
+    recorded = [m.stats for m in net.modules() if isinstance(m, InstanceNorm)]
+    net.clear_norm_statistics()
+    onnx_net = OnnxTransformNet(exported, runtime="onnxruntime")
+    onnx_net.record_norm_statistics(x)
+    assert len(recorded) == 15 and onnx_net.norm_statistics is not None
+    for i, (mean, var) in enumerate(recorded):
+        np.testing.assert_allclose(onnx_net.norm_statistics[MEAN.format(i)], mean.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(onnx_net.norm_statistics[VAR.format(i)], var.numpy(), rtol=1e-3, atol=1e-4)
+
+
+def test_frozen_graph_with_the_image_own_statistics_equals_the_plain_graph(exported: Path, photo: Image.Image) -> None:
+    onnx_net = OnnxTransformNet(exported, runtime="onnxruntime")
+    x = _to_tensor([photo], torch.device("cpu"))
+    plain = onnx_net(x)
+    onnx_net.record_norm_statistics(x)
+    frozen = onnx_net(x)  # the same image normalised with its recorded statistics
+    onnx_net.clear_norm_statistics()
+    assert float((frozen - plain).abs().max()) < 0.05
+    model = onnx.load(str(exported))
+    derived = frozen_statistics_graph(model)
+    assert not instance_norm_nodes(derived) and sum(n.op_type == "BatchNormalization" for n in derived.graph.node) == 15
+    assert len(statistics_graph(model).graph.output) == 1 + 2 * 15
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_onnx_tiles_match_pytorch_tiles(style_model: Path, exported: Path, photo: Image.Image, runtime: str) -> None:
+    x = _to_tensor([photo], torch.device("cpu"))
+    net = load_style_model(style_model, options=TransferOptions(device="cpu", precision="fp32")).net
+    with torch.inference_mode():
+        expected = stylize_tiled(net, x, tile=64, overlap=16, stats_pixels=10_000)
+    got = stylize_tiled(OnnxTransformNet(exported, runtime=runtime), x, tile=64, overlap=16, stats_pixels=10_000)
+    assert float((got - expected).abs().max()) < 0.1  # grey levels; the statistics come from a downscaled copy
+
+
+def test_cli_transfer_tiles_an_onnx_model(style_model: Path, exported: Path, tmp_path: Path) -> None:
+    source = make_photo(tmp_path / "in.png", size=(140, 100), seed=6)
+    for model, out in ((style_model, "pt.png"), (exported, "onnx.png")):
+        done = run_cli("transfer", "--model", str(model), str(source), "-o", str(tmp_path / out), "--tile", "64",
+                       "--precision", "fp32", "--device", "cpu")
+        assert done.returncode == 0, done.stderr
+    a, b = (np.asarray(Image.open(tmp_path / n), dtype=float) for n in ("pt.png", "onnx.png"))
+    assert np.abs(a - b).max() <= 1  # rounding to 8 bits only
+
+
+def test_openvino_and_onnxruntime_agree_on_the_float_file(exported: Path, photo: Image.Image) -> None:
+    x = _to_tensor([photo], torch.device("cpu"))
+    ort, ov = (OnnxTransformNet(exported, runtime=r) for r in ("onnxruntime", "openvino"))
+    assert "onnxruntime" in ort.device_description and "openvino" in ov.device_description
+    assert float((ort(x) - ov(x)).abs().max()) < 0.05  # fp32 on both: OpenVINO's bf16 default is switched off
+
+
+def test_auto_picks_openvino_for_int8_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    int8 = {"quantization": json.dumps({"quantization_type": "int8"})}
+    int16 = {"quantization": json.dumps({"quantization_type": "int16"})}
+    assert sessions.choose_runtime("auto", "cpu", int8) == "openvino"
+    assert sessions.choose_runtime("auto", "cpu", int16) == "onnxruntime"
+    assert sessions.choose_runtime("auto", "cpu", {}) == "onnxruntime"
+    assert sessions.choose_runtime("onnxruntime", "cpu", int8) == "onnxruntime"
+    assert sessions.choose_runtime("openvino", "cpu", {}) == "openvino"
+    with pytest.raises(StyleforgeError, match="runs on the CPU"):
+        sessions.choose_runtime("openvino", "cuda", int8)
+    monkeypatch.setattr(sessions, "openvino_available", lambda: False)
+    assert sessions.choose_runtime("auto", "cpu", int8) == "onnxruntime"  # falls back when OpenVINO is not installed
