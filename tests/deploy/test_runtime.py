@@ -97,3 +97,18 @@ def test_auto_picks_openvino_for_int8_files_only(monkeypatch: pytest.MonkeyPatch
         sessions.choose_runtime("openvino", "cuda", int8)
     monkeypatch.setattr(sessions, "openvino_available", lambda: False)
     assert sessions.choose_runtime("auto", "cpu", int8) == "onnxruntime"  # falls back when OpenVINO is not installed
+
+
+def test_openvino_compiles_a_repeated_shape_once_with_the_same_result(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = sessions.open_session(exported, "cpu", "openvino")
+    monkeypatch.setattr(sessions.OpenVinoSession, "STATIC_SHAPES", 2)
+    rng = np.random.default_rng(3)
+    x = (rng.random((1, 3, 40, 56)) * 255).astype(np.float32)
+    first = session.run({"image": x})[0]  # the dynamic model
+    second = session.run({"image": x})[0]  # compiled for (1, 3, 40, 56)
+    assert len(session.static) == 1 and float(np.abs(first - second).max()) < 0.05
+    for shape in ((1, 3, 24, 32), (1, 3, 32, 24)):
+        y = (rng.random(shape) * 255).astype(np.float32)
+        session.run({"image": y})
+        session.run({"image": y})
+    assert list(session.static) == [((1, 3, 24, 32),), ((1, 3, 32, 24),)]  # the oldest shape was dropped
