@@ -4,9 +4,10 @@
 // only adds the CPU implementation. TensorIterator broadcasts X and Y as NumPy does,
 // promotes their dtypes, splits the work across threads (at::parallel_for inside
 // cpu_kernel_vec) and hands contiguous runs to the vectorised lambda (AVX2/AVX-512 via
-// at::vec::Vectorized). Z = 2 and Z = 1 take exact fast paths (a multiply, a subtract),
-// so Z = 2 equals SquaredDifference bit for bit; other Z go through pow, with pow's
-// rules: NaN for a negative difference to a non-integer power, 1 for Z = 0.
+// at::vec::Vectorized). Z = 1, 2, 3 and 0.5 take the same exact paths as PyTorch's own
+// pow (subtract, multiplies, sqrt), so Z = 2 equals SquaredDifference bit for bit and the
+// pure-PyTorch fallback gives the same numbers; other Z go through pow, with pow's rules:
+// NaN for a negative difference to a non-integer power, 1 for Z = 0.
 
 #include <ATen/Dispatch.h>
 #include <ATen/TensorIterator.h>
@@ -27,7 +28,7 @@ at::Tensor power_difference_cpu(const at::Tensor& x, const at::Tensor& y, double
                   .cast_common_dtype_to_outputs(true)
                   .enforce_safe_casting_to_output(false)
                   .build();
-  TORCH_CHECK(at::isFloatingType(iter.common_dtype()), "power_difference: floating-point tensors expected, got ",
+  TORCH_CHECK_TYPE(at::isFloatingType(iter.common_dtype()), "power_difference: floating-point tensors expected, got ",
               iter.common_dtype());
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, iter.common_dtype(), "power_difference_cpu", [&] {
     using Vec = at::vec::Vectorized<scalar_t>;
@@ -35,10 +36,18 @@ at::Tensor power_difference_cpu(const at::Tensor& x, const at::Tensor& y, double
       at::native::cpu_kernel_vec(
           iter, [](scalar_t a, scalar_t b) -> scalar_t { scalar_t d = a - b; return d * d; },
           [](Vec a, Vec b) -> Vec { Vec d = a - b; return d * d; });
+    } else if (z == 3.0) {
+      at::native::cpu_kernel_vec(
+          iter, [](scalar_t a, scalar_t b) -> scalar_t { scalar_t d = a - b; return d * d * d; },
+          [](Vec a, Vec b) -> Vec { Vec d = a - b; return d * d * d; });
     } else if (z == 1.0) {
       at::native::cpu_kernel_vec(
           iter, [](scalar_t a, scalar_t b) -> scalar_t { return a - b; },
           [](Vec a, Vec b) -> Vec { return a - b; });
+    } else if (z == 0.5) {
+      at::native::cpu_kernel_vec(
+          iter, [](scalar_t a, scalar_t b) -> scalar_t { return std::sqrt(a - b); },
+          [](Vec a, Vec b) -> Vec { return (a - b).sqrt(); });
     } else {
       const scalar_t power = static_cast<scalar_t>(z);
       const Vec power_vec(power);

@@ -1,0 +1,7 @@
+"""styleforge's own operators (``torch.ops.styleforge.*``), native where a compiler is
+available and in pure PyTorch otherwise. Importing this package registers them (and
+builds the native library the first time: :mod:`styleforge.ops.native`)."""
+
+from styleforge.ops.power_difference import KERNEL, power_difference, reference_power_difference
+
+__all__ = ["KERNEL", "power_difference", "reference_power_difference"]

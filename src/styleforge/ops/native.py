@@ -1,0 +1,69 @@
+"""Building and loading styleforge's native operator library with ``torch.utils.cpp_extension``.
+
+The C++ sources under ``ops/csrc`` are compiled on first use (ninja, about 30 s on two
+cores) into ``$STYLEFORGE_OPS_CACHE`` (default: ``<styleforge cache>/ops``), one folder
+per torch version and Python, and loaded from there afterwards; ``cpp_extension``
+rebuilds when a source changes and holds a file lock while building, so parallel
+processes do not collide. ``STYLEFORGE_NATIVE_OPS=0`` skips the native library.
+
+When no compiler (or no ninja) is available, :func:`load_native_library` says why on
+stderr once and returns False: the callers then register the same operators in pure
+PyTorch, with the same results (tested).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = ("power_difference.cpp",)
+LIBRARY = "styleforge_ops"
+
+
+def ops_cache_dir() -> Path:
+    """Where the compiled library lives: ``$STYLEFORGE_OPS_CACHE/<torch>-py<X.Y>``."""
+    from styleforge.weights.registry import styleforge_home
+
+    root = Path(os.environ["STYLEFORGE_OPS_CACHE"]).expanduser() if os.environ.get("STYLEFORGE_OPS_CACHE") \
+        else styleforge_home() / "ops"
+    tag = f"torch{torch.__version__.replace('+', '_')}-py{platform.python_version_tuple()[0]}{platform.python_version_tuple()[1]}"
+    return root / tag
+
+
+def native_disabled() -> bool:
+    """True when ``STYLEFORGE_NATIVE_OPS=0`` asks for the pure-PyTorch operators."""
+    return os.environ.get("STYLEFORGE_NATIVE_OPS", "1").strip() in ("0", "false", "no", "off")
+
+
+def load_native_library() -> bool:
+    """Build (once) and load the CPU kernels; False, with one line on stderr, if that fails."""
+    if native_disabled():
+        return False
+    from torch.utils import cpp_extension
+
+    build = ops_cache_dir()
+    build.mkdir(parents=True, exist_ok=True)
+    if not (build / f"{LIBRARY}.so").exists():
+        print(f"styleforge: building the native operator library into {build} (once per torch version, ~30 s)",
+              file=sys.stderr, flush=True)
+    try:
+        cpp_extension.load(
+            name=LIBRARY,
+            sources=[str(CSRC / source) for source in SOURCES],
+            extra_cflags=["-O3"],
+            build_directory=str(build),
+            is_python_module=False,
+            verbose=False,
+        )
+    except Exception as exc:  # noqa: BLE001 (compiler missing, ninja missing, build error: all mean "fall back")
+        reason = " ".join(str(exc).split())[:200]
+        print(f"styleforge: the native operator library could not be built ({reason}); using the pure-PyTorch "
+              "operators (same results, slower). Install a C++ compiler and ninja (pip install ninja) for the native one.",
+              file=sys.stderr, flush=True)
+        return False
+    return True

@@ -1,0 +1,143 @@
+"""torch.ops.styleforge.power_difference: values and gradients against the plain
+expression, finite differences (gradcheck), opcheck, torch.compile and torch.export; the
+same tests run again in a subprocess with the native library off."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import styleforge.ops as ops
+from styleforge.ops import power_difference
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: (x shape, y shape): scalar, row, column, full, size-1 dimensions on both sides.
+SHAPES = [
+    ((2, 3, 4, 5), ()),
+    ((2, 3, 4, 5), (5,)),
+    ((2, 3, 4, 5), (4, 1)),
+    ((2, 3, 4, 5), (2, 3, 4, 5)),
+    ((2, 1, 4, 1), (1, 3, 1, 5)),
+    ((3, 1), (1, 3, 4)),
+    ((), (2, 3)),
+]
+POWERS = [1.0, 2.0, 3.0, 0.5, 0.0]
+
+
+def _inputs(xs: tuple, ys: tuple, z: float, dtype: torch.dtype, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(hash((xs, ys, z)) % 2**31)
+    x = torch.randn(xs, generator=generator, dtype=torch.float64)
+    y = torch.randn(ys, generator=generator, dtype=torch.float64)
+    if z == 0.5:  # non-integer powers need positive differences (NaN otherwise, as pow)
+        x = x.abs() + 0.5 + y.max()
+    x, y = x.to(dtype), y.to(dtype)
+    return x.requires_grad_(grad), y.requires_grad_(grad)
+
+
+def test_kernel_in_use_matches_the_environment() -> None:
+    assert ops.KERNEL == ("pytorch" if os.environ.get("STYLEFORGE_NATIVE_OPS") == "0" else "native")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("z", POWERS)
+@pytest.mark.parametrize("shapes", SHAPES)
+def test_values_equal_the_expression(shapes: tuple, z: float, dtype: torch.dtype) -> None:
+    x, y = _inputs(*shapes, z, dtype)
+    got = power_difference(x, y, z)
+    expected = (x - y) ** z
+    assert got.shape == expected.shape and got.dtype == dtype and got.is_contiguous()
+    if z in (0.0, 1.0, 2.0):
+        assert torch.equal(got, expected)  # exact paths: the squared difference bit for bit
+    else:
+        tol = {torch.float32: 2e-6, torch.float64: 1e-14, torch.bfloat16: 8e-3}[dtype]
+        torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
+
+
+def test_defined_behaviour_at_the_edges() -> None:
+    x, y = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 2.0, 1.0])
+    assert torch.isnan(power_difference(x, y, 0.5)[0]) and power_difference(x, y, 0.5)[2] == 2.0**0.5
+    assert torch.equal(power_difference(x, y, 0.0), torch.ones(3))  # ones, also where x == y
+    assert power_difference(x, y, 2.0).tolist() == [1.0, 0.0, 4.0]
+    mixed = power_difference(torch.ones(2, dtype=torch.float32), torch.ones(2, dtype=torch.float64), 2.0)
+    assert mixed.dtype == torch.float64  # promoted as x - y would be
+    with pytest.raises(TypeError, match="floating-point"):
+        power_difference(torch.ones(2, dtype=torch.int64), torch.ones(2, dtype=torch.int64), 2.0)
+
+
+@pytest.mark.parametrize("z", POWERS)
+@pytest.mark.parametrize("shapes", SHAPES)
+def test_gradients_against_finite_differences(shapes: tuple, z: float) -> None:
+    x, y = _inputs(*shapes, z, torch.float64, grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: power_difference(a, b, z), (x, y))
+    assert torch.autograd.gradgradcheck(lambda a, b: power_difference(a, b, z), (x, y))
+
+
+@pytest.mark.parametrize("shapes", SHAPES[:5])
+def test_gradients_equal_the_expression_and_respect_needs_input_grad(shapes: tuple) -> None:
+    x, y = _inputs(*shapes, 3.0, torch.float32, grad=True)
+    g = torch.randn(torch.broadcast_shapes(x.shape, y.shape))
+    got = torch.autograd.grad(power_difference(x, y, 3.0), (x, y), g)
+    expected = torch.autograd.grad((x - y) ** 3, (x, y), g)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    only_x = torch.autograd.grad(power_difference(x, y.detach(), 3.0), (x,), g)[0]
+    torch.testing.assert_close(only_x, expected[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shapes", [SHAPES[1], SHAPES[4]])
+def test_opcheck(shapes: tuple) -> None:
+    for z in (2.0, 3.0):
+        x, y = _inputs(*shapes, z, torch.float32, grad=True)
+        torch.library.opcheck(torch.ops.styleforge.power_difference.default, (x, y, z))
+        torch.library.opcheck(torch.ops.styleforge.power_difference.default, (x.detach(), y.detach(), z))
+
+
+class _Variance(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        return power_difference(x, mean, 2.0).mean(dim=(2, 3))
+
+
+def test_compile_fullgraph_and_export() -> None:
+    x = torch.randn(2, 4, 6, 5, requires_grad=True)
+    expected = x.var(dim=(2, 3), unbiased=False)
+    compiled = torch.compile(_Variance(), fullgraph=True, backend="aot_eager")
+    got = compiled(x)
+    torch.testing.assert_close(got, expected)
+    got.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    exported = torch.export.export(_Variance(), (x.detach(),))
+    assert any("power_difference" in str(node.target) for node in exported.graph.nodes)
+    torch.testing.assert_close(exported.module()(x.detach()), expected.detach())
+
+
+@pytest.mark.skipif(os.environ.get("STYLEFORGE_NATIVE_OPS") == "0", reason="this run is the fallback run")
+def test_the_same_tests_pass_with_the_pure_pytorch_kernel() -> None:
+    env = {**os.environ, "STYLEFORGE_NATIVE_OPS": "0"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(Path(__file__))],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "1 skipped" in done.stdout
+
+
+def test_native_and_fallback_give_the_same_numbers(tmp_path: Path) -> None:
+    code = (
+        "import torch, styleforge.ops as o; g = torch.Generator().manual_seed(0); "
+        "x = torch.randn(2, 8, 9, 7, generator=g); y = torch.randn(8, 1, 7, generator=g); "
+        "torch.save({z: o.power_difference(x, y, z) for z in (1.0, 2.0, 3.0, 0.0)} | {'kernel': o.KERNEL}, __import__('sys').argv[1])"
+    )
+    results = {}
+    for flag in ("1", "0"):
+        out = tmp_path / f"{flag}.pt"
+        subprocess.run([sys.executable, "-c", code, str(out)], env={**os.environ, "STYLEFORGE_NATIVE_OPS": flag},
+                       check=True, capture_output=True, timeout=300)
+        results[flag] = torch.load(out)
+    assert results["1"].pop("kernel") == "native" and results["0"].pop("kernel") == "pytorch"
+    for z, value in results["1"].items():
+        assert torch.equal(value, results["0"][z]), z
