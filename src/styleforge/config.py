@@ -193,6 +193,10 @@ class GatysOptions:
         weights: VGG19 weights: cache name or file.
         pooling: ``max`` or ``avg`` pooling in VGG19.
         engine: ``torch`` or ``numpy`` (the from-scratch reference engine).
+        power_difference: compute every squared difference of the losses (content, style, TV) with the
+            PowerDifference operator (``torch.ops.styleforge.power_difference``, z = 2)
+            instead of ``(x - y)^2``: the course's section 4.4 switch; same results
+            (docs/power-difference.md).
     """
 
     size: int = 512
@@ -218,6 +222,7 @@ class GatysOptions:
     weights: str = "vgg19"
     pooling: str = "max"
     engine: str = "torch"
+    power_difference: bool = False
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float]:
         """Return (content_weight, style_weight), filling defaults for a convention."""
@@ -276,6 +281,10 @@ class TrainOptions:
         precision: ``auto`` (bf16 on CPUs with native bf16 and on CUDA with bf16, fp16 on
             older CUDA GPUs, else fp32), ``fp32``, ``bf16`` or ``fp16`` (autocast; fp16 on
             CUDA only, with gradient scaling). Losses are always reduced in fp32.
+        power_difference: compute every squared difference (instance norm's variance,
+            the content, style and TV losses) with the PowerDifference operator
+            (``torch.ops.styleforge.power_difference``, z = 2) instead of ``(x - y)^2``:
+            the course's section 4.4 switch; same results (docs/power-difference.md).
     """
 
     epochs: int = 2
@@ -299,6 +308,7 @@ class TrainOptions:
     norm: str = "instance"
     upsample: str = "resize"
     precision: str = "auto"
+    power_difference: bool = False
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float, float]:
         """Return (content, style, tv) weights, filling defaults for a convention."""
@@ -326,6 +336,10 @@ class TransferOptions:
             padding passes: ~6x the plain eager speed at 512 px on a 2-core AMX CPU, after a
             one-off ~25 s compilation per image size; worth it for many same-size images).
         runtime: for ``.onnx`` models, one of :data:`RUNTIME_CHOICES`.
+        power_difference: compute every squared difference of instance norm's variance with the
+            PowerDifference operator (``torch.ops.styleforge.power_difference``, z = 2)
+            instead of ``(x - y)^2``: the course's section 4.4 switch; same results
+            (docs/power-difference.md).
     """
 
     size: int | None = None
@@ -338,6 +352,7 @@ class TransferOptions:
     precision: str = "auto"
     compile: bool = False
     runtime: str = "auto"
+    power_difference: bool = False
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,8 @@ def validate_options(opts: GatysOptions) -> GatysOptions:
         (opts.lr is None or (is_finite(opts.lr) and opts.lr > 0), "lr must be a finite number > 0"),
         (opts.seed >= 0, "seed must be >= 0"),
         (bool(opts.content_layers) and bool(opts.style_layers), "content and style layers must not be empty"),
+        (not (opts.power_difference and opts.engine == "numpy"),
+         "--power-difference is a PyTorch operator; the NumPy engine computes its own squares (drop one of the two)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -66,9 +66,10 @@ class TorchEngine:
         """The weighted loss terms of ``image``; ``total`` is their sum."""
         opts = self.opts
         feats = self.features(image, self.layers)
-        lc = sum(content_loss(feats[l], content_targets[l], opts.content_loss) for l in opts.content_layers) / len(opts.content_layers)
-        ls = sum(w * style_loss(feats[l], style_targets[l], opts.style_loss) for l, w in self.layer_weights.items())
-        tv = total_variation(image, opts.tv_kind) if opts.tv_weight > 0 else image.new_zeros(())
+        pd = opts.power_difference
+        lc = sum(content_loss(feats[l], content_targets[l], opts.content_loss, pd) for l in opts.content_layers) / len(opts.content_layers)
+        ls = sum(w * style_loss(feats[l], style_targets[l], opts.style_loss, pd) for l, w in self.layer_weights.items())
+        tv = total_variation(image, opts.tv_kind, pd) if opts.tv_weight > 0 else image.new_zeros(())
         terms = {"content": self.alpha * lc, "style": self.beta * ls, "tv": opts.tv_weight * tv}
         return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}
 

@@ -26,18 +26,29 @@ from styleforge.errors import StyleforgeError
 from styleforge.loss_scales import content_scale, style_scale
 
 
-def content_loss(x: torch.Tensor, y: torch.Tensor, normalization: str = "course") -> torch.Tensor:
+def squared_difference(x: torch.Tensor, y: torch.Tensor, power_difference: bool = False) -> torch.Tensor:
+    """:math:`(x - y)^2` with broadcasting: the plain expression, or with ``power_difference``
+    the PowerDifference operator (:mod:`styleforge.ops`, z = 2; the same numbers)."""
+    if power_difference:
+        from styleforge.ops import power_difference as op
+
+        return op(x, y, 2.0)
+    return (x - y).square()
+
+
+def content_loss(x: torch.Tensor, y: torch.Tensor, normalization: str = "course", power_difference: bool = False) -> torch.Tensor:
     """Feature reconstruction loss between generated features ``x`` and target ``y``.
 
     Args:
         x: (N, C, H, W) features of the generated image.
         y: target features, same shape (or broadcastable over N).
         normalization: ``course``, ``mse`` or ``sum`` (:mod:`styleforge.loss_scales`).
+        power_difference: square the differences with the PowerDifference operator.
 
     Returns:
         A scalar tensor.
     """
-    return (x - y).square().sum() * content_scale(normalization, x.numel())
+    return squared_difference(x, y, power_difference).sum() * content_scale(normalization, x.numel())
 
 
 def gram_matrix(x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +75,7 @@ def style_target(x: torch.Tensor) -> torch.Tensor:
     return gram_matrix(x) / (h * w)
 
 
-def style_loss(x: torch.Tensor, target: torch.Tensor, normalization: str = "course") -> torch.Tensor:
+def style_loss(x: torch.Tensor, target: torch.Tensor, normalization: str = "course", power_difference: bool = False) -> torch.Tensor:
     """Style loss of features ``x`` against a per-position target Gram.
 
     Args:
@@ -72,22 +83,24 @@ def style_loss(x: torch.Tensor, target: torch.Tensor, normalization: str = "cour
         target: (C, C) or (N, C, C) per-position Gram of the style (:func:`style_target`
             of the style image's features, or a blend of several), broadcast over N.
         normalization: ``course``, ``johnson`` or ``mse`` (:mod:`styleforge.loss_scales`).
+        power_difference: square the differences with the PowerDifference operator.
 
     Returns:
         A scalar tensor.
     """
     n, c = x.shape[:2]
     generated = style_target(x)
-    diff = generated - target.to(generated.dtype)
-    return diff.square().sum() * style_scale(normalization, n, c)
+    return squared_difference(generated, target.to(generated.dtype), power_difference).sum() * style_scale(normalization, n, c)
 
 
-def total_variation(image: torch.Tensor, kind: str = "l2") -> torch.Tensor:
-    """Total variation of an (N, C, H, W) image batch (module docstring for ``kind``)."""
-    dh = image[:, :, 1:, :] - image[:, :, :-1, :]
-    dw = image[:, :, :, 1:] - image[:, :, :, :-1]
+def total_variation(image: torch.Tensor, kind: str = "l2", power_difference: bool = False) -> torch.Tensor:
+    """Total variation of an (N, C, H, W) image batch (module docstring for ``kind``);
+    ``power_difference`` squares the ``l2`` differences with the PowerDifference operator."""
+    below, above = image[:, :, 1:, :], image[:, :, :-1, :]
+    right, left = image[:, :, :, 1:], image[:, :, :, :-1]
     if kind == "l2":
-        return dh.square().mean() + dw.square().mean()
+        return squared_difference(below, above, power_difference).mean() + squared_difference(right, left, power_difference).mean()
+    dh, dw = below - above, right - left
     if kind == "l1":
         return dh.abs().mean() + dw.abs().mean()
     raise StyleforgeError(f"unknown total variation kind {kind!r}; use one of {', '.join(TV_KINDS)}")

@@ -47,7 +47,7 @@ from styleforge.loss_scales import normalized_layer_weights
 from styleforge.losses import content_loss, style_loss, style_target, total_variation
 from styleforge.preprocessing import center_crop_square
 from styleforge.runlog import LossHistory, load_plotting
-from styleforge.transform_net import TransformNet
+from styleforge.transform_net import TransformNet, use_power_difference
 
 HISTORY_COLUMNS = ("step", "epoch", "total", "content", "style", "tv", "skipped", "seconds")
 
@@ -196,6 +196,7 @@ class Trainer:
         np.random.seed(opts.seed)
         random.seed(opts.seed)
         self.net = TransformNet(opts.norm, opts.upsample).to(self.device)
+        use_power_difference(self.net, opts.power_difference)
         self.vgg = vgg if vgg is not None else load_vgg19(opts.weights, device=self.device)
         if not isinstance(self.vgg, VGG19):
             raise StyleforgeError("vgg must be a styleforge VGG19 (see sf.load_vgg19)")
@@ -257,9 +258,10 @@ class Trainer:
             feats_y = self.vgg.extract(self.vgg.normalize(y / 255.0), layers)
             with torch.no_grad():
                 target = self.vgg.extract(self.vgg.normalize(x / 255.0), [opts.content_layer])[opts.content_layer]
-        lc = content_loss(feats_y[opts.content_layer].float(), target.float(), "mse")
-        ls = sum(w * style_loss(feats_y[l], self.style_targets[l], "mse") for l, w in self.layer_weights.items())
-        tv = total_variation(y.float() / 255.0)
+        pd = opts.power_difference
+        lc = content_loss(feats_y[opts.content_layer].float(), target.float(), "mse", pd)
+        ls = sum(w * style_loss(feats_y[l], self.style_targets[l], "mse", pd) for l, w in self.layer_weights.items())
+        tv = total_variation(y.float() / 255.0, "l2", pd)
         terms = {"content": self.alpha * lc, "style": self.beta * ls, "tv": self.gamma * tv}
         return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}
 

@@ -39,7 +39,7 @@ from styleforge.fsutil import check_output_dir, check_output_file, check_regular
 from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, resize_long_side, write_image
 from styleforge.limits import check_pixel_budget
 from styleforge.safetensors_files import read_safetensors_file
-from styleforge.transform_net import TransformNet
+from styleforge.transform_net import TransformNet, use_power_difference
 
 MODEL_FORMAT = "styleforge-transformnet"
 
@@ -141,6 +141,7 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     net, metadata = _read_checkpoint_model(file) if file.suffix == ".pt" else _read_safetensors_model(file)
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
+    use_power_difference(net, opts.power_difference)
     model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
     model.net.to(dev, memory_format=model.memory_format)
     return model
@@ -152,6 +153,9 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
 
     if opts.compile:
         raise StyleforgeError("--compile applies to PyTorch models; an ONNX model is already compiled by its runtime")
+    if opts.power_difference:
+        raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
+                              "it was exported with 'styleforge export --power-difference'")
     net = OnnxTransformNet(file, opts.device, opts.runtime)
     metadata = {"style_image": net.metadata.get("style_image"), "runtime": net.device_description, **net.metadata}
     return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]

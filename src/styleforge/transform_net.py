@@ -67,8 +67,11 @@ class InstanceNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.mode = "normal"  # normal | record | freeze | export
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.power_difference = False  # variance through the PowerDifference operator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.power_difference and not (self.mode == "freeze" and self.stats is not None):
+            return self._decomposed(x)
         if self.mode == "export":  # one traceable path for every batch size
             return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
         if self.mode == "freeze" and self.stats is not None:
@@ -87,6 +90,30 @@ class InstanceNorm(nn.Module):
             weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
             return F.batch_norm(x, None, None, weight, bias, training=True, eps=self.eps)
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+    def _decomposed(self, x: torch.Tensor) -> torch.Tensor:
+        """Instance norm written out, its variance through PowerDifference (the course's
+        section 4.4): mean, (x - mean)^2 by the operator, mean, then normalise. Statistics
+        in fp32 for half-precision inputs; exported, the operator is one node each."""
+        from styleforge.ops import power_difference
+
+        x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        mean = x32.mean(dim=(2, 3), keepdim=True)
+        var = power_difference(x32, mean, 2.0).mean(dim=(2, 3), keepdim=True)
+        if self.mode == "record":
+            if x.shape[0] != 1:
+                raise StyleforgeError("instance-norm statistics are recorded one image at a time")
+            self.stats = (mean.flatten().detach(), var.flatten().detach())
+        scale = self.weight.to(x32.dtype).view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
+        return ((x32 - mean) * scale + self.bias.to(x32.dtype).view(1, -1, 1, 1)).to(x.dtype)
+
+
+def use_power_difference(net: nn.Module, enabled: bool = True) -> None:
+    """Make every :class:`InstanceNorm` of ``net`` compute its variance with the
+    PowerDifference operator (``enabled``) or with PyTorch's fused kernels (the default)."""
+    for module in net.modules():
+        if isinstance(module, InstanceNorm):
+            module.power_difference = enabled
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -62,6 +62,13 @@ def add_runtime_option(parser: argparse.ArgumentParser, default: str = "auto") -
                         help=".onnx models only: auto = OpenVINO for INT8 files on the CPU when installed, else ONNX Runtime")
 
 
+def add_power_difference_option(parser: argparse.ArgumentParser, where: str) -> None:
+    """Add ``--power-difference`` (squared differences through the PowerDifference operator)."""
+    parser.add_argument("--power-difference", action="store_true",
+                        help=f"compute {where} with the PowerDifference operator (torch.ops.styleforge.power_difference; "
+                             "same results; the course's section 4.4)")
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--json`` (machine-readable output on stdout)."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")

@@ -12,6 +12,7 @@ from styleforge.cli.common import (
     add_device_option,
     add_input_paths,
     add_json_option,
+    add_power_difference_option,
     add_runtime_option,
     input_paths,
     non_negative_float,
@@ -86,6 +87,7 @@ def _register_train(subparsers: Any) -> None:
                    help="resize = nearest x2 + conv (no checkerboard); deconv = the course's transposed convolution")
     p.add_argument("--precision", default=d.precision, choices=("auto", *PRECISION_CHOICES),
                    help="auto = bf16 on CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32")
+    add_power_difference_option(p, "instance norm's variance and the content, style and TV losses")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
     p.set_defaults(handler=run_train)
@@ -107,6 +109,7 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
     add_runtime_option(p, d.runtime)
+    add_power_difference_option(p, "instance norm's variance")
     add_json_option(p)
     p.set_defaults(handler=run_transfer)
 
@@ -122,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
         content_layer=args.content_layer, style_layers=parse_list(args.style_layers, "--style-layers"),
         checkpoint_every=args.checkpoint_every, keep_models=args.keep_models, log_every=args.log_every, max_steps=args.max_steps,
         workers=args.workers, seed=args.seed, device=args.device, weights=args.weights, norm=args.norm,
-        upsample=args.upsample, precision=args.precision,
+        upsample=args.upsample, precision=args.precision, power_difference=args.power_difference,
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 wrote the model
         print(path)
@@ -134,7 +137,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     from styleforge.transfer import load_style_model, plan_outputs, transfer_files
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
-                              device=args.device, precision=args.precision, compile=args.compile, runtime=args.runtime)
+                              device=args.device, precision=args.precision, compile=args.compile, runtime=args.runtime,
+                              power_difference=args.power_difference)
     items = plan_outputs(input_paths(args, "IN", many=True), args.output)
     model = load_style_model(args.model, options=options)
 

@@ -11,6 +11,7 @@ from styleforge.cli.common import (
     add_device_option,
     add_input_paths,
     add_json_option,
+    add_power_difference_option,
     check_output_suffix,
     input_paths,
     non_negative_float,
@@ -63,6 +64,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=non_negative_int, default=d.seed, help="seed of the noise initialisation")
     p.add_argument("--weights", default=d.weights, help="VGG19 weights: cache name or file")
     p.add_argument("--engine", default=d.engine, choices=("torch", "numpy"), help="torch, or the from-scratch NumPy engine")
+    add_power_difference_option(p, "the content, style and TV losses")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
     add_json_option(p)
@@ -94,6 +96,7 @@ def options_from_args(args: argparse.Namespace) -> GatysOptions:
         weights=args.weights,
         pooling=args.pooling,
         engine=args.engine,
+        power_difference=args.power_difference,
     )
 
 
