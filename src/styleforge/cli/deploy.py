@@ -111,6 +111,9 @@ def _register_export(subparsers: Any) -> None:
     p.add_argument("--weights", default="vgg19", help="VGG19 weights for --classifier: cache name or file")
     p.add_argument("--size", type=positive_int, default=224, help="classifier input side (fixed in the graph)")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--power-difference", action="store_true",
+                   help="style models: write each instance norm out with one styleforge.PowerDifference node "
+                        "(runs on ONNX Runtime with styleforge's kernel)")
     add_json_option(p)
     p.set_defaults(handler=run)
 
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from styleforge.deploy.export import export_classifier, export_style_model
 
     if args.model:
-        report = export_style_model(args.model, args.output)
+        report = export_style_model(args.model, args.output, power_difference=args.power_difference)
     else:
         report = export_classifier(args.weights, args.output, size=args.size)
     if args.json:

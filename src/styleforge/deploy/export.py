@@ -77,24 +77,32 @@ def verification_photo() -> Image.Image:
         return Image.open(handle).convert("RGB")
 
 
-def export_style_model(model_path: str | os.PathLike[str], output: str | os.PathLike[str]) -> ExportReport:
+def export_style_model(model_path: str | os.PathLike[str], output: str | os.PathLike[str],
+                       power_difference: bool = False) -> ExportReport:
     """Export a trained style model (safetensors or checkpoint) to a verified ONNX file.
+
+    With ``power_difference``, each instance norm is exported written out (mean, the
+    variance through one ``styleforge.PowerDifference`` node, normalisation): 15 custom
+    nodes for the default network (:mod:`~styleforge.deploy.custom_ops`).
 
     Returns:
         An :class:`ExportReport`; raises StyleforgeError (writing nothing) when the
         exported graph disagrees with PyTorch beyond :data:`STYLE_TOLERANCE`.
     """
     from styleforge.transfer import load_style_model
-    from styleforge.transform_net import export_mode
+    from styleforge.transform_net import export_mode, use_power_difference
 
     target = check_output_file(output, "output", [model_path])
     _check_suffix(target)
     model = load_style_model(model_path, device="cpu")
     net = model.net.float().eval()
-    example = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(0)) * 255
+    use_power_difference(net, power_difference)
+    # A batch of 2: an example dimension of size 1 is specialised to 1 by torch.export
+    # when a custom operator (PowerDifference) takes it, whatever Dim says.
+    example = torch.rand(2, 3, 64, 48, generator=torch.Generator().manual_seed(0)) * 255
     batch, height, width = (torch.export.Dim(name, min=low, max=16384) for name, low in (("batch", 1), ("height", 5), ("width", 5)))
     with export_mode(net):
-        data = _export(net, example, ["stylized"], {"x": {0: batch, 2: height, 3: width}})
+        data = _export(net, example, ["stylized"], {"x": {0: batch, 2: height, 3: width}}, custom_ops=power_difference)
     metadata = {
         "styleforge_format": STYLE_FORMAT,
         "norm": net.norm,
@@ -103,6 +111,7 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
         "training_options": json.dumps(model.metadata.get("options", {}), default=str),
         "source_file": Path(model_path).name,
         "source_sha256": _sha256(Path(model_path)),
+        "power_difference": str(power_difference).lower(),
     }
     data = _with_metadata(data, metadata)
     checks = _verify_style(net, data)
@@ -153,9 +162,15 @@ class _ClassifierHead(torch.nn.Module):
         return logits, torch.softmax(logits, dim=1)
 
 
-def _export(module: torch.nn.Module, example: torch.Tensor, outputs: list[str], dynamic: dict) -> bytes:
-    """``torch.onnx.export`` (dynamo) into memory; its progress chatter is silenced."""
+def _export(module: torch.nn.Module, example: torch.Tensor, outputs: list[str], dynamic: dict, custom_ops: bool = False) -> bytes:
+    """``torch.onnx.export`` (dynamo) into memory; its progress chatter is silenced.
+    ``custom_ops``: write styleforge's operators as their own nodes."""
+    from styleforge.deploy.custom_ops import register_schema, translation_table
+
     _require_onnx()
+    table = translation_table() if custom_ops else None
+    if custom_ops:
+        register_schema()
     buffer = io.BytesIO()
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
@@ -164,7 +179,8 @@ def _export(module: torch.nn.Module, example: torch.Tensor, outputs: list[str], 
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(module, (example,), dynamo=True, input_names=["image"], output_names=outputs,
-                                        dynamic_shapes=dynamic, external_data=False, optimize=True, verbose=False)
+                                        dynamic_shapes=dynamic, external_data=False, optimize=True, verbose=False,
+                                        custom_translation_table=table)
             program.save(buffer)
     finally:
         quiet.setLevel(level)
@@ -180,7 +196,11 @@ def _with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
     for key, value in entries.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "styleforge"
-    onnx.checker.check_model(model)
+    from styleforge.deploy.custom_ops import register_schema, uses_custom_domain
+
+    if uses_custom_domain(model):
+        register_schema()
+    onnx.checker.check_model(model, check_custom_domain=True)
     return model.SerializeToString()
 
 

@@ -141,14 +141,21 @@ def is_int8_file(metadata: dict[str, str]) -> bool:
     return isinstance(settings, dict) and settings.get("quantization_type") == "int8"
 
 
-def choose_runtime(runtime: str, device: str, metadata: dict[str, str]) -> str:
-    """The runtime that will run a file: ``runtime`` unless ``auto`` (module docstring)."""
+def choose_runtime(runtime: str, device: str, metadata: dict[str, str], custom_ops: bool = False) -> str:
+    """The runtime that will run a file: ``runtime`` unless ``auto`` (module docstring).
+    ``custom_ops``: the file holds styleforge's own nodes (PowerDifference), which only
+    ONNX Runtime runs (with styleforge's kernel registered)."""
     if runtime not in RUNTIME_CHOICES:
         raise StyleforgeError(f"--runtime {runtime!r}: use one of {', '.join(RUNTIME_CHOICES)}")
     if runtime == "openvino" and device == "cuda":
         raise StyleforgeError("--runtime openvino runs on the CPU; use --runtime onnxruntime for --device cuda")
+    if runtime == "openvino" and custom_ops:
+        raise StyleforgeError("this file holds PowerDifference nodes, which OpenVINO has no kernel for; "
+                              "use --runtime onnxruntime (or export without --power-difference)")
     if runtime != "auto":
         return runtime
+    if custom_ops:
+        return "onnxruntime"
     if device != "cuda" and is_int8_file(metadata) and openvino_available() and not _cuda_provider_chosen(device):
         return "openvino"
     return "onnxruntime"
@@ -169,20 +176,21 @@ def open_session(source: str | os.PathLike[str] | bytes, device: str = "cpu", ru
     """
     data: bytes | None = source if isinstance(source, bytes) else None
     label = "ONNX model" if data is not None else str(check_regular_file(source, "ONNX model"))
-    if metadata is None:
-        metadata = read_metadata(source)
-    chosen = choose_runtime(runtime, device, metadata)
-    opener = _open_openvino if chosen == "openvino" else _open_onnxruntime
+    file_metadata, custom_ops = read_model_info(source)
+    metadata = file_metadata if metadata is None else metadata
+    chosen = choose_runtime(runtime, device, metadata, custom_ops)
     try:
-        return opener(data if data is not None else label, device, metadata)
+        if chosen == "openvino":
+            return _open_openvino(data if data is not None else label, device, metadata)
+        return _open_onnxruntime(data if data is not None else label, device, metadata, custom_ops)
     except StyleforgeError:
         raise
     except Exception as exc:  # noqa: BLE001 (each runtime raises its own types for a bad file)
         raise StyleforgeError(f"cannot read ONNX model '{label}': {one_line(exc, 200)}") from None
 
 
-def read_metadata(source: str | os.PathLike[str] | bytes) -> dict[str, str]:
-    """The file's ``metadata_props`` as a dict (without loading external data)."""
+def read_model_info(source: str | os.PathLike[str] | bytes) -> tuple[dict[str, str], bool]:
+    """The file's ``metadata_props`` as a dict, and whether it holds styleforge's own nodes."""
     import onnx
 
     try:
@@ -193,10 +201,12 @@ def read_metadata(source: str | os.PathLike[str] | bytes) -> dict[str, str]:
     except Exception as exc:  # noqa: BLE001 (protobuf's DecodeError and friends)
         raise StyleforgeError(f"cannot read ONNX model '{source if not isinstance(source, bytes) else 'in memory'}': "
                               f"{one_line(exc, 200)}") from None
-    return {p.key: p.value for p in model.metadata_props}
+    from styleforge.deploy.custom_ops import uses_custom_domain
+
+    return {p.key: p.value for p in model.metadata_props}, uses_custom_domain(model)
 
 
-def _open_onnxruntime(source: str | bytes, device: str, metadata: dict[str, str]) -> OrtSession:
+def _open_onnxruntime(source: str | bytes, device: str, metadata: dict[str, str], custom_ops: bool = False) -> OrtSession:
     ort = require_onnxruntime()
     available = ort.get_available_providers()
     if device == "cuda" and "CUDAExecutionProvider" not in available:
@@ -205,9 +215,14 @@ def _open_onnxruntime(source: str | bytes, device: str, metadata: dict[str, str]
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
     options = ort.SessionOptions()
     options.log_severity_level = 3  # buffer re-use notes on every new input size are not the user's concern
+    kernel = ""
+    if custom_ops:
+        from styleforge.deploy.custom_ops import register_with_onnxruntime
+
+        kernel = f", PowerDifference: {register_with_onnxruntime(options)} kernel"
     session = ort.InferenceSession(source, sess_options=options, providers=providers)
     where = "cuda" if use_cuda else "cpu"
-    return OrtSession(session, f"{where} (onnxruntime {ort.__version__}, {session.get_providers()[0]})", metadata,
+    return OrtSession(session, f"{where} (onnxruntime {ort.__version__}, {session.get_providers()[0]}{kernel})", metadata,
                       [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
 
 

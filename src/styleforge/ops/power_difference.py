@@ -40,8 +40,9 @@ def _result_dtype(x: torch.Tensor, y: torch.Tensor) -> torch.dtype:
 
 @torch.library.register_fake(OP)
 def _fake(x: torch.Tensor, y: torch.Tensor, z: float) -> torch.Tensor:
-    shape = torch.broadcast_shapes(x.shape, y.shape)
-    return x.new_empty(shape, dtype=_result_dtype(x, y))
+    # Broadcast through aten.sub's own meta function: it reasons about symbolic sizes
+    # without guarding on them (torch.broadcast_shapes would specialise a batch of 1).
+    return torch.empty_like(x.to(_result_dtype(x, y)) - y, memory_format=torch.contiguous_format)
 
 
 def reference_power_difference(x: torch.Tensor, y: torch.Tensor, z: float) -> torch.Tensor:
