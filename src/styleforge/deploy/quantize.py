@@ -45,6 +45,7 @@ import numpy as np
 from styleforge.config import QuantizeOptions
 from styleforge.deploy.calibration import calibration_batches
 from styleforge.deploy.convfirst import RAW_PIXELS, fold_input_normalization
+from styleforge.deploy.custom_ops import uses_custom_domain
 from styleforge.deploy.runtime import CLASSIFIER_FORMAT, STYLE_FORMAT
 from styleforge.deploy.sessions import require_onnxruntime
 from styleforge.errors import StyleforgeError
@@ -90,10 +91,13 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
     op_types = [op for kind in opts.int_op_list for op in OP_TYPES[kind]]
     margin = range_margin(opts)
     settings["range_margin"] = margin  # the value used, not None
-    with tempfile.TemporaryDirectory(prefix="styleforge-quantize-") as folder, _quiet():
+    custom = uses_custom_domain(model)
+    with tempfile.TemporaryDirectory(prefix="styleforge-quantize-") as folder, _quiet(), _custom_op_calibration(custom):
         prepared, out, ranges = (Path(folder) / name for name in ("prepared.onnx", "quantized.onnx", "ranges.json"))
         onnx.save(model, str(prepared))
-        quant_pre_process(str(prepared), str(prepared))  # shape inference and graph clean-up, as ONNX Runtime advises
+        # Shape inference and graph clean-up, as ONNX Runtime advises; its symbolic shape
+        # inference knows no custom node, so PowerDifference graphs get ONNX's own only.
+        quant_pre_process(str(prepared), str(prepared), skip_optimization=custom, skip_symbolic_shape=custom)
         settings_ort = {
             "quant_format": QuantFormat.QDQ,
             "op_types_to_quantize": op_types,
@@ -121,6 +125,40 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
         ranges_path = write_bytes_atomic(target.with_suffix(".ranges.json"), ranges_text.encode())
     count = sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
     return QuantizeReport(target, count, sum(len(b) for b in batches), ranges_path)
+
+
+@contextlib.contextmanager
+def _custom_op_calibration(custom: bool) -> Iterator[None]:
+    """Let ONNX Runtime's calibrator run graphs with PowerDifference nodes.
+
+    ``quantize_static`` builds its calibrator itself and opens the calibration session
+    with bare ``SessionOptions``, so a subclass cannot be passed in; for the duration of
+    one quantisation the method that opens it also registers styleforge's kernel.
+    The nodes themselves are never quantised (not in ``op_types_to_quantize``).
+    """
+    if not custom:
+        yield
+        return
+    import onnxruntime
+    from onnxruntime.quantization.calibrate import CalibraterBase
+
+    from styleforge.deploy.custom_ops import register_schema, register_with_onnxruntime
+
+    register_schema()
+    original = CalibraterBase.create_inference_session
+
+    def create_inference_session(self: Any) -> None:
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        register_with_onnxruntime(options)
+        self.infer_session = onnxruntime.InferenceSession(self.augmented_model_path, sess_options=options,
+                                                          providers=self.execution_providers)
+
+    CalibraterBase.create_inference_session = create_inference_session
+    try:
+        yield
+    finally:
+        CalibraterBase.create_inference_session = original
 
 
 def range_margin(opts: QuantizeOptions) -> float:
