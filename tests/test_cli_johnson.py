@@ -77,10 +77,9 @@ def test_bad_inputs_exit_2(tmp_path: Path, weight_files: dict[str, Path], case: 
 
 def test_torchrun_two_cpu_processes(tmp_path: Path, photos: Path, weight_files: dict[str, Path]) -> None:
     import os
+    import socket
     import subprocess
     import sys
-
-    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,7 +108,6 @@ def _tensors(path: Path) -> dict:
 def test_ctrl_c_leaves_a_model_and_a_checkpoint_that_both_stylise(tmp_path: Path, photos: Path, weight_files: dict[str, Path]) -> None:
     """A real SIGINT mid-training: exit 130, the resumable checkpoint and a loadable
     <style>_stepN model, both holding the network of step N and stylising identically."""
-    import os
     import re
     import signal
     import subprocess

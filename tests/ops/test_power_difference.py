@@ -41,7 +41,12 @@ def _inputs(xs: tuple, ys: tuple, z: float, dtype: torch.dtype, grad: bool = Fal
 
 
 def test_kernel_in_use_matches_the_environment() -> None:
-    assert ops.KERNEL == ("pytorch" if os.environ.get("STYLEFORGE_NATIVE_OPS") == "0" else "native")
+    if os.environ.get("STYLEFORGE_NATIVE_OPS") == "0":
+        assert ops.KERNEL == "pytorch"
+    elif os.environ.get("STYLEFORGE_REQUIRE_NATIVE_OPS") == "1":  # CI: a compiler is there, the native kernel must be
+        assert ops.KERNEL == "native"
+    else:
+        assert ops.KERNEL in ("native", "pytorch")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -138,6 +143,8 @@ def test_native_and_fallback_give_the_same_numbers(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-c", code, str(out)], env={**os.environ, "STYLEFORGE_NATIVE_OPS": flag},
                        check=True, capture_output=True, timeout=300)
         results[flag] = torch.load(out)
+    if results["1"]["kernel"] != "native":
+        pytest.skip("no C++ compiler here: only the pure-PyTorch kernel exists")
     assert results["1"].pop("kernel") == "native" and results["0"].pop("kernel") == "pytorch"
     for z, value in results["1"].items():
         assert torch.equal(value, results["0"][z]), z

@@ -2,7 +2,8 @@
 
 ONNX Runtime's C/C++ API headers (``onnxruntime_c_api.h``, ``onnxruntime_cxx_api.h``,
 ``onnxruntime_lite_custom_op.h``) are not in the ``onnxruntime`` wheel. They are looked
-for in ``$STYLEFORGE_ORT_INCLUDE``, then in the system's ``/usr/include/onnxruntime``
+for in ``$STYLEFORGE_ORT_INCLUDE``, then in ``<styleforge cache>/onnxruntime-include``
+(where ``scripts/fetch-onnxruntime-headers`` puts them), then in ``/usr/include/onnxruntime``
 (Debian 13 / Ubuntu ``libonnxruntime-dev``). ``.ci/run`` extracts them from Debian's
 ``libonnxruntime-dev`` package (checksum-verified) and sets the variable; see
 docs/power-difference.md for doing the same by hand.
@@ -32,8 +33,10 @@ SYSTEM_INCLUDES = (Path("/usr/include/onnxruntime"), Path("/usr/local/include/on
 
 def ort_include_dir() -> Path | None:
     """The folder holding ONNX Runtime's C++ API headers, or None."""
+    from styleforge.weights.registry import styleforge_home
+
     candidates = [Path(os.environ["STYLEFORGE_ORT_INCLUDE"])] if os.environ.get("STYLEFORGE_ORT_INCLUDE") else []
-    for folder in [*candidates, *SYSTEM_INCLUDES]:
+    for folder in [*candidates, styleforge_home() / "onnxruntime-include", *SYSTEM_INCLUDES]:
         if (folder / HEADER).is_file():
             return folder
     return None
