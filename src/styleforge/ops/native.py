@@ -2,7 +2,8 @@
 
 The C++ sources under ``ops/csrc`` are compiled on first use (ninja, about 30 s on two
 cores) into ``$STYLEFORGE_OPS_CACHE`` (default: ``<styleforge cache>/ops``), one folder
-per torch version and Python, and loaded from there afterwards; ``cpp_extension``
+per torch version and Python, and loaded from there afterwards. Where a GPU and a CUDA
+toolkit are present, the CUDA kernel is compiled into the same library; ``cpp_extension``
 rebuilds when a source changes and holds a file lock while building, so parallel
 processes do not collide. ``STYLEFORGE_NATIVE_OPS=0`` skips the native library.
 
@@ -22,7 +23,15 @@ import torch
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("power_difference.cpp",)
+CUDA_SOURCES = ("power_difference_cuda.cu",)
 LIBRARY = "styleforge_ops"
+
+
+def cuda_buildable() -> bool:
+    """True when a GPU and a CUDA toolkit (nvcc) are present: the CUDA kernel is built too."""
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return torch.cuda.is_available() and CUDA_HOME is not None and (Path(CUDA_HOME) / "bin" / "nvcc").exists()
 
 
 def ops_cache_dir() -> Path:
@@ -40,21 +49,25 @@ def native_disabled() -> bool:
     return os.environ.get("STYLEFORGE_NATIVE_OPS", "1").strip() in ("0", "false", "no", "off")
 
 
-def load_native_library() -> bool:
-    """Build (once) and load the CPU kernels; False, with one line on stderr, if that fails."""
+def load_native_library() -> tuple[bool, bool]:
+    """Build (once) and load the kernels: (CPU kernel loaded, CUDA kernel loaded). On a
+    failure, one line on stderr and (False, False)."""
     if native_disabled():
-        return False
+        return False, False
     from torch.utils import cpp_extension
 
-    build = ops_cache_dir()
+    with_cuda = cuda_buildable()
+    name = f"{LIBRARY}_cuda" if with_cuda else LIBRARY
+    sources = [*SOURCES, *CUDA_SOURCES] if with_cuda else list(SOURCES)
+    build = ops_cache_dir() / name
     build.mkdir(parents=True, exist_ok=True)
-    if not (build / f"{LIBRARY}.so").exists():
+    if not (build / f"{name}.so").exists():
         print(f"styleforge: building the native operator library into {build} (once per torch version, ~30 s)",
               file=sys.stderr, flush=True)
     try:
         cpp_extension.load(
-            name=LIBRARY,
-            sources=[str(CSRC / source) for source in SOURCES],
+            name=name,
+            sources=[str(CSRC / source) for source in sources],
             extra_cflags=["-O3"],
             build_directory=str(build),
             is_python_module=False,
@@ -65,5 +78,5 @@ def load_native_library() -> bool:
         print(f"styleforge: the native operator library could not be built ({reason}); using the pure-PyTorch "
               "operators (same results, slower). Install a C++ compiler and ninja (pip install ninja) for the native one.",
               file=sys.stderr, flush=True)
-        return False
-    return True
+        return False, False
+    return True, with_cuda

@@ -16,8 +16,9 @@ r"""PowerDifference, :math:`(X - Y)^Z`: the operator of the course's section 4.4
 
 The schema, the fake (meta) kernel and the autograd formula are defined here, once.
 The CPU kernel is the C++ one (``csrc/power_difference.cpp``, built on first use by
-:mod:`~styleforge.ops.native`); where it cannot be built, and on other devices, the same
-operator is registered in pure PyTorch. :data:`KERNEL` says which serves the CPU.
+:mod:`~styleforge.ops.native`), the CUDA one ``csrc/power_difference_cuda.cu`` where a
+GPU and a CUDA toolkit are present; where they cannot be built, the same operator is
+registered in pure PyTorch. :data:`KERNEL` and :data:`CUDA_KERNEL` say which serve.
 """
 
 from __future__ import annotations
@@ -78,17 +79,18 @@ def _backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> t
 torch.library.register_autograd(OP, _backward, setup_context=_setup_context)
 
 
-def _register_kernels() -> str:
-    """Register the kernels; returns which one serves the CPU (``native`` or ``pytorch``)."""
-    if load_native_library():
-        torch.library.register_kernel(OP, "cuda", reference_power_difference)
-        return "native"
-    torch.library.register_kernel(OP, ("cpu", "cuda"), reference_power_difference)
-    return "pytorch"
+def _register_kernels() -> tuple[str, str]:
+    """Register the kernels; returns which serve the CPU and CUDA (``native`` or ``pytorch``)."""
+    cpu, cuda = load_native_library()
+    fallback_devices = [device for device, native in (("cpu", cpu), ("cuda", cuda)) if not native]
+    if fallback_devices:
+        torch.library.register_kernel(OP, tuple(fallback_devices), reference_power_difference)
+    return ("native" if cpu else "pytorch"), ("native" if cuda else "pytorch")
 
 
-#: Which kernel serves the CPU: ``native`` (the C++ library) or ``pytorch`` (the fallback).
-KERNEL = _register_kernels()
+#: Which kernel serves the CPU and CUDA: ``native`` (the C++/CUDA library) or ``pytorch`` (the fallback).
+KERNEL, CUDA_KERNEL = _register_kernels()
+
 
 
 def power_difference(x: torch.Tensor, y: torch.Tensor, z: float) -> torch.Tensor:
