@@ -44,6 +44,20 @@ def ops_cache_dir() -> Path:
     return root / tag
 
 
+#: Compiler flags per PyTorch CPU capability: ATen's Vectorized<T> picks its AVX2/AVX-512
+#: implementation from the CPU_CAPABILITY_* macro (without one it is a scalar loop).
+CAPABILITY_FLAGS = {
+    "AVX512": ["-DCPU_CAPABILITY_AVX512", "-DCPU_CAPABILITY=AVX512", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"],
+    "AVX2": ["-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2", "-mavx2", "-mfma", "-mf16c"],
+}
+
+
+def capability_flags() -> tuple[str, list[str]]:
+    """(capability name, compiler flags) for this CPU as PyTorch sees it."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability, CAPABILITY_FLAGS.get(capability, [])
+
+
 def native_disabled() -> bool:
     """True when ``STYLEFORGE_NATIVE_OPS=0`` asks for the pure-PyTorch operators."""
     return os.environ.get("STYLEFORGE_NATIVE_OPS", "1").strip() in ("0", "false", "no", "off")
@@ -57,7 +71,8 @@ def load_native_library() -> tuple[bool, bool]:
     from torch.utils import cpp_extension
 
     with_cuda = cuda_buildable()
-    name = f"{LIBRARY}_cuda" if with_cuda else LIBRARY
+    capability, flags = capability_flags()
+    name = f"{LIBRARY}_{capability.lower()}{'_cuda' if with_cuda else ''}"
     sources = [*SOURCES, *CUDA_SOURCES] if with_cuda else list(SOURCES)
     build = ops_cache_dir() / name
     build.mkdir(parents=True, exist_ok=True)
@@ -68,7 +83,7 @@ def load_native_library() -> tuple[bool, bool]:
         cpp_extension.load(
             name=name,
             sources=[str(CSRC / source) for source in sources],
-            extra_cflags=["-O3"],
+            extra_cflags=["-O3", *flags],
             build_directory=str(build),
             is_python_module=False,
             verbose=False,

@@ -70,9 +70,11 @@ def _backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> t
     if z == 0.0:
         local = grad.new_zeros(torch.broadcast_shapes(x.shape, y.shape))
     else:
-        local = torch.ops.styleforge.power_difference(x, y, z - 1.0) * (z * grad)
+        local = torch.ops.styleforge.power_difference(x, y, z - 1.0) * grad
+        if z != 1.0:
+            local = local.mul_(z) if not local.requires_grad else local * z  # in place unless double backward
     grad_x = local.sum_to_size(x.shape).to(x.dtype) if need_x else None
-    grad_y = (-local).sum_to_size(y.shape).to(y.dtype) if need_y else None
+    grad_y = local.sum_to_size(y.shape).neg().to(y.dtype) if need_y else None  # negate the reduced tensor
     return grad_x, grad_y, None
 
 
