@@ -64,6 +64,7 @@ class OnnxTransformNet:
         self.input_name = self.session.input_names[0]
         self.norm_statistics: dict[str, np.ndarray] | None = None
         self._derived: dict[str, Session] = {}
+        self._onnx_model: Any = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Stylise an (N, 3, H, W) 0-255 batch; returns the same shape on ``x``'s device.
@@ -104,12 +105,12 @@ class OnnxTransformNet:
         self.norm_statistics = None
 
     def _model(self) -> Any:
+        """The file's ModelProto (read on first use: only tiling needs it)."""
         import onnx
 
-        if "model" not in self.__dict__:
-            self.__dict__["model"] = (onnx.load_from_string(self.source) if isinstance(self.source, bytes)
-                                      else onnx.load(str(self.source)))
-        return self.__dict__["model"]
+        if self._onnx_model is None:
+            self._onnx_model = onnx.load_from_string(self.source) if isinstance(self.source, bytes) else onnx.load(str(self.source))
+        return self._onnx_model
 
     def _derived_session(self, kind: str) -> Session:
         """The statistics or frozen-statistics graph (built on first use, then kept)."""

@@ -64,34 +64,40 @@ def native_disabled() -> bool:
 
 
 def load_native_library() -> tuple[bool, bool]:
-    """Build (once) and load the kernels: (CPU kernel loaded, CUDA kernel loaded). On a
-    failure, one line on stderr and (False, False)."""
+    """Build (once) and load the kernels: (CPU kernel loaded, CUDA kernel loaded). The
+    CUDA kernel is a library of its own, so a failed CUDA build keeps the CPU kernel;
+    each failure is one line on stderr."""
     if native_disabled():
         return False, False
+    capability, flags = capability_flags()
+    cpu = _build_and_load(f"{LIBRARY}_{capability.lower()}", list(SOURCES), ["-O3", *flags])
+    cuda = cuda_buildable() and _build_and_load(f"{LIBRARY}_cuda", list(CUDA_SOURCES), ["-O3"])
+    return cpu, cuda
+
+
+def _build_and_load(name: str, sources: list[str], cflags: list[str]) -> bool:
+    """``cpp_extension.load`` of ``sources`` as library ``name`` in the ops cache; False on failure."""
     from torch.utils import cpp_extension
 
-    with_cuda = cuda_buildable()
-    capability, flags = capability_flags()
-    name = f"{LIBRARY}_{capability.lower()}{'_cuda' if with_cuda else ''}"
-    sources = [*SOURCES, *CUDA_SOURCES] if with_cuda else list(SOURCES)
     build = ops_cache_dir() / name
     build.mkdir(parents=True, exist_ok=True)
     if not (build / f"{name}.so").exists():
-        print(f"styleforge: building the native operator library into {build} (once per torch version, ~30 s)",
+        print(f"styleforge: building the native operator library {name} into {build} (once per torch version, ~30 s)",
               file=sys.stderr, flush=True)
     try:
         cpp_extension.load(
             name=name,
             sources=[str(CSRC / source) for source in sources],
-            extra_cflags=["-O3", *flags],
+            extra_cflags=cflags,
+            extra_cuda_cflags=["-O3"],
             build_directory=str(build),
             is_python_module=False,
             verbose=False,
         )
     except Exception as exc:  # noqa: BLE001 (compiler missing, ninja missing, build error: all mean "fall back")
         reason = " ".join(str(exc).split())[:200]
-        print(f"styleforge: the native operator library could not be built ({reason}); using the pure-PyTorch "
-              "operators (same results, slower). Install a C++ compiler and ninja (pip install ninja) for the native one.",
+        print(f"styleforge: the native operator library {name} could not be built ({reason}); using the pure-PyTorch "
+              "operator there (same results, slower). Install a C++ compiler and ninja (pip install ninja) for the native one.",
               file=sys.stderr, flush=True)
-        return False, False
-    return True, with_cuda
+        return False
+    return True
