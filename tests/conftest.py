@@ -15,6 +15,19 @@ from PIL import Image
 from tests.synthetic import SourceWeights, random_weights, write_matconvnet_mat, write_torchvision_pth
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Compiled operator libraries are build artefacts, not cache state a test could see:
+    every test (and every CLI subprocess) shares the user's ops cache, so the native
+    libraries are built once, not once per test; ONNX Runtime headers fetched into the
+    user's cache by scripts/fetch-onnxruntime-headers are found too."""
+    from styleforge.weights.registry import styleforge_home
+
+    real_home = styleforge_home()
+    os.environ.setdefault("STYLEFORGE_OPS_CACHE", str(real_home / "ops"))
+    if "STYLEFORGE_ORT_INCLUDE" not in os.environ and (real_home / "onnxruntime-include" / "onnxruntime_cxx_api.h").is_file():
+        os.environ["STYLEFORGE_ORT_INCLUDE"] = str(real_home / "onnxruntime-include")
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own empty STYLEFORGE_HOME, so no test sees a real cache."""

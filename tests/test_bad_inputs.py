@@ -232,6 +232,15 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "bench-empty-data": lambda a: Case(["bench", "--model", str(a.model), "--data", str(a.folder)], "holds no images"),
     "bench-unreadable-data": lambda a: Case(["bench", "--model", str(a.model), "--data", str(a.unreadable_data)], "cannot read image"),
     "bench-nothing": lambda a: Case(["bench"], "one of the arguments --model --weights is required"),
+    # --- the operator (issue 11)
+    "export-classifier-power-difference": lambda a: Case(["export", "--classifier", *_weights(a), "--size", "64", "-o", "v.onnx",
+                                                          "--power-difference"], "applies to style models"),
+    "graph-missing-input": lambda a: Case(["graph", "rewrite-squared-difference", str(a.root / "none.onnx"), "-o", "o.onnx"], "no such file"),
+    "graph-not-onnx": lambda a: Case(["graph", "rewrite-squared-difference", str(a.text_jpg), "-o", "o.onnx"], "cannot read ONNX model"),
+    "graph-output-is-input": lambda a: Case(["graph", "rewrite-squared-difference", str(a.text_jpg), "-o", str(a.text_jpg)],
+                                            "is also an input"),
+    "graph-no-action": lambda a: Case(["graph"], "the following arguments are required: ACTION"),
+    "stylize-numpy-power-difference": lambda a: Case(_stylize(a, "--engine", "numpy", "--power-difference"), "NumPy engine"),
     # --- full disk (RLIMIT_FSIZE) and a full stdout: no truncated file, exit 2 (root causes 4, 6)
     "disk-full-weights-import": lambda a: Case(["weights", "import", str(a.pth), "--name", "t"], "File too large", fsize=4096),
     "disk-full-stylize-png": lambda a: Case(_stylize(a), "cannot write 'out.png'", fsize=512),

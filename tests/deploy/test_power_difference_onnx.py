@@ -169,4 +169,6 @@ def test_refusals(exported_pd: Path, exported: Path, tmp_path: Path) -> None:
     image = make_photo(tmp_path / "p.png", size=(20, 20), seed=1)
     assert_user_error(run_cli("transfer", "--model", str(exported_pd), str(image), "-o", str(tmp_path / "o.png"), "--runtime", "openvino"),
                       "OpenVINO has no kernel")
+    assert_user_error(run_cli("transfer", "--model", str(exported_pd), str(image), "-o", str(tmp_path / "o.png"), "--power-difference"),
+                      "applies to PyTorch models")
     assert not (tmp_path / "o.onnx").exists() and not (tmp_path / "o.png").exists()

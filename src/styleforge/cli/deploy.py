@@ -162,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
     """Export, print the verification and the written file."""
     from styleforge.deploy.export import export_classifier, export_style_model
 
+    if args.classifier and args.power_difference:
+        raise StyleforgeError("--power-difference applies to style models (their instance norms); VGG19 has none")
     if args.model:
         report = export_style_model(args.model, args.output, power_difference=args.power_difference)
     else:
