@@ -112,3 +112,25 @@ def test_openvino_compiles_a_repeated_shape_once_with_the_same_result(exported: 
         session.run({"image": y})
         session.run({"image": y})
     assert list(session.static) == [((1, 3, 24, 32),), ((1, 3, 32, 24),)]  # the oldest shape was dropped
+
+
+def test_signals_still_work_after_openvino_sessions_are_gone(exported: Path) -> None:
+    """Two OpenVINO sessions (a model and its statistics graph) destroyed, then a signal:
+    with one Core per session this segfaulted; with the process's one Core it is handled."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, os, signal, sys, time, torch\n"
+        "from styleforge.deploy.runtime import OnnxTransformNet\n"
+        "net = OnnxTransformNet(sys.argv[1], runtime='openvino')\n"
+        "x = torch.rand(1, 3, 40, 40) * 255\n"
+        "net(x); net.record_norm_statistics(x); net(x)\n"
+        "del net; gc.collect()\n"
+        "got = []\n"
+        "signal.signal(signal.SIGUSR1, lambda *a: got.append(1))\n"
+        "os.kill(os.getpid(), signal.SIGUSR1); time.sleep(0.2)\n"
+        "assert got == [1]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(exported)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])

@@ -20,6 +20,7 @@ float rounding on fp32 files (tested).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import OrderedDict
@@ -226,9 +227,17 @@ def _open_onnxruntime(source: str | bytes, device: str, metadata: dict[str, str]
                       [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
 
 
+@functools.cache
+def _openvino_core() -> Any:
+    """The process's one OpenVINO Core. OpenVINO expects one per application; with one
+    per session, destroying two of them left the process unable to take any signal
+    afterwards (a segfault on the next Ctrl-C or SIGUSR1, found by the test suite)."""
+    return require_openvino().Core()
+
+
 def _open_openvino(source: str | bytes, device: str, metadata: dict[str, str]) -> OpenVinoSession:
     ov = require_openvino()
-    core = ov.Core()
+    core = _openvino_core()
     model = core.read_model(source if isinstance(source, bytes) else str(Path(source)))
     config = {"PERFORMANCE_HINT": "LATENCY"}
     if not is_int8_file(metadata):
