@@ -292,8 +292,11 @@ def stylize_tiled(net: TileableNet, x: torch.Tensor, tile: int, overlap: int, st
 
 def _with_context(net: TileableNet, x: torch.Tensor, top: int, left: int, th: int, tw: int, context: int) -> torch.Tensor:
     height, width = x.shape[2:]
-    y0, y1 = max(0, top - context), min(height, top + th + context)
-    x0, x1 = max(0, left - context), min(width, left + tw + context)
+    # The crop starts on the whole image's 4-pixel grid: the network downsamples twice by
+    # 2 and upsamples back, so it is shift-equivariant only for shifts that are multiples
+    # of 4; a crop off that grid computes a differently aliased image.
+    y0, y1 = max(0, top - context) // 4 * 4, min(height, top + th + context)
+    x0, x1 = max(0, left - context) // 4 * 4, min(width, left + tw + context)
     y = net(x[:, :, y0:y1, x0:x1])
     return y[:, :, top - y0 : top - y0 + th, left - x0 : left - x0 + tw].float().cpu()
 
