@@ -35,25 +35,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 from common import environment, matmul_gflops, model_gflops, print_table, write_json  # noqa: E402
 
+from styleforge.architecture import IMAGENET_WIDTHS  # noqa: E402
 from styleforge.deploy.bench import bench_classifier, bench_images, bench_style  # noqa: E402
 from styleforge.transfer import save_style_model  # noqa: E402
 from styleforge.transform_net import TransformNet  # noqa: E402
 
-IMAGENET_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
 DATA = ROOT.parent / "shared" / "data"
 
 
 def random_style_model(folder: Path) -> Path:
     """The full-size TransformNet with random weights and instance-norm terms, saved."""
-    torch.manual_seed(0)
-    net = TransformNet()
-    with torch.no_grad():
-        for name, param in net.named_parameters():
-            if name.endswith("weight") and param.ndim == 1:
-                param.uniform_(0.5, 1.5)
-            elif name.endswith("bias") and param.ndim == 1:
-                param.uniform_(-0.5, 0.5)
-    return save_style_model(net, folder / "random.safetensors", {"style_image": "random", "options": {"norm": "instance"}})
+    from tests.synthetic import random_style_network
+
+    return save_style_model(random_style_network(seed=0), folder / "random.safetensors", {"style_image": "random", "options": {"norm": "instance"}})
 
 
 def random_classifier(folder: Path) -> Path:

@@ -64,6 +64,22 @@ def random_weights(
     return SourceWeights(convs=convs, fcs=fcs, grid=grid)
 
 
+def random_style_network(seed: int = 0) -> nn.Module:
+    """The full-size TransformNet with random convolutions and random instance-norm scales
+    (0.5-1.5) and shifts (-0.5-0.5), so no layer is close to an identity."""
+    from styleforge.transform_net import TransformNet
+
+    torch.manual_seed(seed)
+    net = TransformNet()
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.endswith("weight") and param.ndim == 1:
+                param.uniform_(0.5, 1.5)
+            elif name.endswith("bias") and param.ndim == 1:
+                param.uniform_(-0.5, 0.5)
+    return net
+
+
 # ----------------------------------------------------------------------------- torchvision
 
 

@@ -14,6 +14,8 @@ from styleforge.errors import StyleforgeError
 CONV_BLOCKS = (2, 2, 4, 4, 4)
 CONV_NAMES = tuple(f"conv{b}_{i}" for b, n in enumerate(CONV_BLOCKS, start=1) for i in range(1, n + 1))
 FC_NAMES = ("fc6", "fc7", "fc8")
+#: Output channels of the 16 conv layers of the ImageNet VGG19 (Simonyan & Zisserman's E).
+IMAGENET_WIDTHS = tuple(width for width, count in zip((64, 128, 256, 512, 512), CONV_BLOCKS, strict=True) for _ in range(count))
 
 
 def _layer_names() -> tuple[str, ...]:

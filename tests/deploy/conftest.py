@@ -6,11 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from styleforge.deploy.export import export_style_model
-from styleforge.transform_net import TransformNet
-from tests.synthetic import random_weights, write_torchvision_pth
+from tests.synthetic import random_style_network, random_weights, write_torchvision_pth
 
 
 @pytest.fixture(scope="session")
@@ -18,16 +16,8 @@ def style_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TransformNet with random (not identity-like) weights and real instance-norm affine terms."""
     from styleforge.transfer import save_style_model
 
-    torch.manual_seed(0)
-    net = TransformNet()
-    with torch.no_grad():
-        for name, param in net.named_parameters():
-            if name.endswith("weight") and param.ndim == 1:
-                param.uniform_(0.5, 1.5)
-            elif name.endswith("bias") and param.ndim == 1:
-                param.uniform_(-0.5, 0.5)
     folder = tmp_path_factory.mktemp("export")
-    return save_style_model(net, folder / "wave.safetensors", {"style_image": "wave.jpg", "options": {"norm": "instance"}})
+    return save_style_model(random_style_network(seed=0), folder / "wave.safetensors", {"style_image": "wave.jpg", "options": {"norm": "instance"}})
 
 
 @pytest.fixture(scope="session")

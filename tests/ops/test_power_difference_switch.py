@@ -15,8 +15,9 @@ from styleforge.config import TransferOptions
 from styleforge.losses import content_loss, style_loss, style_target, total_variation
 from styleforge.training import train
 from styleforge.transfer import load_style_model, save_style_model
-from styleforge.transform_net import InstanceNorm, TransformNet
+from styleforge.transform_net import InstanceNorm
 from tests.conftest import make_photo, run_cli
+from tests.synthetic import random_style_network
 
 
 def test_losses_are_bit_identical_with_the_operator() -> None:
@@ -47,13 +48,7 @@ def test_instance_norm_with_the_operator_equals_the_fused_one(dtype: torch.dtype
 
 
 def test_stylising_and_tiles_are_the_same_with_the_switch(tmp_path: Path) -> None:
-    torch.manual_seed(2)
-    net = TransformNet()
-    with torch.no_grad():
-        for name, param in net.named_parameters():
-            if param.ndim == 1 and name.endswith("weight"):
-                param.uniform_(0.5, 1.5)
-    path = save_style_model(net, tmp_path / "m.safetensors", {"style_image": "s.png"})
+    path = save_style_model(random_style_network(seed=2), tmp_path / "m.safetensors", {"style_image": "s.png"})
     photo = Image.open(make_photo(tmp_path / "p.png", size=(90, 70), seed=3)).convert("RGB")
     results = {}
     for flag in (False, True):

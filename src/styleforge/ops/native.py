@@ -14,6 +14,7 @@ PyTorch, with the same results (tested).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import sys
@@ -79,7 +80,10 @@ def _build_and_load(name: str, sources: list[str], cflags: list[str]) -> bool:
     """``cpp_extension.load`` of ``sources`` as library ``name`` in the ops cache; False on failure."""
     from torch.utils import cpp_extension
 
-    build = ops_cache_dir() / name
+    # The folder is keyed by the sources and our headers: cpp_extension's own check
+    # hashes the sources only, so an edited header would otherwise load a stale library.
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in [*(CSRC / f for f in sources), *sorted(CSRC.glob("*.h"))]))
+    build = ops_cache_dir() / f"{name}-{digest.hexdigest()[:12]}"
     build.mkdir(parents=True, exist_ok=True)
     if not (build / f"{name}.so").exists():
         print(f"styleforge: building the native operator library {name} into {build} (once per torch version, ~30 s)",

@@ -15,21 +15,13 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include "power_difference_iterator.h"
+
 namespace styleforge {
 
 at::Tensor power_difference_cpu(const at::Tensor& x, const at::Tensor& y, double z) {
   TORCH_CHECK(x.device().is_cpu() && y.device().is_cpu(), "power_difference_cpu: tensors must be on the CPU");
-  at::Tensor out;
-  auto iter = at::TensorIteratorConfig()
-                  .add_output(out)
-                  .add_const_input(x)
-                  .add_const_input(y)
-                  .promote_inputs_to_common_dtype(true)
-                  .cast_common_dtype_to_outputs(true)
-                  .enforce_safe_casting_to_output(false)
-                  .build();
-  TORCH_CHECK_TYPE(at::isFloatingType(iter.common_dtype()), "power_difference: floating-point tensors expected, got ",
-              iter.common_dtype());
+  auto iter = power_difference_iterator(x, y);
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, iter.common_dtype(), "power_difference_cpu", [&] {
     using Vec = at::vec::Vectorized<scalar_t>;
     if (z == 2.0) {

@@ -1,4 +1,4 @@
-// PowerDifference (X - Y)^Z on CUDA: compiled with the CPU kernel when a CUDA toolkit and
+// PowerDifference (X - Y)^Z on CUDA: a library of its own, compiled when a CUDA toolkit and
 // a GPU are present (styleforge/ops/native.py). TensorIterator broadcasts and promotes as
 // on the CPU; gpu_kernel launches on the current stream. Half and bfloat16 compute in
 // float (opmath) and round once.
@@ -9,21 +9,13 @@
 #include <ATen/native/cuda/Loops.cuh>
 #include <torch/library.h>
 
+#include "power_difference_iterator.h"
+
 namespace styleforge {
 
 at::Tensor power_difference_cuda(const at::Tensor& x, const at::Tensor& y, double z) {
   TORCH_CHECK(x.device().is_cuda() && y.device().is_cuda(), "power_difference_cuda: tensors must be on one CUDA device");
-  at::Tensor out;
-  auto iter = at::TensorIteratorConfig()
-                  .add_output(out)
-                  .add_const_input(x)
-                  .add_const_input(y)
-                  .promote_inputs_to_common_dtype(true)
-                  .cast_common_dtype_to_outputs(true)
-                  .enforce_safe_casting_to_output(false)
-                  .build();
-  TORCH_CHECK_TYPE(at::isFloatingType(iter.common_dtype()), "power_difference: floating-point tensors expected, got ",
-                   iter.common_dtype());
+  auto iter = power_difference_iterator(x, y);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, iter.common_dtype(), "power_difference_cuda", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     if (z == 2.0) {
