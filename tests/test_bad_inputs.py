@@ -232,6 +232,8 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "bench-empty-data": lambda a: Case(["bench", "--model", str(a.model), "--data", str(a.folder)], "holds no images"),
     "bench-unreadable-data": lambda a: Case(["bench", "--model", str(a.model), "--data", str(a.unreadable_data)], "cannot read image"),
     "bench-nothing": lambda a: Case(["bench"], "one of the arguments --model --weights is required"),
+    "bench-empty-calibration": lambda a: Case(["bench", "--model", str(a.model), "--calibration", str(a.folder)], "holds no images"),
+    "transfer-bad-runtime": lambda a: Case(_transfer(a, str(a.photo)) + ["--runtime", "tensorrt"], "invalid choice: 'tensorrt'"),
     # --- the operator (issue 11)
     "export-classifier-power-difference": lambda a: Case(["export", "--classifier", *_weights(a), "--size", "64", "-o", "v.onnx",
                                                           "--power-difference"], "applies to style models"),
