@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 #: Values accepted by every ``--device`` option.
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -414,3 +414,118 @@ class QuantizeOptions:
     threshold_percentile: float = 99.99
     float_first_last: bool = True
     range_margin: float | None = None
+
+
+#: SMTP transport security: ``starttls`` (port 587), ``ssl`` (implicit TLS, port 465) or
+#: ``none`` (a local relay on loopback only).
+SMTP_SECURITY_CHOICES = ("starttls", "ssl", "none")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where ``styleforge serve`` sends result mails (the ``[smtp]`` table of the config
+    file, or ``STYLEFORGE_SMTP_<FIELD>``). Mail is off while ``host`` is empty.
+
+    Attributes:
+        host, port: the SMTP server.
+        user, password: login (both empty: no login). The password is never logged
+            nor shown in ``repr``.
+        security: one of :data:`SMTP_SECURITY_CHOICES`.
+        sender: the ``From`` address.
+        timeout: seconds for each SMTP exchange.
+    """
+
+    host: str = ""
+    port: int = 587
+    user: str = ""
+    password: str = field(default="", repr=False)
+    security: str = "starttls"
+    sender: str = "styleforge@localhost"
+    timeout: float = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        """True when a server is configured."""
+        return bool(self.host)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Settings of the web service (``styleforge serve`` / ``styleforge worker``).
+
+    Read, later ones winning: these defaults, the TOML file given by ``--config``
+    (top-level keys named as below, plus an ``[smtp]`` table), ``STYLEFORGE_<FIELD>``
+    environment variables (``STYLEFORGE_SMTP_<FIELD>`` for mail), then command-line
+    flags. docs/service.md lists them with examples.
+
+    Attributes:
+        host, port: where the HTTP server listens.
+        models: folders scanned for styles: ``*.safetensors`` (+ JSON) and ``*.onnx``
+            are fast styles; images (``.jpg``, ``.png``...) are Gatys styles (slow jobs).
+            Empty: ``<styleforge home>/models``.
+        data: where jobs live (SQLite database, uploads, results). In Celery mode every
+            node must mount the same folder. Empty: ``<styleforge home>/service``.
+        workers: embedded mode's worker threads; None = one (a job already uses every
+            core through PyTorch's own threads; more workers split the cores between them).
+        broker: a ``redis://`` URL hands jobs to Celery workers; empty = embedded mode.
+        max_upload_bytes: largest request body accepted (413 above).
+        max_pixels: largest decoded image accepted (413 above).
+        max_queued: jobs waiting at once; more are refused with 503 and Retry-After.
+        rate_limit: job submissions per client (IP address) per ``rate_window`` seconds
+            (429 above; 0 = no limit).
+        rate_window: the rate limit's window in seconds.
+        request_timeout: seconds a client may take to send its request body (408 after).
+        retention_hours: finished jobs and their files are deleted this long after they end.
+        sweep_interval: seconds between retention sweeps.
+        default_size, max_size: long side of fast-style results when the request gives no
+            size, and the largest size a request may ask for.
+        gatys_size, gatys_iterations: long side and L-BFGS iterations of Gatys jobs (the
+            request's size is capped at ``gatys_size``).
+        vgg: VGG19 weights for Gatys styles (cache name or file).
+        device: ``auto``, ``cpu`` or ``cuda`` for the networks.
+        job_timeout: the longest a job may run, in seconds; Celery's visibility timeout
+            is set above it so a running job is never handed to a second worker.
+        max_attempts: a job whose worker died is retried until it has been started this
+            many times, then reported failed.
+        smtp: see :class:`SmtpSettings`.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    models: tuple[str, ...] = ()
+    data: str = ""
+    workers: int | None = None
+    broker: str = field(default="", repr=False)
+    max_upload_bytes: int = 20_000_000
+    max_pixels: int = 25_000_000
+    max_queued: int = 100
+    rate_limit: int = 30
+    rate_window: float = 60.0
+    request_timeout: float = 30.0
+    retention_hours: float = 24.0
+    sweep_interval: float = 600.0
+    default_size: int = 512
+    max_size: int = 1024
+    gatys_size: int = 384
+    gatys_iterations: int = 100
+    vgg: str = "vgg19"
+    device: str = "auto"
+    job_timeout: float = 600.0
+    max_attempts: int = 3
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+
+
+def service_environment(prefix: str = "STYLEFORGE_") -> dict[str, dict[str, str]]:
+    """Return the ``STYLEFORGE_<FIELD>`` / ``STYLEFORGE_SMTP_<FIELD>`` variables that name a
+    service setting, as ``{"service": {field: text}, "smtp": {field: text}}`` (unparsed;
+    :mod:`styleforge.service.settings` converts and checks them)."""
+    found: dict[str, dict[str, str]] = {"service": {}, "smtp": {}}
+    for f in fields(SmtpSettings):
+        value = os.environ.get(f"{prefix}SMTP_{f.name.upper()}")
+        if value is not None:
+            found["smtp"][f.name] = value
+    for f in fields(ServiceSettings):
+        value = os.environ.get(f"{prefix}{f.name.upper()}")
+        if value is not None and f.name != "smtp":
+            found["service"][f.name] = value
+    return found

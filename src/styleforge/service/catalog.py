@@ -1,0 +1,179 @@
+"""The styles a service offers, found in its model folders.
+
+A fast style is a trained network: ``NAME.safetensors`` (with its ``NAME.json``) or an
+exported ``NAME.onnx``. A Gatys style is a painting (``NAME.jpg``, ``.png``...): its jobs
+optimise an image with VGG19 for a bounded number of iterations, so they are offered only
+when the VGG19 weights are present. The style id is the file's stem; the first folder
+that holds a stem wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from styleforge.config import ServiceSettings
+from styleforge.images import IMAGE_SUFFIXES, read_image
+
+log = logging.getLogger("styleforge.service")
+
+#: Style ids are file stems restricted to these characters (they appear in URLs).
+STYLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+FAST, GATYS = "fast", "gatys"
+MODEL_SUFFIXES = (".safetensors", ".onnx")
+
+
+@dataclass(frozen=True)
+class Style:
+    """One style: ``id`` (URL-safe), display ``name``, ``kind`` (fast | gatys), and the
+    file that defines it (a model, or the painting for Gatys)."""
+
+    id: str
+    name: str
+    kind: str
+    path: Path
+
+    def public(self) -> dict:
+        """The JSON the API shows (no file paths)."""
+        return {"id": self.id, "name": self.name, "kind": self.kind, "thumbnail_url": f"/api/styles/{self.id}/thumbnail"}
+
+
+def discover_styles(folders: list[Path], settings: ServiceSettings) -> dict[str, Style]:
+    """Scan ``folders`` (missing ones are skipped) and return ``{id: Style}`` in a stable order."""
+    gatys_ready = vgg_available(settings.vgg)
+    styles: dict[str, Style] = {}
+    skipped_gatys = 0
+    for folder in folders:
+        if not folder.is_dir():
+            log.warning("model folder %s does not exist; no styles from it", folder)
+            continue
+        for file in sorted(folder.iterdir()):
+            kind = _kind_of(file)
+            if kind is None or not STYLE_ID.match(file.stem) or file.stem in styles:
+                continue
+            if kind == GATYS and not gatys_ready:
+                skipped_gatys += 1
+                continue
+            styles[file.stem] = Style(file.stem, _display_name(file), kind, file)
+    if skipped_gatys:
+        log.warning("%d Gatys style(s) not offered: VGG19 weights '%s' are not available "
+                    "(styleforge weights download vgg19, or set 'vgg' to a weights file)", skipped_gatys, settings.vgg)
+    return styles
+
+
+def _kind_of(file: Path) -> str | None:
+    if not file.is_file():
+        return None
+    suffix = file.suffix.lower()
+    if suffix in MODEL_SUFFIXES:
+        return FAST
+    if suffix in IMAGE_SUFFIXES:
+        # A picture beside a model of the same name is that model's preview, not a style.
+        if any(file.with_suffix(s).exists() for s in MODEL_SUFFIXES):
+            return None
+        return GATYS
+    return None
+
+
+def _display_name(file: Path) -> str:
+    name = _sidecar(file).get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()[:80]
+    return file.stem.replace("_", " ").replace("-", " ").title()
+
+
+def _sidecar(file: Path) -> dict:
+    sidecar = file.with_suffix(".json")
+    if file.suffix.lower() not in MODEL_SUFFIXES or not sidecar.is_file():
+        return {}
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def vgg_available(source: str) -> bool:
+    """True when the VGG19 weights ``source`` (cache name or file) can be loaded."""
+    from styleforge.errors import StyleforgeError
+    from styleforge.weights.store import cached_path
+
+    if Path(source).suffix:
+        return Path(source).expanduser().is_file()
+    try:
+        return cached_path(source).is_file()
+    except StyleforgeError:
+        return False
+
+
+def thumbnail(style: Style, side: int = 128) -> Image.Image:
+    """A small RGB picture of the style: the painting for Gatys styles, the thumbnail
+    the model's JSON carries for fast ones, else a neutral tile with the initials."""
+    if style.kind == GATYS:
+        img = read_image(style.path)
+    else:
+        encoded = _sidecar(style.path).get("style_thumbnail_png_base64")
+        img = _decoded(encoded) if isinstance(encoded, str) else None
+        if img is None:
+            img = _placeholder(style.name, side)
+    img = img.copy()
+    img.thumbnail((side, side))
+    return img
+
+
+def _decoded(encoded: str) -> Image.Image | None:
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(encoded, validate=True)), formats=["PNG"]) as img:
+            return img.convert("RGB")
+    except (ValueError, OSError):
+        return None
+
+
+def _placeholder(name: str, side: int) -> Image.Image:
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (side, side), (92, 99, 112))
+    initials = "".join(word[0] for word in name.split()[:2]).upper() or "?"
+    ImageDraw.Draw(img).text((side // 2, side // 2), initials, fill=(240, 240, 240), anchor="mm")
+    return img
+
+
+def encode_image(img: Image.Image, fmt: str) -> bytes:
+    """``img`` encoded as ``JPEG`` or ``PNG`` bytes."""
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, quality=90)
+    return buffer.getvalue()
+
+
+class Catalog:
+    """The styles of ``settings``' model folders, rescanned when a folder changes."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        from styleforge.service.settings import model_folders
+
+        self.settings = settings
+        self.folders = model_folders(settings)
+        self._stamp: tuple | None = None
+        self._styles: dict[str, Style] = {}
+
+    def styles(self) -> dict[str, Style]:
+        """``{id: Style}`` as the folders are now."""
+        stamp = tuple(_mtime(folder) for folder in self.folders)
+        if stamp != self._stamp:
+            self._styles = discover_styles(self.folders, self.settings)
+            self._stamp = stamp
+        return self._styles
+
+
+def _mtime(folder: Path) -> int | None:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return None

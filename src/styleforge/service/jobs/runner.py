@@ -1,0 +1,192 @@
+"""The one job runner, shared by the embedded pool and the Celery workers: load the
+style, read the upload, stylise, write the result, record it, mail it.
+
+Every step that can go wrong for a user's reason (an unreadable upload, a style removed
+since submission, Gatys without VGG19 weights) fails the job with a one-line reason;
+anything else is a bug, also recorded as a failed job (with its type) and logged with
+its traceback. Running a job twice is harmless: a job already finished is skipped, the
+result is written atomically, and the mail goes out at most once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+
+from PIL import Image
+
+from styleforge.config import GatysOptions, ServiceSettings, TransferOptions
+from styleforge.errors import StyleforgeError, one_line
+from styleforge.images import read_image, write_image
+from styleforge.service import mail
+from styleforge.service.catalog import GATYS, Style
+from styleforge.service.jobs.store import Job, JobStore
+
+log = logging.getLogger("styleforge.service")
+
+#: Result suffix and MIME type by the upload's format: JPEG photos stay JPEG, the rest PNG.
+RESULT_FORMATS = {"JPEG": (".jpg", "image/jpeg")}
+DEFAULT_RESULT = (".png", "image/png")
+
+
+class JobGone(Exception):
+    """The job was deleted while it ran: stop and keep nothing."""
+
+
+def result_format(upload_format: str) -> tuple[str, str]:
+    """``(suffix, mime)`` of the result for an upload in Pillow format ``upload_format``."""
+    return RESULT_FORMATS.get(upload_format, DEFAULT_RESULT)
+
+
+def download_name(job: Job) -> str:
+    """The file name offered for a job's result: ``<upload stem>-<style><suffix>``."""
+    stem = Path(job.filename).stem or "image"
+    suffix = Path(job.result_name or "").suffix or DEFAULT_RESULT[0]
+    return f"{stem}-{job.style}{suffix}"
+
+
+class JobRunner:
+    """Runs jobs of ``store`` with the styles of ``styles`` (a callable returning the current
+    ``{id: Style}``)."""
+
+    def __init__(self, settings: ServiceSettings, store: JobStore, styles: Callable[[], dict[str, Style]]) -> None:
+        self.settings = settings
+        self.store = store
+        self.styles = styles
+        self._models_lock = threading.Lock()
+
+    def run_claimed(self, job_id: str, worker: str) -> None:
+        """Claim ``job_id`` (a Celery delivery) and run it; a finished or deleted job is
+        skipped, one already started ``max_attempts`` times fails."""
+        job = self.store.claim(job_id, worker)
+        if job is None:
+            log.info("job %s is finished or gone; nothing to do", job_id)
+            return
+        if job.attempts > self.settings.max_attempts:
+            reason = f"the job was started {job.attempts - 1} times and its worker was lost each time"
+            self._fail(job, reason)
+            return
+        self.execute(job)
+
+    def execute(self, job: Job) -> None:
+        """Run a job already claimed (status ``running``) to ``done`` or ``failed``."""
+        started = time.perf_counter()
+        try:
+            style = self._style(job)
+            result, mime = self._stylise(job, style)
+        except JobGone:
+            log.info("job %s was deleted while running; result discarded", job.id)
+            return
+        except StyleforgeError as exc:
+            self._fail(job, str(exc))
+            return
+        except Exception as exc:  # a bug: keep the service up, record and log it
+            log.exception("job %s failed unexpectedly", job.id)
+            self._fail(job, f"internal error ({type(exc).__name__}: {one_line(exc)})")
+            return
+        if not self.store.finish(job.id, result.name):
+            self.store.delete(job.id)  # deleted meanwhile: remove what we wrote
+            return
+        log.info("job %s done in %.2f s (%s)", job.id, time.perf_counter() - started, job.style)
+        self._mail_result(job, style, result, mime)
+
+    def _style(self, job: Job) -> Style:
+        style = self.styles().get(job.style)
+        if style is None:
+            raise StyleforgeError(f"the style '{job.style}' is no longer offered by this server")
+        return style
+
+    def _stylise(self, job: Job, style: Style) -> tuple[Path, str]:
+        folder = self.store.folder(job.id)
+        upload = folder / job.input_name
+        image = read_image(upload, max_pixels=self.settings.max_pixels)
+        with Image.open(upload) as probe:
+            suffix, mime = result_format(probe.format or "")
+        self.store.set_progress(job.id, 0.05)
+        if style.kind == GATYS:
+            out = self._gatys(job, style, image)
+        else:
+            out = self._fast(job, style, image)
+        if self.store.get(job.id) is None:
+            raise JobGone
+        result = write_image(out, folder / f"result{suffix}")
+        return result, mime
+
+    def _fast(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
+        model = self._fast_model(str(style.path), style.path.stat().st_mtime_ns)
+        self.store.set_progress(job.id, 0.2)
+        return model.stylize(image, size=job.size or self.settings.default_size)
+
+    def _fast_model(self, path: str, mtime_ns: int) -> object:
+        with self._models_lock:
+            return _cached_style_model(path, mtime_ns, self.settings.device)
+
+    def _gatys(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
+        from styleforge.gatys import run_stylize
+
+        size = min(job.size or self.settings.gatys_size, self.settings.gatys_size)
+        opts = GatysOptions(size=size, iterations=self.settings.gatys_iterations, device=self.settings.device,
+                            weights=self.settings.vgg)
+        with self._models_lock:
+            vgg = _cached_vgg(self.settings.vgg, self.settings.device)
+        painting = read_image(style.path)
+
+        def report(info: object) -> None:
+            step, total = info.step, info.total_steps  # type: ignore[attr-defined]
+            if step % 5 == 0 or step == total:
+                if self.store.get(job.id) is None:
+                    raise JobGone
+                self.store.set_progress(job.id, 0.05 + 0.9 * step / total)
+
+        return run_stylize(image, [painting], opts, vgg=vgg, callback=report, progress=False).image
+
+    def _fail(self, job: Job, reason: str) -> None:
+        if self.store.fail(job.id, reason):
+            log.info("job %s failed: %s", job.id, reason)
+            self._mail_failure(job, reason)
+
+    def _mail_result(self, job: Job, style: Style, result: Path, mime: str) -> None:
+        if not (job.email and self.settings.smtp.enabled):
+            return
+        done = self.store.get(job.id)
+        name = download_name(done) if done else result.name
+        self._deliver(job, lambda: mail.result_message(self.settings.smtp, job.email, style.name,
+                                                       result.read_bytes(), name, mime))
+
+    def _mail_failure(self, job: Job, reason: str) -> None:
+        if job.email and self.settings.smtp.enabled:
+            self._deliver(job, lambda: mail.failure_message(self.settings.smtp, job.email, job.style, reason))
+
+    def _deliver(self, job: Job, build: Callable[[], EmailMessage]) -> None:
+        current = self.store.get(job.id)
+        if current is None or current.mail is not None:  # at most one mail per job
+            return
+        self.store.set_mail(job.id, "sending")
+        try:
+            mail.send(self.settings.smtp, build())
+        except (mail.MailError, OSError) as exc:
+            log.warning("job %s: mail to its address failed: %s", job.id, exc)
+            self.store.set_mail(job.id, f"failed: {one_line(exc)}")
+            return
+        self.store.set_mail(job.id, "sent")
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_style_model(path: str, mtime_ns: int, device: str) -> object:
+    """A loaded fast style model, kept while its file is unchanged (``mtime_ns`` is part
+    of the key, so a replaced model file is reloaded)."""
+    from styleforge.transfer import load_style_model
+
+    return load_style_model(path, options=TransferOptions(device=device))
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_vgg(source: str, device: str) -> object:
+    from styleforge.vgg import load_vgg19
+
+    return load_vgg19(source, device=device)
