@@ -18,7 +18,7 @@ from styleforge.config import DEVICE_CHOICES, SMTP_SECURITY_CHOICES, ServiceSett
 from styleforge.errors import StyleforgeError, one_line
 from styleforge.fsutil import check_regular_file
 
-_POSITIVE = {"port", "max_upload_bytes", "max_pixels", "max_queued", "rate_window", "request_timeout",
+_POSITIVE = {"max_upload_bytes", "max_pixels", "max_queued", "rate_window", "request_timeout",
              "retention_hours", "sweep_interval", "default_size", "max_size", "gatys_size", "gatys_iterations",
              "job_timeout", "max_attempts", "workers", "timeout"}
 
@@ -106,6 +106,8 @@ def _checked(settings: ServiceSettings) -> ServiceSettings:
             value = getattr(holder, name, None)
             if value is not None and value <= 0:
                 raise StyleforgeError(f"setting '{name}' must be positive, got {value}")
+    if not 0 <= settings.port <= 65535:
+        raise StyleforgeError(f"setting 'port' must be 0 (any free port) to 65535, got {settings.port}")
     if settings.rate_limit < 0:
         raise StyleforgeError(f"setting 'rate_limit' must be 0 (off) or positive, got {settings.rate_limit}")
     if settings.device not in DEVICE_CHOICES:

@@ -1,7 +1,7 @@
 """Taking a job: every check an upload goes through, then the upload stored and the job
 queued. The REST API and the thesis' /transform both submit through :class:`Submissions`.
 
-Checks, cheapest first: rate limit, style, e-mail syntax, size, image type sniffed from
+Checks, cheapest first: rate limit (:meth:`Submissions.admit`, before the body is read), style, e-mail syntax, size, image type sniffed from
 the bytes (never the name), pixel count from the header, queue length, then a full
 decode with the same reader the CLI uses (corrupt and truncated files are refused here,
 not in a worker).
@@ -27,8 +27,15 @@ from styleforge.images import READ_FORMATS, read_image
 from styleforge.service.catalog import Catalog, Style
 from styleforge.service.jobs.store import QUEUED, Job, JobStore, new_job_id
 from styleforge.service.limits import RateLimiter
-from styleforge.service.refusals import (EMAIL_FORMAT_ERROR, MODEL_NOT_EXISTS, QUEUE_FULL, SERVICE_UNAVAILABLE, Refusal,
-                                         bad_image, bad_params)
+from styleforge.service.refusals import (
+    EMAIL_FORMAT_ERROR,
+    MODEL_NOT_EXISTS,
+    QUEUE_FULL,
+    SERVICE_UNAVAILABLE,
+    Refusal,
+    bad_image,
+    bad_params,
+)
 
 log = logging.getLogger("styleforge.service")
 
@@ -61,13 +68,20 @@ class Submissions:
         self.queue = queue
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_window)
 
-    def submit(self, upload: Upload, client: str) -> Job:
-        """Check ``upload`` from ``client`` and queue it; returns the queued job.
+    def admit(self, client: str) -> None:
+        """Count a submission by ``client`` before its body is read.
+
+        Raises:
+            Refusal: 429 when the client is over the rate limit.
+        """
+        self.limiter.check(client)
+
+    def submit(self, upload: Upload) -> Job:
+        """Check ``upload`` and queue it; returns the queued job.
 
         Raises:
             Refusal: the first check that fails.
         """
-        self.limiter.check(client)
         style = self.style(upload.style)
         email = check_email(upload.email)
         size = self._check_size(upload.size)

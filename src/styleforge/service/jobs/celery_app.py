@@ -37,8 +37,8 @@ HEARTBEAT_SECONDS = 5.0
 
 def visibility_timeout(settings: ServiceSettings) -> float:
     """Redis' redelivery delay for unacknowledged jobs: a quarter above the longest job,
-    plus a minute for queueing inside the worker."""
-    return settings.job_timeout * 1.25 + 60.0
+    plus 5 s for the hand-over inside the worker."""
+    return settings.job_timeout * 1.25 + 5.0
 
 
 def make_celery(settings: ServiceSettings, with_tasks: bool = False) -> object:
@@ -51,7 +51,11 @@ def make_celery(settings: ServiceSettings, with_tasks: bool = False) -> object:
     from celery import Celery
 
     app = Celery("styleforge", broker=settings.broker, backend=settings.broker)
-    transport = {"visibility_timeout": visibility_timeout(settings)}
+    timeout = visibility_timeout(settings)
+    # Scan for abandoned jobs every fifth of the timeout (at most every 10 s, kombu's
+    # default), rather than kombu's default of every 100 s.
+    transport = {"visibility_timeout": timeout, "unacked_restore_interval": max(1, min(10, int(timeout / 5))),
+                 "unacked_restore_throttle": 1}
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

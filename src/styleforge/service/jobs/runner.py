@@ -120,7 +120,9 @@ class JobRunner:
     def _fast(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
         model = self._fast_model(str(style.path), style.path.stat().st_mtime_ns)
         self.store.set_progress(job.id, 0.2)
-        return model.stylize(image, size=job.size or self.settings.default_size)
+        # Without a size, large photos are brought down to default_size; small ones keep theirs.
+        size = job.size or min(self.settings.default_size, max(image.size))
+        return model.stylize(image, size=size)
 
     def _fast_model(self, path: str, mtime_ns: int) -> object:
         with self._models_lock:
@@ -129,7 +131,7 @@ class JobRunner:
     def _gatys(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
         from styleforge.gatys import run_stylize
 
-        size = min(job.size or self.settings.gatys_size, self.settings.gatys_size)
+        size = min(job.size or max(image.size), self.settings.gatys_size)
         opts = GatysOptions(size=size, iterations=self.settings.gatys_iterations, device=self.settings.device,
                             weights=self.settings.vgg)
         with self._models_lock:

@@ -50,6 +50,7 @@ class JobStatus(BaseModel):
     error: str | None
     result_url: str | None = Field(description="set once the job is done")
     filename: str = Field(description="the name the result downloads as")
+    mail: str | None = Field(description="the result mail: sending, sent, or 'failed: reason' (null: none asked)")
 
 
 class Health(BaseModel):
@@ -115,12 +116,13 @@ def style_thumbnail(style_id: str, service: ServiceDep) -> Response:
 async def create_job(request: Request, service: ServiceDep) -> JobCreated:
     """Queue a style-transfer job from a multipart upload (``file``, ``style``, ``email``,
     ``size``) or a JSON body (``image`` in base64, ``filename``, ``style``, ``email``, ``size``)."""
+    service.submissions.admit(client_of(request))
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         upload = await _multipart_upload(request)
     else:
         upload = _json_upload(await request.body())
-    job = await run_in_threadpool(service.submissions.submit, upload, client_of(request))
+    job = await run_in_threadpool(service.submissions.submit, upload)
     return JobCreated(id=job.id, status_url=f"/api/jobs/{job.id}", result_url=f"/api/jobs/{job.id}/result")
 
 
@@ -185,7 +187,8 @@ def status_of(service: Service, job: Job) -> JobStatus:
     done = job.status == DONE
     return JobStatus(id=job.id, style=job.style, status=job.status, progress=job.progress,  # type: ignore[arg-type]
                      position=service.store.position(job), error=job.error,
-                     result_url=f"/api/jobs/{job.id}/result" if done else None, filename=download_name(job))
+                     result_url=f"/api/jobs/{job.id}/result" if done else None, filename=download_name(job),
+                     mail=job.mail)
 
 
 @router.get("/api/jobs/{job_id}/result", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},

@@ -70,6 +70,7 @@ def help_(service: ServiceDep) -> Help:
                                 "image": {"type": "string"}, "model": {"type": "string"}}}}}}})
 async def transform(request: Request, service: ServiceDep) -> Submitted:
     """Queue a job from ``{email, filename, image, model}`` (JSON, whatever the Content-Type)."""
+    service.submissions.admit(client_of(request))
     fields = _fields(await request.body())
     filename, model = _text(fields, "filename"), _text(fields, "model")
     if PurePosixPath(filename).suffix.lower() not in IMAGE_SUFFIXES:
@@ -77,7 +78,7 @@ async def transform(request: Request, service: ServiceDep) -> Submitted:
     email = check_email(fields.get("email"))
     service.submissions.style(model)
     upload = Upload(decode_base64_image(fields.get("image")), filename, model, email)
-    job = await run_in_threadpool(service.submissions.submit, upload, client_of(request))
+    job = await run_in_threadpool(service.submissions.submit, upload)
     return Submitted(status="SUBMIT_SUCCESS", id=job.id, status_url=f"/api/jobs/{job.id}")
 
 
