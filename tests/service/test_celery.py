@@ -1,0 +1,107 @@
+"""Scale-out mode against a real ``redis-server`` and real ``styleforge worker``
+processes: jobs wait in Redis while no worker runs, a worker killed with SIGKILL in the
+middle of a job has it redelivered to another, and a Redis restart loses nothing."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.conftest import RedisServer, Server, photo_bytes, serve, wait_for_job
+
+pytestmark = pytest.mark.slow
+
+
+def start_worker(servers: list[Server], redis: RedisServer, models: Path, data: Path, env: dict[str, str]) -> Server:
+    worker = Server(["worker", "--broker", redis.url, "--models", str(models), "--data", str(data)], env)
+    servers.append(worker)
+    worker.wait_for_output(r"ready\.", timeout=60)
+    return worker
+
+
+def models_copy(style_folder: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "models"
+    shutil.copytree(style_folder, folder)
+    return folder
+
+
+def submit(server: Server, tmp_path: Path, style: str, size: int = 32) -> httpx.Response:
+    return httpx.post(server.url("/api/jobs"), files={"file": ("p.png", photo_bytes(tmp_path))},
+                      data={"style": style, "size": str(size)}, timeout=30)
+
+
+def job_row(data: Path, job_id: str) -> sqlite3.Row:
+    with sqlite3.connect(data / "jobs.sqlite3") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def test_jobs_wait_for_a_worker_then_run(redis_server: RedisServer, servers: list[Server], style_folder: Path, tmp_path: Path) -> None:
+    models, data = models_copy(style_folder, tmp_path), tmp_path / "data"
+    env = {"STYLEFORGE_MAX_QUEUED": "2"}
+    server = serve(servers, models, data, "--broker", redis_server.url, env=env)
+    first, second = submit(server, tmp_path, "wave").json(), submit(server, tmp_path, "candy").json()
+    full = submit(server, tmp_path, "wave")
+    assert full.status_code == 503 and full.headers["retry-after"] == "60" and "queue is full" in full.json()["detail"]
+    assert httpx.get(server.url(f"/api/jobs/{second['id']}")).json()["position"] == 2
+    waiting = httpx.get(server.url(first["result_url"]))
+    assert waiting.status_code == 409 and "the job is queued" in waiting.json()["detail"]
+    health = httpx.get(server.url("/healthz")).json()
+    assert (health["mode"], health["queue_depth"], health["workers_seen"]) == ("celery", 2, [])
+
+    (models / "candy.safetensors").unlink()  # removed before a worker could run its job
+    start_worker(servers, redis_server, models, data, env)
+    assert wait_for_job(server, first["id"])["status"] == "done"
+    failed = wait_for_job(server, second["id"])
+    assert failed["status"] == "failed" and "no longer offered" in failed["error"]
+    refused = httpx.get(server.url(second["result_url"]))
+    assert refused.status_code == 409 and "the job failed" in refused.json()["detail"]
+    assert len(httpx.get(server.url("/healthz")).json()["workers_seen"]) == 1
+
+
+def test_a_worker_killed_mid_job_has_it_redelivered(redis_server: RedisServer, servers: list[Server], style_folder: Path,
+                                                    weight_files: dict[str, Path], tmp_path: Path) -> None:
+    models, data = models_copy(style_folder, tmp_path), tmp_path / "data"
+    # A Gatys job of about 3 s; the longest allowed is 8 s, so Redis hands an
+    # unacknowledged job to another worker 15 s after its delivery.
+    env = {"STYLEFORGE_VGG": str(weight_files["pth"]), "STYLEFORGE_GATYS_ITERATIONS": "150", "STYLEFORGE_GATYS_SIZE": "64",
+           "STYLEFORGE_JOB_TIMEOUT": "8", "STYLEFORGE_DEVICE": "cpu"}
+    server = serve(servers, models, data, "--broker", redis_server.url, env=env)
+    doomed = start_worker(servers, redis_server, models, data, env)
+    job_id = submit(server, tmp_path, "starry", size=64).json()["id"]
+    deadline = time.monotonic() + 30
+    while (status := httpx.get(server.url(f"/api/jobs/{job_id}")).json())["progress"] < 0.1:
+        assert status["status"] in ("queued", "running") and time.monotonic() < deadline, status
+        time.sleep(0.02)
+    assert status["status"] == "running"
+    doomed.stop(signal.SIGKILL)  # the worker and its pool process, mid-job
+    assert doomed.proc.returncode == -signal.SIGKILL
+
+    rescuer = start_worker(servers, redis_server, models, data, env)
+    done = wait_for_job(server, job_id, timeout=60)
+    assert done["status"] == "done", done
+    row = job_row(data, job_id)
+    assert row["attempts"] == 2 and str(rescuer.proc.pid) in row["worker"]
+    assert sorted(p.name for p in (data / "jobs" / job_id).iterdir()) == ["result.jpg", "upload.jpg"]
+    assert httpx.get(server.url(f"/api/jobs/{job_id}/result")).status_code == 200
+
+
+def test_redis_restart_between_submission_and_execution(redis_server: RedisServer, servers: list[Server], style_folder: Path,
+                                                       tmp_path: Path) -> None:
+    models, data = models_copy(style_folder, tmp_path), tmp_path / "data"
+    server = serve(servers, models, data, "--broker", redis_server.url)
+    job_id = submit(server, tmp_path, "wave").json()["id"]
+    redis_server.stop()  # persisted in the append-only file
+    down = submit(server, tmp_path, "wave")
+    assert down.status_code == 503 and "unreachable" in down.json()["detail"]  # refused, not silently lost
+    assert httpx.get(server.url("/healthz")).status_code == 200
+    redis_server.start()
+    start_worker(servers, redis_server, models, data, {})
+    assert wait_for_job(server, job_id)["status"] == "done"
+    assert submit(server, tmp_path, "wave").status_code == 202  # the server reconnects by itself
