@@ -149,6 +149,7 @@ def _bad_uploads(tmp_path: Path) -> list[tuple[str, dict, int, str]]:
         ("truncated PNG", {"data": truncated}, 400, "cannot be read"),
         ("empty file", {"data": b""}, 400, "empty"),
         ("too many pixels", {"data": _png_of((250, 200))}, 413, "over the limit of 40,000"),
+        ("result too large", {"data": _png_of((400, 40)), "size": 1024}, 413, "would be 1024x102"),
         ("unknown style", {"data": photo, "style": "monet"}, 404, "no style 'monet'"),
         ("bad e-mail", {"data": photo, "email": "a@b"}, 400, "e-mail address is not valid"),
         ("size too small", {"data": photo, "size": 4}, 400, "size must be"),

@@ -2,7 +2,7 @@
 queued. The REST API and the thesis' /transform both submit through :class:`Submissions`.
 
 Checks, cheapest first: rate limit (:meth:`Submissions.admit`, before the body is read), style, e-mail syntax, size, image type sniffed from
-the bytes (never the name), pixel count from the header, queue length, then a full
+the bytes (never the name), pixel count from the header and of the result at the size asked, queue length, then a full
 decode with the same reader the CLI uses (corrupt and truncated files are refused here,
 not in a worker).
 """
@@ -23,8 +23,9 @@ from PIL import Image, UnidentifiedImageError
 from styleforge.config import ServiceSettings
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import write_bytes_atomic
-from styleforge.images import READ_FORMATS, read_image
+from styleforge.images import READ_FORMATS, long_side_size, read_image
 from styleforge.service.catalog import Catalog, Style
+from styleforge.service.jobs.runner import result_long_side
 from styleforge.service.jobs.store import QUEUED, Job, JobStore, new_job_id
 from styleforge.service.limits import RateLimiter
 from styleforge.service.refusals import (
@@ -85,7 +86,8 @@ class Submissions:
         style = self.style(upload.style)
         email = check_email(upload.email)
         size = self._check_size(upload.size)
-        fmt = sniff_image(upload.data, self.settings.max_pixels)
+        fmt, image_size = sniff_image(upload.data, self.settings.max_pixels)
+        self._check_result_pixels(style, size, image_size)
         self._check_queue()
         job_id = new_job_id()
         input_name = f"upload{UPLOAD_SUFFIXES[fmt]}"
@@ -124,6 +126,13 @@ class Submissions:
             raise bad_params(f"size must be a whole number of pixels from {MIN_SIZE} to {self.settings.max_size}")
         return size
 
+    def _check_result_pixels(self, style: Style, size: int | None, image_size: tuple[int, int]) -> None:
+        long_side = result_long_side(self.settings, style.kind, size, image_size)
+        width, height = long_side_size(image_size, long_side)
+        if width * height > self.settings.max_pixels:
+            raise bad_image(f"at a long side of {long_side} px the result would be {width}x{height} "
+                            f"({width * height:,} pixels), over the limit of {self.settings.max_pixels:,}: ask a smaller size", 413)
+
     def _check_queue(self) -> None:
         if self.store.counts()[QUEUED] >= self.settings.max_queued:
             raise Refusal(503, f"the queue is full ({self.settings.max_queued} jobs waiting): try again in a minute",
@@ -136,8 +145,9 @@ def _reason(exc: StyleforgeError) -> str:
     return text.split("': ", 1)[1] if "': " in text else text
 
 
-def sniff_image(data: bytes, max_pixels: int) -> str:
-    """The Pillow format of ``data`` from its content, checked against ``max_pixels``.
+def sniff_image(data: bytes, max_pixels: int) -> tuple[str, tuple[int, int]]:
+    """The Pillow format and ``(width, height)`` of ``data`` from its content, checked
+    against ``max_pixels``.
 
     Raises:
         Refusal: 400 empty, 415 not a JPEG/PNG/WebP/BMP image, 413 too many pixels.
@@ -153,7 +163,7 @@ def sniff_image(data: bytes, max_pixels: int) -> str:
         raise bad_image(f"the image header is corrupt ({type(exc).__name__})") from None
     if width * height > max_pixels:
         raise bad_image(f"the image is {width}x{height} ({width * height:,} pixels), over the limit of {max_pixels:,}", 413)
-    return fmt
+    return fmt, (width, height)
 
 
 def decode_base64_image(text: object) -> bytes:

@@ -43,6 +43,14 @@ def result_format(upload_format: str) -> tuple[str, str]:
     return RESULT_FORMATS.get(upload_format, DEFAULT_RESULT)
 
 
+def result_long_side(settings: ServiceSettings, kind: str, requested: int | None, image_size: tuple[int, int]) -> int:
+    """Long side of a job's result: the requested size, else the photo's own up to
+    ``default_size``; Gatys results are capped at ``gatys_size``."""
+    if kind == GATYS:
+        return min(requested or max(image_size), settings.gatys_size)
+    return requested or min(settings.default_size, max(image_size))
+
+
 def download_name(job: Job) -> str:
     """The file name offered for a job's result: ``<upload stem>-<style><suffix>``."""
     stem = Path(job.filename).stem or "image"
@@ -83,7 +91,7 @@ class JobRunner:
             log.info("job %s was deleted while running; result discarded", job.id)
             return
         except StyleforgeError as exc:
-            self._fail(job, str(exc))
+            self._fail(job, self._without_server_paths(str(exc)))
             return
         except Exception as exc:  # a bug: keep the service up, record and log it
             log.exception("job %s failed unexpectedly", job.id)
@@ -94,6 +102,14 @@ class JobRunner:
             return
         log.info("job %s done in %.2f s (%s)", job.id, time.perf_counter() - started, job.style)
         self._mail_result(job, style, result, mime)
+
+    def _without_server_paths(self, message: str) -> str:
+        """``message`` with the server's folders removed (clients see file names only)."""
+        from styleforge.service.settings import model_folders
+
+        for folder in [self.store.files, *model_folders(self.settings)]:
+            message = message.replace(f"{folder.resolve()}/", "").replace(f"{folder}/", "")
+        return message
 
     def _style(self, job: Job) -> Style:
         style = self.styles().get(job.style)
@@ -120,9 +136,7 @@ class JobRunner:
     def _fast(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
         model = self._fast_model(str(style.path), style.path.stat().st_mtime_ns)
         self.store.set_progress(job.id, 0.2)
-        # Without a size, large photos are brought down to default_size; small ones keep theirs.
-        size = job.size or min(self.settings.default_size, max(image.size))
-        return model.stylize(image, size=size)
+        return model.stylize(image, size=result_long_side(self.settings, style.kind, job.size, image.size))
 
     def _fast_model(self, path: str, mtime_ns: int) -> object:
         with self._models_lock:
@@ -131,7 +145,7 @@ class JobRunner:
     def _gatys(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
         from styleforge.gatys import run_stylize
 
-        size = min(job.size or max(image.size), self.settings.gatys_size)
+        size = result_long_side(self.settings, style.kind, job.size, image.size)
         opts = GatysOptions(size=size, iterations=self.settings.gatys_iterations, device=self.settings.device,
                             weights=self.settings.vgg)
         with self._models_lock:
