@@ -137,11 +137,12 @@ def _decoded(encoded: str) -> Image.Image | None:
 
 
 def _placeholder(name: str, side: int) -> Image.Image:
-    from PIL import ImageDraw
+    from PIL import ImageDraw, ImageFont
 
     img = Image.new("RGB", (side, side), (92, 99, 112))
     initials = "".join(word[0] for word in name.split()[:2]).upper() or "?"
-    ImageDraw.Draw(img).text((side // 2, side // 2), initials, fill=(240, 240, 240), anchor="mm")
+    font = ImageFont.load_default(size=side // 3)
+    ImageDraw.Draw(img).text((side // 2, side // 2), initials, fill=(240, 240, 240), anchor="mm", font=font)
     return img
 
 

@@ -1,7 +1,7 @@
 // styleforge page: gallery from /api/styles, drag-and-drop upload, job polling, result.
 "use strict";
 
-const state = { style: null, file: null, previewUrl: null, polling: null };
+const state = { style: null, file: null, previewUrl: null, polling: null, names: {} };
 const $ = (id) => document.getElementById(id);
 
 function showMessage(text) {
@@ -32,6 +32,7 @@ async function loadStyles() {
     return;
   }
   for (const style of styles) {
+    state.names[style.id] = style.name;
     const card = document.createElement("button");
     card.type = "button";
     card.className = "style-card";
@@ -160,7 +161,7 @@ async function poll(url) {
 function showResult(job) {
   $("original").src = state.previewUrl;
   $("result").src = job.result_url;
-  $("result-caption").textContent = `In the style of ${job.style}`;
+  $("result-caption").textContent = `In the style of ${state.names[job.style] || job.style}`;
   const link = $("download");
   link.href = job.result_url;
   link.setAttribute("download", job.filename);
