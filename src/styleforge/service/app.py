@@ -75,7 +75,7 @@ def make_queue(settings: ServiceSettings, store: JobStore, catalog: Catalog) -> 
 
 
 async def _refusal_response(request: Request, exc: Refusal) -> JSONResponse:
-    if request.url.path in legacy.LEGACY_PATHS:
+    if legacy.is_legacy(request.url.path):
         body = {"status": exc.legacy, "message": exc.message}
     else:
         body = {"detail": exc.message}

@@ -30,6 +30,7 @@ router = APIRouter(tags=["thesis API"])
 
 #: Paths answered in the thesis' ``{status, message}`` shape.
 LEGACY_PATHS = ("/help", "/transform")
+THUMBNAILS = "/static/models_image/"
 FORMATS = sorted(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
 
 
@@ -107,7 +108,12 @@ def _text(fields: dict, name: str) -> str:
     return value.strip()
 
 
-@router.get("/static/models_image/{model}.jpg", responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": LegacyProblem}})
+def is_legacy(path: str) -> bool:
+    """True for the thesis' paths, whose refusals use its ``{status, message}`` shape."""
+    return path in LEGACY_PATHS or path.startswith(THUMBNAILS)
+
+
+@router.get(THUMBNAILS + "{model}.jpg", responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": LegacyProblem}})
 def model_image(model: str, service: ServiceDep) -> Response:
     """The style's thumbnail as JPEG (the thesis page's gallery pictures)."""
     style = service.submissions.style(model)
