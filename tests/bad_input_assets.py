@@ -56,6 +56,8 @@ class Assets:
     plain_dict_pt: Path
     batchnorm_pth: Path
     a_file: Path  # a plain file, to be named where a folder is expected
+    service_unknown_key: Path  # TOML with a setting that does not exist
+    service_bad_value: Path  # TOML with text where a number belongs
 
 
 def _trained_model(root: Path, style: Path, data: Path, pth: Path) -> tuple[Path, Path]:
@@ -148,6 +150,8 @@ def build_assets(root: Path) -> Assets:
     state["features.1.running_mean"] = torch.zeros(4)
     torch.save(state, root / "batchnorm.pth")
     (root / "a_file").write_text("a file, not a folder")
+    (root / "unknown_key.toml").write_text('colour = "red"\n')
+    (root / "bad_value.toml").write_text('max_queued = "many"\n[smtp]\nhost = "mail.example.org"\n')
 
     return Assets(
         root=root, photo=photo, photo_b=photo_b, style=style, pth=pth, mat=mat, model=model, run=run, data=data,
@@ -160,4 +164,5 @@ def build_assets(root: Path) -> Assets:
         truncated_pth=root / "truncated.pth", truncated_mat=root / "truncated.mat",
         truncated_safetensors=root / "truncated.safetensors", plain_dict_pt=root / "plain_dict.pt",
         batchnorm_pth=root / "batchnorm.pth", a_file=root / "a_file",
+        service_unknown_key=root / "unknown_key.toml", service_bad_value=root / "bad_value.toml",
     )
