@@ -465,8 +465,12 @@ class ServiceSettings:
             Empty: ``<styleforge home>/models``.
         data: where jobs live (SQLite database, uploads, results). In Celery mode every
             node must mount the same folder. Empty: ``<styleforge home>/service``.
-        workers: embedded mode's worker threads; None = one (a job already uses every
-            core through PyTorch's own threads; more workers split the cores between them).
+        workers: embedded mode's job threads; None = 2 on machines with 2 or more cores
+            (two jobs at once, each with half the cores, finish more work than one job with
+            all of them: 79% against 66% of bare ``transfer`` throughput on 2 cores,
+            benchmarks/service.py), else 1.
+        threads: PyTorch threads per job; None = the cores divided by the jobs run at
+            once (embedded ``workers``, or a Celery worker's ``--concurrency``).
         broker: a ``redis://`` URL hands jobs to Celery workers; empty = embedded mode.
         max_upload_bytes: largest request body accepted (413 above).
         max_pixels: largest decoded image accepted (413 above).
@@ -495,6 +499,7 @@ class ServiceSettings:
     models: tuple[str, ...] = ()
     data: str = ""
     workers: int | None = None
+    threads: int | None = None
     broker: str = field(default="", repr=False)
     max_upload_bytes: int = 20_000_000
     max_pixels: int = 25_000_000

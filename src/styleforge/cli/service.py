@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
     serve = add_command(subparsers, "serve", "run the web service (page, REST API, jobs)", SERVE_DESCRIPTION)
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=non_negative_int, help="port (default: 8000; 0 picks a free one)")
-    serve.add_argument("--workers", type=positive_int, help="embedded mode: job threads (default: 1, using every core)")
+    serve.add_argument("--workers", type=positive_int, help="embedded mode: jobs at once (default: 2 on 2+ cores, each "
+                                                            "with half of them)")
     _shared_options(serve)
     serve.set_defaults(handler=run_serve)
 
@@ -77,7 +78,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """Bind the port, build the app, and serve until Ctrl-C/SIGTERM."""
     import uvicorn
 
-    from styleforge.service.app import create_app
+    from styleforge.service.app import create_app, embedded_workers
     from styleforge.service.settings import data_folder, redacted_url
 
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
@@ -85,7 +86,7 @@ def run_serve(args: argparse.Namespace) -> int:
     sock = _bind(settings.host, settings.port)
     app = create_app(settings)
     host, port = sock.getsockname()[:2]
-    mode = f"Celery via {redacted_url(settings.broker)}" if settings.broker else f"embedded, {settings.workers or 1} worker thread(s)"
+    mode = f"Celery via {redacted_url(settings.broker)}" if settings.broker else f"embedded, {embedded_workers(settings)} job(s) at once"
     styles = len(app.state.service.catalog.styles())
     print(f"styleforge serve: http://{host}:{port}/ ({mode}; {styles} style(s); data in {data_folder(settings)})", flush=True)
     config = uvicorn.Config(app, log_level="info", timeout_keep_alive=5, proxy_headers=False)

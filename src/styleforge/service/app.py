@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from styleforge import __version__
 from styleforge.config import ServiceSettings
 from styleforge.service.catalog import Catalog
-from styleforge.service.jobs.runner import JobRunner
+from styleforge.service.jobs.runner import JobRunner, usable_cores
 from styleforge.service.jobs.store import JobStore
 from styleforge.service.limits import BodyLimitMiddleware
 from styleforge.service.refusals import PARAMS_ERROR, Refusal
@@ -71,7 +71,12 @@ def make_queue(settings: ServiceSettings, store: JobStore, catalog: Catalog) -> 
     from styleforge.service.jobs.embedded import EmbeddedPool
 
     runner = JobRunner(settings, store, catalog.styles)
-    return EmbeddedPool(store, runner, settings.workers or 1, settings.max_attempts)
+    return EmbeddedPool(store, runner, embedded_workers(settings), settings.max_attempts, settings.threads)
+
+
+def embedded_workers(settings: ServiceSettings) -> int:
+    """The embedded pool's size: ``settings.workers``, else 2 where there are 2+ cores."""
+    return settings.workers or min(2, usable_cores())
 
 
 async def _refusal_response(request: Request, exc: Refusal) -> JSONResponse:

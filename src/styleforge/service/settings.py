@@ -20,7 +20,7 @@ from styleforge.fsutil import check_regular_file
 
 _POSITIVE = {"max_upload_bytes", "max_pixels", "max_queued", "rate_window", "request_timeout",
              "retention_hours", "sweep_interval", "default_size", "max_size", "gatys_size", "gatys_iterations",
-             "job_timeout", "max_attempts", "workers", "timeout"}
+             "job_timeout", "max_attempts", "workers", "threads", "timeout"}
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> ServiceSettings:
@@ -79,7 +79,7 @@ def _convert(key: str, raw: Any, spec: dataclasses.Field, source: str) -> Any:
         if key == "models":
             items = raw.split(os.pathsep) if isinstance(raw, str) else list(raw)
             return tuple(str(item) for item in items if str(item))
-        if key == "workers":
+        if key in ("workers", "threads"):
             return None if raw in ("", None) else _as_int(raw)
         if isinstance(default, bool):
             return str(raw).lower() in ("1", "true", "yes", "on")

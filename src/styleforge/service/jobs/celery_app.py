@@ -41,12 +41,13 @@ def visibility_timeout(settings: ServiceSettings) -> float:
     return settings.job_timeout * 1.25 + 5.0
 
 
-def make_celery(settings: ServiceSettings, with_tasks: bool = False) -> object:
+def make_celery(settings: ServiceSettings, concurrency: int | None = None) -> object:
     """A Celery app on ``settings.broker`` (Redis as broker and result backend).
 
     Args:
         settings: the service settings (broker, job timeout, attempts).
-        with_tasks: register the job task (workers); the web process only publishes.
+        concurrency: for workers, the pool's size (registers the job task, whose
+            processes share the cores); None for the web process, which only publishes.
     """
     from celery import Celery
 
@@ -73,27 +74,29 @@ def make_celery(settings: ServiceSettings, with_tasks: bool = False) -> object:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
     )
-    if with_tasks:
-        _register_task(app, settings)
+    if concurrency is not None:
+        _register_task(app, settings, concurrency)
     return app
 
 
-def _register_task(app: object, settings: ServiceSettings) -> None:
+def _register_task(app: object, settings: ServiceSettings, concurrency: int) -> None:
     @app.task(name=TASK, bind=True, autoretry_for=(sqlite3.OperationalError,), max_retries=settings.max_attempts,
               retry_backoff=True)  # type: ignore[attr-defined]
     def run_job(task: object, job_id: str) -> None:
         worker = f"{socket.gethostname()}:{task.request.hostname}"  # type: ignore[attr-defined]
-        _runner(settings).run_claimed(job_id, worker)
+        _runner(settings, concurrency).run_claimed(job_id, worker)
 
 
 @functools.cache
-def _runner(settings: ServiceSettings) -> object:
-    """The worker process's runner, built on first use (after Celery forks its pool)."""
+def _runner(settings: ServiceSettings, concurrency: int) -> object:
+    """The pool process's runner, built on first use (after Celery forks its pool), with
+    PyTorch's threads set to this process's share of the cores."""
     from styleforge.service.catalog import Catalog
-    from styleforge.service.jobs.runner import JobRunner
+    from styleforge.service.jobs.runner import JobRunner, set_job_threads
     from styleforge.service.jobs.store import JobStore
     from styleforge.service.settings import data_folder
 
+    set_job_threads(settings.threads, concurrency)
     store = JobStore(data_folder(settings))
     return JobRunner(settings, store, Catalog(settings).styles)
 
@@ -136,7 +139,7 @@ def run_worker(settings: ServiceSettings, concurrency: int, data: Path) -> None:
     with a heartbeat thread writing to the job store."""
     from styleforge.service.jobs.store import JobStore
 
-    app = make_celery(settings, with_tasks=True)
+    app = make_celery(settings, concurrency)
     store = JobStore(data)
     name = f"{socket.gethostname()}:{os.getpid()}"
     stop = threading.Event()

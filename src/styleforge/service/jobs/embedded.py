@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 
-from styleforge.service.jobs.runner import JobRunner
+from styleforge.service.jobs.runner import JobRunner, set_job_threads
 from styleforge.service.jobs.store import JobStore
 
 log = logging.getLogger("styleforge.service")
@@ -25,10 +25,11 @@ class EmbeddedPool:
 
     mode = "embedded"
 
-    def __init__(self, store: JobStore, runner: JobRunner, workers: int, max_attempts: int) -> None:
+    def __init__(self, store: JobStore, runner: JobRunner, workers: int, max_attempts: int, threads: int | None = None) -> None:
         self.store = store
         self.runner = runner
         self.workers = workers
+        self.threads = threads
         self.max_attempts = max_attempts
         self._wake = threading.Event()  # set when a job is queued
         self._stopping = threading.Event()
@@ -41,7 +42,7 @@ class EmbeddedPool:
         if requeued or failed:
             log.info("picked up %d job(s) interrupted by the last stop (%d failed after %d attempts)",
                      requeued, failed, self.max_attempts)
-        _share_cores(self.workers)
+        set_job_threads(self.threads, self.workers)
         for index in range(self.workers):
             thread = threading.Thread(target=self._loop, args=(f"{self.name}/{index}",), name=f"styleforge-worker-{index}", daemon=True)
             thread.start()
@@ -74,10 +75,3 @@ class EmbeddedPool:
     def workers_seen(self) -> list[str]:
         """This process's pool, while its threads live."""
         return [self.name] if any(t.is_alive() for t in self._threads) else []
-
-
-def _share_cores(workers: int) -> None:
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores // workers))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -123,7 +124,6 @@ class JobRunner:
         image = read_image(upload, max_pixels=self.settings.max_pixels)
         with Image.open(upload) as probe:
             suffix, mime = result_format(probe.format or "")
-        self.store.set_progress(job.id, 0.05)
         if style.kind == GATYS:
             out = self._gatys(job, style, image)
         else:
@@ -134,8 +134,9 @@ class JobRunner:
         return result, mime
 
     def _fast(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
+        # No progress steps: a fast job takes well under a second (each step would cost
+        # a write and wake every long poll).
         model = self._fast_model(str(style.path), style.path.stat().st_mtime_ns)
-        self.store.set_progress(job.id, 0.2)
         return model.stylize(image, size=result_long_side(self.settings, style.kind, job.size, image.size))
 
     def _fast_model(self, path: str, mtime_ns: int) -> object:
@@ -157,7 +158,7 @@ class JobRunner:
             if step % 5 == 0 or step == total:
                 if self.store.get(job.id) is None:
                     raise JobGone
-                self.store.set_progress(job.id, 0.05 + 0.9 * step / total)
+                self.store.set_progress(job.id, 0.95 * step / total)
 
         return run_stylize(image, [painting], opts, vgg=vgg, callback=report, progress=False).image
 
@@ -206,3 +207,19 @@ def _cached_vgg(source: str, device: str) -> object:
     from styleforge.vgg import load_vgg19
 
     return load_vgg19(source, device=device)
+
+
+def set_job_threads(threads: int | None, workers: int) -> int:
+    """Set PyTorch's intra-op threads for jobs: ``threads``, else the cores this process
+    may use divided by ``workers``; returns the number set."""
+    import torch
+
+    cores = usable_cores()
+    count = threads or max(1, cores // workers)
+    torch.set_num_threads(count)
+    return count
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -16,6 +16,7 @@ import contextlib
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,8 +82,8 @@ class Job:
 class JobStore:
     """The job database and file folders under ``data``.
 
-    Each call opens its own short-lived connection, so one store can be shared by
-    threads, and processes may each build their own.
+    Each thread keeps its own connection (sqlite3 connections are not shared between
+    threads), so one store can serve a thread pool; processes each build their own.
     """
 
     def __init__(self, data: Path) -> None:
@@ -90,19 +91,20 @@ class JobStore:
         self.files = self.data / "jobs"
         self.files.mkdir(parents=True, exist_ok=True)
         self.database = self.data / "jobs.sqlite3"
+        self._local = threading.local()
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.database, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.database, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash in WAL mode
-            yield db
-        finally:
-            db.close()
+            self._local.db = db
+        yield db
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

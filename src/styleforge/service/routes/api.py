@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Literal
+import time
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
@@ -14,12 +16,16 @@ from starlette.datastructures import UploadFile
 from styleforge import __version__
 from styleforge.service.catalog import encode_image, thumbnail
 from styleforge.service.jobs.runner import download_name, result_format
-from styleforge.service.jobs.store import DONE, FAILED, Job
+from styleforge.service.jobs.store import DONE, FAILED, QUEUED, RUNNING, Job
 from styleforge.service.refusals import Refusal, bad_params
 from styleforge.service.routes.deps import Service, ServiceDep, client_of, find_job
 from styleforge.service.submission import Upload, decode_base64_image
 
 router = APIRouter(tags=["api"])
+
+#: Longest long poll of ``GET /api/jobs/{id}?wait=``, and how often it looks at the job.
+MAX_WAIT = 30.0
+WAIT_STEP = 0.05
 
 
 class StyleOut(BaseModel):
@@ -175,11 +181,19 @@ def _as_size(value: object) -> int | None:
 
 
 @router.get("/api/jobs/{job_id}", response_model=JobStatus, responses={404: {"model": Problem}})
-def job_status(job_id: str, service: ServiceDep, response: Response) -> JobStatus:
+async def job_status(job_id: str, service: ServiceDep, response: Response,
+                     wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description=(
+                         "long poll: answer as soon as the job's status or progress changes, or after this "
+                         "many seconds (0 = at once)"))] = 0) -> JobStatus:
     """Status, progress (0..1), queue position and error of a job."""
-    job = find_job(service, job_id)
+    job = await run_in_threadpool(find_job, service, job_id)
+    deadline = time.monotonic() + wait
+    seen = (job.status, job.progress)
+    while job.status in (QUEUED, RUNNING) and (job.status, job.progress) == seen and time.monotonic() < deadline:
+        await asyncio.sleep(WAIT_STEP)
+        job = await run_in_threadpool(find_job, service, job_id)
     response.headers["Cache-Control"] = "no-store"
-    return status_of(service, job)
+    return await run_in_threadpool(status_of, service, job)
 
 
 def status_of(service: Service, job: Job) -> JobStatus:

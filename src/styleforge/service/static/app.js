@@ -116,8 +116,9 @@ async function submitJob(event) {
     return;
   }
   showProgress(0, "Queued");
-  state.polling = setInterval(() => poll(body.status_url), 400);
+  state.polling = true;
   updateSubmit();
+  follow(body.status_url);
 }
 
 function showProgress(value, text) {
@@ -127,9 +128,15 @@ function showProgress(value, text) {
 }
 
 function stopPolling() {
-  clearInterval(state.polling);
   state.polling = null;
   updateSubmit();
+}
+
+// Long polling: the server answers as soon as the job moves (or after 10 s).
+async function follow(url) {
+  while (state.polling) {
+    await poll(`${url}?wait=10`);
+  }
 }
 
 async function poll(url) {
