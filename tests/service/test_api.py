@@ -279,3 +279,22 @@ def test_finished_jobs_expire(servers: list[Server], style_folder: Path, tmp_pat
         time.sleep(0.2)
     assert not (data / "jobs" / job_id).exists()
 
+
+
+def test_exported_onnx_models_are_served_the_same_way(servers: list[Server], style_folder: Path, tmp_path: Path) -> None:
+    from styleforge.config import TransferOptions
+    from styleforge.deploy.export import export_style_model
+    from styleforge.transfer import load_style_model
+
+    models = tmp_path / "models"
+    models.mkdir()
+    exported = export_style_model(style_folder / "wave.safetensors", models / "wave_onnx.onnx").path
+    server = serve(servers, models, tmp_path / "data", env={"STYLEFORGE_DEVICE": "cpu"})
+    assert [(s["id"], s["kind"]) for s in httpx.get(server.url("/api/styles")).json()] == [("wave_onnx", "fast")]
+    upload = photo_bytes(tmp_path, "p.png", size=(64, 48))
+    job = submit(server, upload, "p.png", style="wave_onnx").json()
+    assert wait_for_job(server, job["id"])["status"] == "done"
+    got = np.asarray(Image.open(io.BytesIO(httpx.get(server.url(job["result_url"])).content)), dtype=np.int16)
+    model = load_style_model(exported, options=TransferOptions(device="cpu"))
+    expected = np.asarray(model.stylize(Image.open(io.BytesIO(upload))), dtype=np.int16)
+    assert got.shape == (48, 64, 3) and np.abs(got - expected).max() <= 1

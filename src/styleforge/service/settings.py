@@ -125,7 +125,7 @@ def data_folder(settings: ServiceSettings) -> Path:
     """The folder holding the job database and files (created)."""
     from styleforge.weights.registry import styleforge_home
 
-    folder = Path(settings.data).expanduser() if settings.data else styleforge_home() / "service"
+    folder = (Path(settings.data).expanduser() if settings.data else styleforge_home() / "service").resolve()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
