@@ -30,18 +30,18 @@ from styleforge.service.jobs.store import Job, JobStore
 
 log = logging.getLogger("styleforge.service")
 
-#: Result suffix and MIME type by the upload's format: JPEG photos stay JPEG, the rest PNG.
-RESULT_FORMATS = {"JPEG": (".jpg", "image/jpeg")}
-DEFAULT_RESULT = (".png", "image/png")
+#: MIME type of each result suffix: JPEG photos give JPEG results, every other upload PNG.
+RESULT_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
 
 
 class JobGone(Exception):
     """The job was deleted while it ran: stop and keep nothing."""
 
 
-def result_format(upload_format: str) -> tuple[str, str]:
-    """``(suffix, mime)`` of the result for an upload in Pillow format ``upload_format``."""
-    return RESULT_FORMATS.get(upload_format, DEFAULT_RESULT)
+def result_suffix(input_name: str) -> str:
+    """The result's suffix for an upload stored as ``input_name`` (its suffix is the
+    sniffed format's): ``.jpg`` for JPEG uploads, ``.png`` otherwise."""
+    return ".jpg" if Path(input_name).suffix == ".jpg" else ".png"
 
 
 def result_long_side(settings: ServiceSettings, kind: str, requested: int | None, image_size: tuple[int, int]) -> int:
@@ -55,7 +55,7 @@ def result_long_side(settings: ServiceSettings, kind: str, requested: int | None
 def download_name(job: Job) -> str:
     """The file name offered for a job's result: ``<upload stem>-<style><suffix>``."""
     stem = Path(job.filename).stem or "image"
-    suffix = Path(job.result_name or "").suffix or DEFAULT_RESULT[0]
+    suffix = result_suffix(job.input_name)
     return f"{stem}-{job.style}{suffix}"
 
 
@@ -122,8 +122,8 @@ class JobRunner:
         folder = self.store.folder(job.id)
         upload = folder / job.input_name
         image = read_image(upload, max_pixels=self.settings.max_pixels)
-        with Image.open(upload) as probe:
-            suffix, mime = result_format(probe.format or "")
+        suffix = result_suffix(job.input_name)
+        mime = RESULT_TYPES[suffix]
         if style.kind == GATYS:
             out = self._gatys(job, style, image)
         else:

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 
 from styleforge import __version__
 from styleforge.service.catalog import encode_image, thumbnail
-from styleforge.service.jobs.runner import download_name, result_format
+from styleforge.service.jobs.runner import RESULT_TYPES, download_name
 from styleforge.service.jobs.store import DONE, FAILED, QUEUED, RUNNING, Job
 from styleforge.service.refusals import Refusal, bad_params
 from styleforge.service.routes.deps import Service, ServiceDep, client_of, find_job
@@ -217,8 +217,7 @@ def job_result(job_id: str, service: ServiceDep) -> Response:
     path = service.store.folder(job.id) / job.result_name
     if not path.is_file():
         raise Refusal(404, "the result is gone (it may have expired)")
-    mime = result_format("JPEG")[1] if path.suffix == ".jpg" else "image/png"
-    return FileResponse(path, media_type=mime, filename=download_name(job), headers={"Cache-Control": "private, no-store"})
+    return FileResponse(path, media_type=RESULT_TYPES.get(path.suffix, "application/octet-stream"), filename=download_name(job), headers={"Cache-Control": "private, no-store"})
 
 
 @router.delete("/api/jobs/{job_id}", status_code=204, responses={404: {"model": Problem}})
