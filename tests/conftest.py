@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +97,39 @@ def assert_user_error(result: CliResult, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+# ----------------------------------------------------------------------------- a download server
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, tuple[bytes, int | None]] = {}  # path -> (body, declared length)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        body, declared = self.routes.get(self.path, (b"", None))
+        if self.path not in self.routes:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(declared if declared is not None else len(body)))
+        self.end_headers()
+        self.wfile.write(body)  # a short body with a larger Content-Length = dropped connection
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, dict]]:
+    """A loopback HTTP server: ``(base URL, routes)``; set ``routes[path] = (body, declared
+    Content-Length or None)``."""
+    routes: dict[str, tuple[bytes, int | None]] = {}
+    handler = type("Handler", (_Handler,), {"routes": routes})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", routes
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -103,7 +103,8 @@ def test_batch_equals_one_by_one(model_file: Path) -> None:
 def test_model_files_and_metadata(model_file: Path, tmp_path: Path) -> None:
     meta = json.loads(model_file.with_suffix(".json").read_text())
     assert meta["style_image"] == "mosaic.jpg" and meta["network"] == {"format": "styleforge-transformnet", "norm": "instance",
-                                                                       "upsample": "resize", "parameters": 1_679_235}
+                                                                       "upsample": "resize", "input_divisor": "255",
+                                                                       "output": "tanh", "parameters": 1_679_235}
     assert isinstance(load_style_model(model_file), StyleModel)
     (tmp_path / "bad.safetensors").write_bytes(b"not a model")
     with pytest.raises(StyleforgeError, match="cannot read model"):

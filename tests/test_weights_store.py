@@ -3,50 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from styleforge.download import download_file
 from styleforge.errors import StyleforgeError
 from styleforge.weights import registry, store
-from styleforge.weights.download import download_file
 from styleforge.weights.formats import read_safetensors, read_weights_file
 from styleforge.weights.registry import REGISTRY, WeightSpec
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    routes: dict[str, tuple[bytes, int | None]] = {}  # path -> (body, declared length)
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
-        body, declared = self.routes.get(self.path, (b"", None))
-        if self.path not in self.routes:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(declared if declared is not None else len(body)))
-        self.end_headers()
-        self.wfile.write(body)  # a short body with a larger Content-Length = dropped connection
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def server() -> Iterator[tuple[str, dict]]:
-    routes: dict[str, tuple[bytes, int | None]] = {}
-    handler = type("Handler", (_Handler,), {"routes": routes})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", routes
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_cache_location_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def save_style_model(net: TransformNet, path: str | os.PathLike[str], metadata: 
 
     target = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    header = {"format": MODEL_FORMAT, "norm": net.norm, "upsample": net.upsample}
+    header = {"format": MODEL_FORMAT, **net.convention()}
     write_bytes_atomic(target, save(state, metadata=header))
     info = {**metadata, "network": {**header, "parameters": sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)}}
     if style_image is not None:
@@ -126,14 +126,15 @@ class StyleModel:
 
 def load_style_model(path: str | os.PathLike[str], device: str | torch.device = "cpu",
                      options: TransferOptions | None = None) -> StyleModel:
-    """Load a trained model: ``NAME.safetensors`` (with its optional ``NAME.json``), or a
+    """Load a trained model: ``NAME.safetensors`` (with its optional ``NAME.json``), the
+    name of an installed model (``styleforge models``), an exported ``.onnx``, or a
     training checkpoint (``checkpoint.pt``, read with ``weights_only=True``), which gives
     the network as of the checkpoint's step.
 
     Raises:
         StyleforgeError: missing or unreadable file, or not a styleforge style model.
     """
-    file = Path(path)
+    file = _installed_or_path(path)
     check_regular_file(file, "model file")
     opts = validate_transfer_options(options or TransferOptions(device=str(device)))
     if file.suffix.lower() == ".onnx":
@@ -145,6 +146,17 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
     model.net.to(dev, memory_format=model.memory_format)
     return model
+
+
+def _installed_or_path(path: str | os.PathLike[str]) -> Path:
+    """``path``, or for a bare name that is not a file (``candy``) the installed model of
+    that name (``styleforge models``)."""
+    file = Path(path)
+    if file.exists() or file.suffix or len(file.parts) != 1:
+        return file
+    from styleforge.models.store import installed_path
+
+    return installed_path(str(path))
 
 
 def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
@@ -165,8 +177,13 @@ def _read_safetensors_model(file: Path) -> tuple[TransformNet, dict]:
     header, state = read_safetensors_file(file, "pt", "model")
     if header.get("format") != MODEL_FORMAT:
         raise StyleforgeError(f"'{file}' is not a styleforge style model (metadata format={header.get('format')!r})")
-    net = _network_with(file, header.get("norm", "instance"), header.get("upsample", "resize"), state)
+    net = network_from_state(file, header, state)
     return net, _read_sidecar(file.with_suffix(".json"))
+
+
+def read_model_metadata(path: str | os.PathLike[str]) -> dict:
+    """The JSON metadata beside model ``path`` ({} when there is none)."""
+    return _read_sidecar(Path(path).with_suffix(".json"))
 
 
 def _read_sidecar(sidecar: Path) -> dict:
@@ -187,17 +204,20 @@ def _read_checkpoint_model(file: Path) -> tuple[TransformNet, dict]:
 
     payload = read_checkpoint(file)
     options = payload["options"] if isinstance(payload["options"], dict) else {}
-    net = _network_with(file, options.get("norm", "instance"), options.get("upsample", "resize"), payload["model"])
+    net = network_from_state(file, {k: options[k] for k in ("norm", "upsample") if k in options}, payload["model"])
     metadata = {"style_image": payload.get("style_name"), "options": options, "steps": payload["state"].get("step"),
                 "source": "checkpoint"}
     return net, metadata
 
 
-def _network_with(file: Path, norm: str, upsample: str, state: object) -> TransformNet:
-    """A TransformNet holding ``state``; one line naming the first mismatching key otherwise."""
+def network_from_state(file: Path, convention: dict, state: object) -> TransformNet:
+    """A TransformNet of the recorded ``convention`` (norm, upsample, input_divisor,
+    output; defaults where absent) holding ``state``; one line naming the first
+    mismatching key otherwise."""
+    norm, upsample = convention.get("norm", "instance"), convention.get("upsample", "resize")
     try:
-        net = TransformNet(norm, upsample)
-    except StyleforgeError as exc:
+        net = TransformNet(norm, upsample, float(convention.get("input_divisor", 255.0)), convention.get("output", "tanh"))
+    except (StyleforgeError, ValueError) as exc:
         raise StyleforgeError(f"'{file}': {exc}") from None
     expected = net.state_dict()
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

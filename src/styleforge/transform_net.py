@@ -30,7 +30,11 @@ Choices (documented in the README):
 * Sizes: the input is reflection-padded on the right and bottom to a multiple of 4 (and
   at least 8; replicated where the image is too small to reflect) and the output cropped
   back, so any H x W, odd or 1x1 included, comes out the same size.
-* Input and output are RGB 0-255, NCHW; the input is divided by 255 inside.
+* Input and output are RGB 0-255, NCHW; the input is divided by ``input_divisor`` (255:
+  the network sees [0, 1]) and the output is ``tanh`` scaled to [0, 255]. Networks
+  trained elsewhere keep their own conventions: pytorch/examples' ``TransformerNet``
+  (the same layers) is fed 0-255 directly and its last convolution is clamped to
+  [0, 255] (``input_divisor=1, output="clamp"``).
 * Reduced precision: under bf16/fp16 autocast the first convolution still runs in fp32
   (it sees the raw image; see :class:`FullPrecisionConvLayer`).
 """
@@ -48,6 +52,9 @@ from styleforge.errors import StyleforgeError
 
 NORMS = ("instance", "batch")
 UPSAMPLES = ("resize", "deconv")
+#: Output activations: ``tanh`` scaled to [0, 255] (styleforge, Johnson) or the last
+#: convolution clamped to [0, 255] (pytorch/examples).
+OUTPUTS = ("tanh", "clamp")
 
 
 class InstanceNorm(nn.Module):
@@ -192,15 +199,25 @@ class TransformNet(nn.Module):
     Args:
         norm: ``instance`` (default) or ``batch``.
         upsample: ``resize`` (default) or ``deconv``.
+        input_divisor: the 0-255 input is divided by this first (255: the layers see
+            [0, 1]; 1: they see 0-255, as pytorch/examples' networks were trained).
+        output: ``tanh`` (scaled to [0, 255]) or ``clamp`` (the last convolution
+            clamped to [0, 255]); see :data:`OUTPUTS`.
     """
 
-    def __init__(self, norm: str = "instance", upsample: str = "resize") -> None:
+    def __init__(self, norm: str = "instance", upsample: str = "resize", input_divisor: float = 255.0,
+                 output: str = "tanh") -> None:
         super().__init__()
         if norm not in NORMS:
             raise StyleforgeError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
         if upsample not in UPSAMPLES:
             raise StyleforgeError(f"unknown upsample {upsample!r}; use one of {', '.join(UPSAMPLES)}")
+        if output not in OUTPUTS:
+            raise StyleforgeError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
+        if not input_divisor > 0:
+            raise StyleforgeError(f"input_divisor must be positive, got {input_divisor}")
         self.norm, self.upsample = norm, upsample
+        self.input_divisor, self.output = float(input_divisor), output
         self.conv1, self.norm1 = FullPrecisionConvLayer(3, 32, 9), _norm(norm, 32)
         self.conv2, self.norm2 = ConvLayer(32, 64, 3, stride=2), _norm(norm, 64)
         self.conv3, self.norm3 = ConvLayer(64, 128, 3, stride=2), _norm(norm, 128)
@@ -217,20 +234,27 @@ class TransformNet(nn.Module):
         if self.exporting:
             # One graph for every size: always pad (by 0-3 pixels), with no branch on the
             # example's shape (a branch would be traced away and odd sizes come out wrong).
-            y = F.pad(x / 255.0, (0, (-width) % 4, 0, (-height) % 4), mode="reflect")
+            y = F.pad(x / self.input_divisor, (0, (-width) % 4, 0, (-height) % 4), mode="reflect")
         else:
-            y = _pad_to_fit(x / 255.0)
+            y = _pad_to_fit(x / self.input_divisor)
         return self._body(y)[:, :, :height, :width]
 
     def _body(self, y: torch.Tensor) -> torch.Tensor:
-        """The layers of table 4.3 on a padded [0, 1] batch; returns 0-255."""
+        """The layers of table 4.3 on a padded batch (divided by ``input_divisor``); returns 0-255."""
         y = F.relu(self.norm1(self.conv1(y)))
         y = F.relu(self.norm2(self.conv2(y)))
         y = F.relu(self.norm3(self.conv3(y)))
         y = self.residuals(y)
         y = F.relu(self.norm4(self.up1(y)))
         y = F.relu(self.norm5(self.up2(y)))
+        if self.output == "clamp":
+            return self.conv_out(y).clamp(0.0, 255.0)
         return (torch.tanh(self.conv_out(y)) + 1.0) * 127.5
+
+    def convention(self) -> dict[str, str]:
+        """The architecture fields a saved model records (all text, as safetensors metadata)."""
+        return {"norm": self.norm, "upsample": self.upsample, "input_divisor": f"{self.input_divisor:g}",
+                "output": self.output}
 
     def record_norm_statistics(self, x: torch.Tensor) -> None:
         """Record every instance norm's statistics on the (1, 3, H, W) image ``x``; later

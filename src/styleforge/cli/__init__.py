@@ -25,6 +25,7 @@ from styleforge.cli import classify as classify_cmd
 from styleforge.cli import deploy as deploy_cmd
 from styleforge.cli import graph as graph_cmd
 from styleforge.cli import johnson as johnson_cmd
+from styleforge.cli import models as models_cmd
 from styleforge.cli import service as service_cmd
 from styleforge.cli import stylize as stylize_cmd
 from styleforge.cli import weights as weights_cmd
@@ -33,7 +34,7 @@ from styleforge.errors import StyleforgeError
 from styleforge.fsutil import os_reason
 from styleforge.interrupts import Terminated, raise_on_sigterm
 
-COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd, deploy_cmd, graph_cmd, service_cmd)
+COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd, deploy_cmd, graph_cmd, service_cmd, models_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,7 +96,8 @@ def _register_train(subparsers: Any) -> None:
 def _register_transfer(subparsers: Any) -> None:
     d = TransferOptions()
     p = add_command(subparsers, "transfer", "stylise images with a trained model", TRANSFER_DESCRIPTION)
-    p.add_argument("--model", required=True, help="trained model (.safetensors) or training checkpoint (checkpoint.pt)")
+    p.add_argument("--model", required=True, help="trained model (.safetensors), an installed model's name (styleforge models "
+                                                  "list), an exported .onnx, or a training checkpoint (checkpoint.pt)")
     add_input_paths(p, "IN", "image files or folders", many=True)
     p.add_argument("-o", "--output", "--out-path", dest="output", required=True, help="output file (one input) or folder")
     p.add_argument("--size", type=positive_int, default=d.size, help="resize so the long side is this (default: keep)")

@@ -105,8 +105,7 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
         data = _export(net, example, ["stylized"], {"x": {0: batch, 2: height, 3: width}}, custom_ops=power_difference)
     metadata = {
         "styleforge_format": STYLE_FORMAT,
-        "norm": net.norm,
-        "upsample": net.upsample,
+        **net.convention(),
         "style_image": str(model.metadata.get("style_image", "")),
         "training_options": json.dumps(model.metadata.get("options", {}), default=str),
         "source_file": Path(model_path).name,

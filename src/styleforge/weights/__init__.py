@@ -3,7 +3,7 @@
 * :mod:`~styleforge.weights.formats`: readers for torchvision .pth, MatConvNet .mat and
   styleforge .safetensors into one canonical layout, and the safetensors writer;
 * :mod:`~styleforge.weights.registry`: what can be downloaded and where the cache is;
-* :mod:`~styleforge.weights.download`: streaming, verified, atomic downloads;
+* :mod:`styleforge.download` (shared with ``styleforge models``): streaming, verified, atomic downloads;
 * :mod:`~styleforge.weights.store`: the cache operations behind ``styleforge weights``.
 """
 

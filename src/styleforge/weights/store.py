@@ -15,7 +15,7 @@ from pathlib import Path
 
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_regular_file, human_size
-from styleforge.weights.download import download_file, verify_file_checksums
+from styleforge.download import download_file, verify_file_checksums
 from styleforge.weights.formats import (
     WEIGHT_SUFFIXES,
     WeightsBundle,

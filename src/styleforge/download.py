@@ -134,7 +134,25 @@ def _verify(url: str, got_sha256: str, got_md5: str, *, sha256: str | None, sha2
             )
 
 
-def verify_file_checksums(path: Path, *, sha256_prefix: str | None = None, md5: str | None = None) -> str:
+def download_from_mirrors(urls: tuple[str, ...], destination: str | Path, *, sha256: str, progress: bool = True,
+                          network_hint: str = "") -> DownloadResult:
+    """Download the file published at ``urls`` (mirrors, tried in order), verifying the
+    SHA-256 whatever the source; the first complete, matching copy wins.
+
+    Raises:
+        StyleforgeError: every mirror failed; the message names each one's reason.
+    """
+    failures = []
+    for url in urls:
+        try:
+            return download_file(url, destination, sha256=sha256, progress=progress)
+        except StyleforgeError as exc:
+            failures.append(str(exc))
+    raise StyleforgeError(f"no mirror gave a verified copy ({'; '.join(failures)}){network_hint}")
+
+
+def verify_file_checksums(path: Path, *, sha256: str | None = None, sha256_prefix: str | None = None,
+                          md5: str | None = None) -> str:
     """Check a local file against published checksums; returns its SHA-256 hex.
 
     Raises:
@@ -146,5 +164,5 @@ def verify_file_checksums(path: Path, *, sha256_prefix: str | None = None, md5: 
         while block := handle.read(CHUNK_BYTES):
             sha.update(block)
             md5_hash.update(block)
-    _verify(str(path), sha.hexdigest(), md5_hash.hexdigest(), sha256=None, sha256_prefix=sha256_prefix, md5=md5)
+    _verify(str(path), sha.hexdigest(), md5_hash.hexdigest(), sha256=sha256, sha256_prefix=sha256_prefix, md5=md5)
     return sha.hexdigest()

@@ -1,0 +1,170 @@
+"""Converted style models in ``<styleforge home>/models`` (``NAME.safetensors`` + ``NAME.json``).
+
+That folder is also ``styleforge serve``'s default model folder, and ``transfer --model
+NAME`` looks there when NAME is not a file. Every import records where the model came
+from (source, licence, the original file's SHA-256) in its JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from styleforge.errors import StyleforgeError
+from styleforge.fsutil import check_regular_file
+from styleforge.models.registry import ModelSpec, model_spec, spec_for_file
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+LAYOUTS = {".onnx": "onnx-zoo", ".pth": "pytorch-examples", ".pt": "pytorch-examples", ".model": "pytorch-examples"}
+
+
+def models_dir() -> Path:
+    """The folder of installed style models."""
+    from styleforge.weights.registry import styleforge_home
+
+    return styleforge_home() / "models"
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it can name a model file (letters, digits, ``._-``); raise otherwise."""
+    if not _NAME.match(name) or name.endswith((".safetensors", ".json")):
+        raise StyleforgeError(f"invalid model name {name!r}: use up to 64 letters, digits, '.', '_' or '-', "
+                              "starting with a letter or digit")
+    return name
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """An installed model: its name, file and recorded source."""
+
+    name: str
+    path: Path
+    source: str
+    size: int
+
+
+def installed_models() -> list[InstalledModel]:
+    """Every model in :func:`models_dir`, by name."""
+    from styleforge.transfer import read_model_metadata
+
+    folder = models_dir()
+    found = []
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        source = read_model_metadata(path).get("source", "trained with styleforge")
+        found.append(InstalledModel(path.stem, path, str(source), path.stat().st_size))
+    return found
+
+
+def installed_path(name: str) -> Path:
+    """The file of installed model ``name``.
+
+    Raises:
+        StyleforgeError: no such model (the message says how to get it).
+    """
+    path = models_dir() / f"{check_model_name(name)}.safetensors"
+    if not path.is_file():
+        hint = f"styleforge models download {name}" if name in _registry_names() else "styleforge models import PATH --name NAME"
+        raise StyleforgeError(f"no installed style model '{name}' in {models_dir()}: run '{hint}' (styleforge models list shows them)")
+    return path
+
+
+def _registry_names() -> tuple[str, ...]:
+    from styleforge.models.registry import MODELS
+
+    return tuple(MODELS)
+
+
+def import_model(path: str | os.PathLike[str], name: str | None = None, *, source: str | None = None,
+                 licence: str | None = None) -> Path:
+    """Convert a published model file into an installed styleforge model.
+
+    Args:
+        path: a pytorch/examples checkpoint (``.pth``/``.pt``/``.model``) or an ONNX Model
+            Zoo fast-neural-style file (``.onnx``).
+        name: the installed name (default: the registry name for a known file, else the stem).
+        source, licence: recorded in the metadata (defaults: the registry's, or the file).
+
+    Returns:
+        The installed ``.safetensors`` path.
+
+    Raises:
+        StyleforgeError: unreadable file, a layout that does not fit (naming the first key
+            or node), a known file whose checksum does not match, or a bad name.
+    """
+    from styleforge.download import verify_file_checksums
+
+    file = check_regular_file(path, "model file")
+    layout = LAYOUTS.get(file.suffix.lower())
+    if layout is None:
+        raise StyleforgeError(f"cannot import '{file}': expected a pytorch/examples .pth or an ONNX Model Zoo .onnx file")
+    spec = spec_for_file(file.name)
+    sha256 = verify_file_checksums(file, sha256=spec.sha256 if spec else None)
+    name = check_model_name(name or (spec.name if spec else file.stem))
+    state = _read_layout(file, layout)
+    metadata = {
+        "name": name.replace("-", " ").replace("_", " ").title(),
+        "source": source or (spec.source if spec else f"imported from {file.name}"),
+        "licence": licence or (spec.licence if spec else "unknown: check the file's origin"),
+        "layout": layout, "original_file": file.name, "original_sha256": sha256,
+        "imported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return _install(file, state, name, metadata)
+
+
+def _read_layout(file: Path, layout: str) -> dict:
+    if layout == "onnx-zoo":
+        from styleforge.models.formats.onnx_zoo import convert_onnx
+
+        return convert_onnx(file)
+    from styleforge.models.formats.pytorch_examples import convert_state_dict
+    from styleforge.torch_files import load_torch_file
+
+    return convert_state_dict(load_torch_file(file, "pytorch/examples model"), str(file))
+
+
+def _install(file: Path, state: dict, name: str, metadata: dict) -> Path:
+    from styleforge.models.formats import PYTORCH_EXAMPLES
+    from styleforge.transfer import network_from_state, save_style_model
+
+    net = network_from_state(file, PYTORCH_EXAMPLES, state)
+    return save_style_model(net, models_dir() / f"{name}.safetensors", metadata)
+
+
+def download_model(name: str, *, url: str | None = None, progress: bool = True) -> Path:
+    """Download registry model ``name`` (from ``url`` when given, else its mirrors in
+    order), verify its SHA-256, convert and install it; the download is then deleted.
+
+    Raises:
+        StyleforgeError: unknown name, every source failed (offline: the message says
+            what to fetch and how to import it), or the conversion failed.
+    """
+    from styleforge.download import download_from_mirrors
+
+    spec = model_spec(name)
+    downloads = models_dir() / ".downloads"
+    target = downloads / spec.filename
+    hint = (f"; offline? fetch {spec.filename} ({spec.size:,} bytes, SHA-256 {spec.sha256[:12]}...) on another machine "
+            f"and run 'styleforge models import PATH/{spec.filename}'")
+    try:
+        download_from_mirrors((url,) if url else spec.urls, target, sha256=spec.sha256, progress=progress, network_hint=hint)
+        return import_model(target, spec.name, source=_source_with(spec, url), licence=spec.licence)
+    finally:
+        target.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            downloads.rmdir()  # only when empty
+
+
+def _source_with(spec: ModelSpec, url: str | None) -> str:
+    return f"{spec.source}; downloaded from {url}" if url else spec.source
+
+
+def remove_model(name: str) -> Path:
+    """Delete installed model ``name`` (and its JSON); returns the removed path."""
+    path = installed_path(name)
+    path.unlink()
+    path.with_suffix(".json").unlink(missing_ok=True)
+    return path
