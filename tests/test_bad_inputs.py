@@ -257,6 +257,17 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "serve-data-is-file": lambda a: Case(["serve", "--port", "0", "--data", str(a.a_file)], "cannot create the data folder"),
     "worker-no-broker": lambda a: Case(["worker"], "a worker needs a broker"),
     "worker-bad-concurrency": lambda a: Case(["worker", "--broker", "redis://localhost", "--concurrency", "0"], "--concurrency: 0 must be"),
+    # --- community models (issue 13)
+    "models-import-missing": lambda a: Case(["models", "import", str(a.root / "none.pth")], "no such file"),
+    "models-import-bad-suffix": lambda a: Case(["models", "import", str(a.photo)], "expected a pytorch/examples .pth"),
+    "models-import-vgg-weights": lambda a: Case(["models", "import", str(a.pth)], "does not fit pytorch/examples' TransformerNet"),
+    "models-import-evil-pth": lambda a: Case(["models", "import", str(a.evil_pth)], "cannot read"),
+    "models-import-text-onnx": lambda a: Case(["models", "import", str(a.text_pth.with_name("text.onnx"))], "no such file"),
+    "models-import-bad-name": lambda a: Case(["models", "import", str(a.pth), "--name", "../x"], "invalid model name"),
+    "models-download-unknown": lambda a: Case(["models", "download", "starry"], "no download is known for style 'starry'"),
+    "models-path-missing": lambda a: Case(["models", "path", "candy"], "run 'styleforge models download candy'"),
+    "models-remove-missing": lambda a: Case(["models", "remove", "mine"], "styleforge models import PATH --name NAME"),
+    "transfer-unknown-installed-name": lambda a: Case(_transfer(a, str(a.photo), model=Path("candy")), "no installed style model 'candy'"),
     # --- full disk (RLIMIT_FSIZE) and a full stdout: no truncated file, exit 2 (root causes 4, 6)
     "disk-full-weights-import": lambda a: Case(["weights", "import", str(a.pth), "--name", "t"], "File too large", fsize=4096),
     "disk-full-stylize-png": lambda a: Case(_stylize(a), "cannot write 'out.png'", fsize=512),

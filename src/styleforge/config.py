@@ -340,6 +340,12 @@ class TransferOptions:
             PowerDifference operator (``torch.ops.styleforge.power_difference``, z = 2)
             instead of ``(x - y)^2``: the course's section 4.4 switch; same results
             (docs/power-difference.md).
+        strength: how much of the style to apply, 0..1: the result is
+            ``strength * stylised + (1 - strength) * photo`` in pixels (1 = the network's
+            output, 0 = the photo).
+        preserve_color: None, ``luminance`` (the stylised luminance with the photo's
+            chroma) or ``histogram`` (the stylised image recoloured to the photo's colour
+            mean and covariance); see :mod:`styleforge.color`.
     """
 
     size: int | None = None
@@ -353,6 +359,8 @@ class TransferOptions:
     compile: bool = False
     runtime: str = "auto"
     power_difference: bool = False
+    strength: float = 1.0
+    preserve_color: str | None = None
 
 
 @dataclass(frozen=True)

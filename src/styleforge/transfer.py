@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from styleforge.config import TransferOptions
+from styleforge.color import check_mode as check_color_mode
+from styleforge.color import match_color_histogram, restore_chroma
+from styleforge.config import TransferOptions, is_finite
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision, synchronize
 from styleforge.errors import StyleforgeError, one_line
 from styleforge.fsutil import check_output_dir, check_output_file, check_regular_file, write_bytes_atomic
@@ -113,15 +115,28 @@ class StyleModel:
                 y = stylize_tiled(self.net, x, tile, overlap, self.options.stats_pixels)
             else:
                 y = self.forward(x)
-        return _to_images(y)[0]
+        return self.finish(_to_images(y)[0], image)
 
     def stylize_batch(self, images: list[Image.Image]) -> list[Image.Image]:
         """Stylise same-size images in one forward pass."""
         if len({img.size for img in images}) != 1:
             raise StyleforgeError("stylize_batch needs images of one size")
-        x = _to_tensor([img.convert("RGB") for img in images], self.device).contiguous(memory_format=self.memory_format)
+        photos = [img.convert("RGB") for img in images]
+        x = _to_tensor(photos, self.device).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.device, self.options.precision):
-            return _to_images(self.forward(x))
+            outputs = _to_images(self.forward(x))
+        return [self.finish(out, photo) for out, photo in zip(outputs, photos, strict=True)]
+
+    def finish(self, stylised: Image.Image, photo: Image.Image) -> Image.Image:
+        """Apply ``options.preserve_color`` and ``options.strength`` to the network's
+        output ``stylised`` of ``photo`` (same size)."""
+        if self.options.preserve_color == "luminance":
+            stylised = restore_chroma(stylised, photo)
+        elif self.options.preserve_color == "histogram":
+            stylised = match_color_histogram(stylised, photo)
+        if self.options.strength < 1.0:
+            stylised = Image.blend(photo, stylised, self.options.strength)
+        return stylised
 
 
 def load_style_model(path: str | os.PathLike[str], device: str | torch.device = "cpu",
@@ -154,7 +169,7 @@ def _installed_or_path(path: str | os.PathLike[str]) -> Path:
     file = Path(path)
     if file.exists() or file.suffix or len(file.parts) != 1:
         return file
-    from styleforge.models.store import installed_path
+    from styleforge.models.names import installed_path
 
     return installed_path(str(path))
 
@@ -256,10 +271,12 @@ def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
         (opts.auto_tile_pixels >= 1 and opts.stats_pixels >= 1, "auto-tile and statistics pixel counts must be >= 1"),
         (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
         (opts.runtime in RUNTIME_CHOICES, f"unknown runtime {opts.runtime!r}; use one of {', '.join(RUNTIME_CHOICES)}"),
+        (is_finite(opts.strength) and 0.0 <= opts.strength <= 1.0, f"strength must be from 0 to 1, got {opts.strength}"),
     ]
     for ok, message in checks:
         if not ok:
             raise StyleforgeError(message)
+    check_color_mode(opts.preserve_color)
     if opts.size is not None:
         check_pixel_budget(opts.size, opts.size, f"--size {opts.size}")
     return opts

@@ -107,6 +107,11 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("--precision", default=d.precision, choices=("auto", *PRECISION_CHOICES),
                    help="auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the network: ~25 s once per image size, then several times faster")
+    p.add_argument("--strength", type=float, default=d.strength,
+                   help="0..1: blend of the stylised image with the photo, in pixels (1 = full style)")
+    p.add_argument("--preserve-color", default=None, choices=("luminance", "histogram"),
+                   help="keep the photo's colours: its chroma under the stylised luminance, or the stylised image "
+                        "recoloured to the photo's colour statistics")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
     add_runtime_option(p, d.runtime)
@@ -139,7 +144,8 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
                               device=args.device, precision=args.precision, compile=args.compile, runtime=args.runtime,
-                              power_difference=args.power_difference)
+                              power_difference=args.power_difference, strength=args.strength,
+                              preserve_color=args.preserve_color)
     items = plan_outputs(input_paths(args, "IN", many=True), args.output)
     model = load_style_model(args.model, options=options)
 

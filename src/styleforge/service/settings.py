@@ -134,12 +134,13 @@ def data_folder(settings: ServiceSettings) -> Path:
 
 
 def model_folders(settings: ServiceSettings) -> list[Path]:
-    """The folders scanned for styles (the default one need not exist)."""
-    from styleforge.weights.registry import styleforge_home
+    """The folders scanned for styles; by default the installed models' folder
+    (``styleforge models``), which need not exist."""
+    from styleforge.models.names import models_dir
 
     if settings.models:
         return [Path(m).expanduser() for m in settings.models]
-    return [styleforge_home() / "models"]
+    return [models_dir()]
 
 
 def redacted_url(url: str) -> str:
