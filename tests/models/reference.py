@@ -102,9 +102,15 @@ def old_style_state_dict(net: TransformerNet) -> dict[str, torch.Tensor]:
 def export_zoo_onnx(net: TransformerNet, path: object) -> None:
     """Export as the ONNX Model Zoo did: opset 9, fixed 1x3x224x224 input ``input1``,
     output ``output1`` (the zoo files carry no clamp: clients clamp)."""
+    export_opset9(net, torch.rand(1, 3, 224, 224) * 255, path)
+
+
+def export_opset9(net: nn.Module, example: torch.Tensor, path: object) -> None:
+    """torch's TorchScript exporter at opset 9 (the zoo's era; its deprecation warning is
+    expected here)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, torch.rand(1, 3, 224, 224) * 255, str(path), opset_version=9, dynamo=False,
+        torch.onnx.export(net, example, str(path), opset_version=9, dynamo=False,
                           input_names=["input1"], output_names=["output1"])

@@ -19,7 +19,13 @@ from styleforge.errors import StyleforgeError
 from styleforge.models import registry, store
 from styleforge.transfer import load_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
-from tests.models.reference import export_zoo_onnx, old_style_state_dict, random_reference, reference_output
+from tests.models.reference import (
+    export_opset9,
+    export_zoo_onnx,
+    old_style_state_dict,
+    random_reference,
+    reference_output,
+)
 
 FP32 = TransferOptions(device="cpu", precision="fp32")
 
@@ -86,7 +92,7 @@ def test_wrong_layouts_are_refused_naming_what_does_not_fit(reference: object, t
     with pytest.raises(StyleforgeError, match="residuals.4.conv1.conv.bias"):
         store.import_model(tmp_path / "short.pth")
     small = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3), torch.nn.Tanh())
-    torch.onnx.export(small, torch.rand(1, 3, 8, 8), str(tmp_path / "other.onnx"), opset_version=9, dynamo=False)
+    export_opset9(small, torch.rand(1, 3, 8, 8), tmp_path / "other.onnx")
     with pytest.raises(StyleforgeError, match=r"\(Tanh\) does not fit"):
         store.import_model(tmp_path / "other.onnx")
     (tmp_path / "text.onnx").write_text("not onnx")

@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     importing.set_defaults(handler=run_import)
     for action, text in (("path", "print an installed model's file"), ("remove", "delete an installed model")):
         sub = actions.add_parser(action, formatter_class=HelpFormatter, help=text)
-        sub.add_argument("name")
+        sub.add_argument("name", help="an installed model (styleforge models list)")
         sub.set_defaults(handler=run_path if action == "path" else run_remove)
 
 
