@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from styleforge.errors import StyleforgeError
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def models_dir() -> Path:
@@ -19,11 +16,10 @@ def models_dir() -> Path:
 
 
 def check_model_name(name: str) -> str:
-    """``name`` if it can name a model file (letters, digits, ``._-``); raise otherwise."""
-    if not _NAME.match(name) or name.endswith((".safetensors", ".json")):
-        raise StyleforgeError(f"invalid model name {name!r}: use up to 64 letters, digits, '.', '_' or '-', "
-                              "starting with a letter or digit")
-    return name
+    """``name`` if it can name a model file (the cache's naming rule); raise otherwise."""
+    from styleforge.weights.registry import check_name
+
+    return check_name(name, "model")
 
 
 def installed_path(name: str) -> Path:

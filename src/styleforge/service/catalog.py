@@ -4,7 +4,7 @@ A fast style is a trained network: ``NAME.safetensors`` (with its ``NAME.json``)
 exported ``NAME.onnx``. A Gatys style is a painting (``NAME.jpg``, ``.png``...): its jobs
 optimise an image with VGG19 for a bounded number of iterations, so they are offered only
 when the VGG19 weights are present. The style id is the file's stem; the first folder
-that holds a stem wins.
+that holds a stem wins; stems outside the cache's naming rule (they appear in URLs) are skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import base64
 import io
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,10 @@ from PIL import Image
 
 from styleforge.config import ServiceSettings
 from styleforge.images import IMAGE_SUFFIXES, read_image
+from styleforge.weights.registry import NAME_PATTERN
 
 log = logging.getLogger("styleforge.service")
 
-#: Style ids are file stems restricted to these characters (they appear in URLs).
-STYLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FAST, GATYS = "fast", "gatys"
 MODEL_SUFFIXES = (".safetensors", ".onnx")
 
@@ -56,7 +54,7 @@ def discover_styles(folders: list[Path], settings: ServiceSettings) -> dict[str,
             continue
         for file in sorted(folder.iterdir()):
             kind = _kind_of(file)
-            if kind is None or not STYLE_ID.match(file.stem) or file.stem in styles:
+            if kind is None or not NAME_PATTERN.match(file.stem) or file.stem in styles:
                 continue
             if kind == GATYS and not gatys_ready:
                 skipped_gatys += 1

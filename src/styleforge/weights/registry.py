@@ -59,7 +59,9 @@ REGISTRY: dict[str, WeightSpec] = {
 
 DEFAULT_WEIGHTS = "vgg19"
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Names of cached files (weights, installed style models, service styles): they become
+#: file names and URL parts.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def styleforge_home() -> Path:
@@ -86,11 +88,12 @@ def downloads_dir() -> Path:
     return styleforge_home() / "downloads"
 
 
-def check_name(name: str) -> str:
-    """Return ``name`` if it is a valid cache name (letters, digits, ``._-``), else raise."""
-    if not _NAME_PATTERN.match(name) or name.endswith(".safetensors"):
+def check_name(name: str, what: str = "weights") -> str:
+    """Return ``name`` if it is a valid cache name (letters, digits, ``._-``; not ending in
+    a suffix the cache itself adds), else raise naming ``what`` is being named."""
+    if not NAME_PATTERN.match(name) or name.endswith((".safetensors", ".json")):
         raise StyleforgeError(
-            f"invalid weights name {name!r}: use up to 64 letters, digits, '.', '_' or '-', "
+            f"invalid {what} name {name!r}: use up to 64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return name
