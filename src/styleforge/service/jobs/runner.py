@@ -170,10 +170,8 @@ class JobRunner:
     def _mail_result(self, job: Job, style: Style, result: Path, mime: str) -> None:
         if not (job.email and self.settings.smtp.enabled):
             return
-        done = self.store.get(job.id)
-        name = download_name(done) if done else result.name
         self._deliver(job, lambda: mail.result_message(self.settings.smtp, job.email, style.name,
-                                                       result.read_bytes(), name, mime))
+                                                       result.read_bytes(), download_name(job), mime))
 
     def _mail_failure(self, job: Job, reason: str) -> None:
         if job.email and self.settings.smtp.enabled:
