@@ -30,8 +30,10 @@ class Server:
         self.base = ""
 
     def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
+        # pread, not seek + read: the child shares this file's offset, and moving it
+        # would make the child's next write land over earlier output.
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
 
     def wait_for_output(self, pattern: str, timeout: float = 60) -> re.Match:
         deadline = time.monotonic() + timeout
