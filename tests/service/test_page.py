@@ -74,7 +74,10 @@ def test_pick_drop_progress_result_download(page: tuple[object, Server], tmp_pat
     page.wait_for_selector("#progress-box", state="visible")
     page.wait_for_selector("#result-box", state="visible", timeout=30_000)
     assert page.inner_text("#progress-text") == "Done" and page.inner_text("#result-caption") == "In the style of The Wave"
-    assert page.evaluate("document.getElementById('result').complete && document.getElementById('result').naturalWidth") == 256
+    for image_id in ("result", "original"):  # the pictures load after the box appears
+        page.wait_for_function(f"document.getElementById('{image_id}').complete && "
+                               f"document.getElementById('{image_id}').naturalWidth > 0")
+    assert page.evaluate("document.getElementById('result').naturalWidth") == 256
     assert page.evaluate("document.getElementById('original').naturalWidth") == 120
 
     with page.expect_download() as download_info:
