@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +58,16 @@ def drop_file(page: object, data: bytes, name: str, mime: str) -> None:
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})  # type: ignore[attr-defined]
 
 
+def loaded_width(page: object, selector: str, timeout: float = 30.0) -> int:
+    """Wait until the <img> at ``selector`` has finished loading; return its natural width (0 if broken)."""
+    image = page.locator(selector)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout
+    while not image.evaluate("img => img.complete"):
+        assert time.monotonic() < deadline, f"{selector} did not load within {timeout} s"
+        time.sleep(0.05)
+    return int(image.evaluate("img => img.naturalWidth"))
+
+
 def test_pick_drop_progress_result_download(page: tuple[object, Server], tmp_path: Path) -> None:
     page, server = page  # type: ignore[misc]
     cards = page.locator(".style-card")
@@ -74,11 +85,10 @@ def test_pick_drop_progress_result_download(page: tuple[object, Server], tmp_pat
     page.wait_for_selector("#progress-box", state="visible")
     page.wait_for_selector("#result-box", state="visible", timeout=30_000)
     assert page.inner_text("#progress-text") == "Done" and page.inner_text("#result-caption") == "In the style of The Wave"
-    for image_id in ("result", "original"):  # the pictures load after the box appears
-        page.wait_for_function(f"document.getElementById('{image_id}').complete && "
-                               f"document.getElementById('{image_id}').naturalWidth > 0")
-    assert page.evaluate("document.getElementById('result').naturalWidth") == 256
-    assert page.evaluate("document.getElementById('original').naturalWidth") == 120
+    # The pictures load after the box appears. Polled from here: wait_for_function evaluates
+    # its predicate with eval(), which the page's CSP (script-src 'self') rightly refuses.
+    assert loaded_width(page, "#result") == 256
+    assert loaded_width(page, "#original") == 120
 
     with page.expect_download() as download_info:
         page.click("#download")
