@@ -58,6 +58,9 @@ class Assets:
     a_file: Path  # a plain file, to be named where a folder is expected
     service_unknown_key: Path  # TOML with a setting that does not exist
     service_bad_value: Path  # TOML with text where a number belongs
+    clip: Path  # a 12-frame 160x96 H.264 clip with AAC audio
+    text_mp4: Path  # text named .mp4
+    truncated_mp4: Path  # the clip cut in half (its index is at the end: unreadable)
 
 
 def _trained_model(root: Path, style: Path, data: Path, pth: Path) -> tuple[Path, Path]:
@@ -153,6 +156,12 @@ def build_assets(root: Path) -> Assets:
     (root / "unknown_key.toml").write_text('colour = "red"\n')
     (root / "bad_value.toml").write_text('max_queued = "many"\n[smtp]\nhost = "mail.example.org"\n')
 
+    from tests.video.clips import write_clip
+
+    clip = write_clip(root / "clip.mp4")
+    (root / "text.mp4").write_text("this is not a video")
+    (root / "truncated.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+
     return Assets(
         root=root, photo=photo, photo_b=photo_b, style=style, pth=pth, mat=mat, model=model, run=run, data=data,
         text_jpg=root / "text.jpg", truncated_jpg=root / "truncated.jpg", empty_png=root / "empty.png",
@@ -165,4 +174,5 @@ def build_assets(root: Path) -> Assets:
         truncated_safetensors=root / "truncated.safetensors", plain_dict_pt=root / "plain_dict.pt",
         batchnorm_pth=root / "batchnorm.pth", a_file=root / "a_file",
         service_unknown_key=root / "unknown_key.toml", service_bad_value=root / "bad_value.toml",
+        clip=clip, text_mp4=root / "text.mp4", truncated_mp4=root / "truncated.mp4",
     )

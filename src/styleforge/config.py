@@ -364,6 +364,32 @@ class TransferOptions:
 
 
 @dataclass(frozen=True)
+class VideoOptions:
+    """Options of stylising a video (``styleforge transfer clip.mp4 -o out.mp4``), on top
+    of :class:`TransferOptions` (size, batch size, device, precision, strength, colour).
+
+    Attributes:
+        temporal_smoothing: weight 0..1 pulling each output frame toward the previous
+            output warped along the optical flow, where the flow is consistent
+            (0 = frame by frame; see :mod:`styleforge.video.temporal`). 0.5 halves the
+            flicker of a typical model at a few milliseconds per frame of DIS flow.
+        measure: compute the warping error (and hence the flow) even without smoothing.
+        flow_long_side: the flow is estimated on frames shrunk to this long side.
+        flow_preset: OpenCV DIS preset, ``fast`` or ``medium``.
+        crf: encoder quality (constant rate factor; 18 is visually lossless for H.264).
+    """
+
+    temporal_smoothing: float = 0.0
+    measure: bool = False
+    flow_long_side: int = 640
+    flow_preset: str = "medium"
+    crf: int = 18
+
+    #: The weight ``--temporal-smoothing`` gives without a value.
+    DEFAULT_SMOOTHING = 0.5
+
+
+@dataclass(frozen=True)
 class QuantizeOptions:
     """Options of ``styleforge quantize``, named and defaulted as the course's INI file
     (``fppb_to_intpb.py vgg19_int8.ini``); see docs/quantize.md for each key.

@@ -100,10 +100,12 @@ class StyleModel:
         # eager one (their varying shapes would each trigger a recompilation).
         self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.net) if self.options.compile else self.net  # type: ignore[assignment]
 
-    def stylize(self, image: Image.Image, size: int | None = None, tile: int | None = None) -> Image.Image:
-        """Stylise one image (resized so its long side is ``size`` when given; tiled when
-        ``tile`` is given or the image exceeds ``options.auto_tile_pixels``)."""
-        image = _resized(image.convert("RGB"), size if size is not None else self.options.size)
+    def stylize(self, image: Image.Image, size: int | None = None, tile: int | None = None,
+                resize: bool = True) -> Image.Image:
+        """Stylise one image (resized so its long side is ``size``, or ``options.size``,
+        unless ``resize`` is false; tiled when ``tile`` is given or the image exceeds
+        ``options.auto_tile_pixels``)."""
+        image = _resized(image.convert("RGB"), (size if size is not None else self.options.size) if resize else None)
         tile = tile or self.options.tile
         width, height = image.size
         if tile is None and width * height > self.options.auto_tile_pixels:

@@ -22,7 +22,7 @@ from styleforge.cli.common import (
     positive_int,
     print_json,
 )
-from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions
+from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions, VideoOptions
 from styleforge.errors import StyleforgeError
 
 TRAIN_DESCRIPTION = """\
@@ -40,7 +40,9 @@ the course's 7.5, 500, 1.3e7 in these units). The course's flag names are accept
 TRANSFER_DESCRIPTION = """\
 Stylise images or whole folders with a trained model. Folder inputs are mirrored under
 OUT/<folder name>/; same-size images are batched; images above 4 megapixels (or larger
-than --tile) are processed in overlapping tiles with blended seams.
+than --tile) are processed in overlapping tiles with blended seams. A video (.mp4, .m4v,
+.mov, .mkv, .webm, .avi) is stylised frame batch by frame batch into -o OUT.mp4 (or .mov,
+.mkv, .webm), keeping its frame timing and audio; --temporal-smoothing reduces flicker.
 """
 
 
@@ -112,6 +114,12 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("--preserve-color", default=None, choices=("luminance", "histogram"),
                    help="keep the photo's colours: its chroma under the stylised luminance, or the stylised image "
                         "recoloured to the photo's colour statistics")
+    v = VideoOptions()
+    p.add_argument("--temporal-smoothing", type=non_negative_float, nargs="?", const=VideoOptions.DEFAULT_SMOOTHING,
+                   default=v.temporal_smoothing, metavar="W",
+                   help=f"video: pull each frame toward the previous output warped by optical flow, where the flow is "
+                        f"consistent (weight 0..1, {VideoOptions.DEFAULT_SMOOTHING} without a value); less flicker")
+    p.add_argument("--crf", type=non_negative_int, default=v.crf, help="video: encoder quality, lower is better (18: visually lossless)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
     add_runtime_option(p, d.runtime)
@@ -141,12 +149,18 @@ def run_train(args: argparse.Namespace) -> int:
 def run_transfer(args: argparse.Namespace) -> int:
     """Stylise the inputs; prints one line per image (or JSON)."""
     from styleforge.transfer import load_style_model, plan_outputs, transfer_files
+    from styleforge.video.io import is_video
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
                               device=args.device, precision=args.precision, compile=args.compile, runtime=args.runtime,
                               power_difference=args.power_difference, strength=args.strength,
                               preserve_color=args.preserve_color)
-    items = plan_outputs(input_paths(args, "IN", many=True), args.output)
+    inputs = input_paths(args, "IN", many=True)
+    if any(is_video(path) for path in inputs):
+        from styleforge.cli.video import run_video_transfer
+
+        return run_video_transfer(args, inputs, options)
+    items = plan_outputs(inputs, args.output)
     model = load_style_model(args.model, options=options)
 
     def report(item: Any, seconds: float) -> None:
