@@ -134,10 +134,11 @@ def _verify(url: str, got_sha256: str, got_md5: str, *, sha256: str | None, sha2
             )
 
 
-def download_from_mirrors(urls: tuple[str, ...], destination: str | Path, *, sha256: str, progress: bool = True,
+def download_from_mirrors(urls: tuple[str, ...], destination: str | Path, *, sha256: str | None, progress: bool = True,
                           network_hint: str = "") -> DownloadResult:
     """Download the file published at ``urls`` (mirrors, tried in order), verifying the
-    SHA-256 whatever the source; the first complete, matching copy wins.
+    SHA-256 whatever the source (when one is published: ``sha256=None`` takes the first
+    complete copy); the first complete, matching copy wins.
 
     Raises:
         StyleforgeError: every mirror failed; the message names each one's reason.

@@ -228,13 +228,13 @@ def _read_checkpoint_model(file: Path) -> tuple[TransformNet, dict]:
 
 
 def network_from_state(file: Path, convention: dict, state: object) -> TransformNet:
-    """A TransformNet of the recorded ``convention`` (norm, upsample, input_divisor,
-    output; defaults where absent) holding ``state``; one line naming the first
+    """A TransformNet of the recorded ``convention`` (:meth:`TransformNet.convention`;
+    defaults where absent) holding ``state``; one line naming the first
     mismatching key otherwise."""
     norm, upsample = convention.get("norm", "instance"), convention.get("upsample", "resize")
     try:
-        net = TransformNet(norm, upsample, float(convention.get("input_divisor", 255.0)), convention.get("output", "tanh"))
-    except (StyleforgeError, ValueError) as exc:
+        net = TransformNet.from_convention(convention)
+    except StyleforgeError as exc:
         raise StyleforgeError(f"'{file}': {exc}") from None
     expected = net.state_dict()
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

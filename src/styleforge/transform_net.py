@@ -35,6 +35,14 @@ Choices (documented in the README):
   trained elsewhere keep their own conventions: pytorch/examples' ``TransformerNet``
   (the same layers) is fed 0-255 directly and its last convolution is clamped to
   [0, 255] (``input_divisor=1, output="clamp"``).
+* The course's table 4.3 exactly, as jcjohnson/fast-neural-style trained it
+  (``padding="input"``): one 40-pixel reflection pad at the input, zero-padded 9x9 and
+  strided convolutions, residual blocks of two *unpadded* 3x3 convolutions whose
+  shortcut is cropped by 2 pixels per side (each block shrinks the map by 4; the five
+  blocks use up the 40 pixels at a quarter of the resolution), transposed-convolution
+  upsampling. Their pixels are BGR minus the VGG mean (``channel_order="bgr"``,
+  ``input_mean``, ``input_divisor=1``) and their output is ``150 tanh`` plus that mean
+  (``output_scale``, ``output_offset``, per channel).
 * Reduced precision: under bf16/fp16 autocast the first convolution still runs in fp32
   (it sees the raw image; see :class:`FullPrecisionConvLayer`).
 """
@@ -42,6 +50,7 @@ Choices (documented in the README):
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -52,6 +61,13 @@ from styleforge.errors import StyleforgeError
 
 NORMS = ("instance", "batch")
 UPSAMPLES = ("resize", "deconv")
+#: ``layer``: every convolution reflection-pads its own input (styleforge, pytorch/examples);
+#: ``input``: one 40-pixel reflection pad at the input and unpadded residual blocks (jcjohnson).
+PADDINGS = ("layer", "input")
+CHANNEL_ORDERS = ("rgb", "bgr")
+#: The input reflection of ``padding="input"``: 5 residual blocks x 2 convolutions x 2
+#: pixels at a quarter of the resolution.
+INPUT_PAD = 40
 #: Output activations: ``tanh`` scaled to [0, 255] (styleforge, Johnson) or the last
 #: convolution clamped to [0, 255] (pytorch/examples).
 OUTPUTS = ("tanh", "clamp")
@@ -139,12 +155,13 @@ def set_norm_mode(net: nn.Module, mode: str) -> None:
 
 
 class ConvLayer(nn.Module):
-    """Reflection padding then a convolution (output size = ceil(input / stride))."""
+    """Padding then a convolution: ``reflect`` (output size = ceil(input / stride)),
+    ``zero`` (the same size, zeros outside) or ``none`` (valid convolution)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, pad: str = "reflect") -> None:
         super().__init__()
-        self.pad = nn.ReflectionPad2d(kernel // 2)
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride)
+        self.pad = nn.ReflectionPad2d(kernel // 2) if pad == "reflect" else nn.Identity()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2 if pad == "zero" else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.pad(x))
@@ -164,16 +181,21 @@ class FullPrecisionConvLayer(ConvLayer):
 
 
 class ResidualBlock(nn.Module):
-    """conv-norm-ReLU-conv-norm plus the identity."""
+    """conv-norm-ReLU-conv-norm plus the identity; with ``padded=False`` the convolutions
+    are unpadded and the identity is cropped by 2 pixels per side to match."""
 
-    def __init__(self, channels: int, norm: str) -> None:
+    def __init__(self, channels: int, norm: str, padded: bool = True) -> None:
         super().__init__()
-        self.conv1, self.norm1 = ConvLayer(channels, channels, 3), _norm(norm, channels)
-        self.conv2, self.norm2 = ConvLayer(channels, channels, 3), _norm(norm, channels)
+        pad = "reflect" if padded else "none"
+        self.crop = 0 if padded else 2
+        self.conv1, self.norm1 = ConvLayer(channels, channels, 3, pad=pad), _norm(norm, channels)
+        self.conv2, self.norm2 = ConvLayer(channels, channels, 3, pad=pad), _norm(norm, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.norm1(self.conv1(x)))
-        return x + self.norm2(self.conv2(y))
+        c = self.crop
+        shortcut = x[:, :, c:-c, c:-c] if c else x
+        return shortcut + self.norm2(self.conv2(y))
 
 
 class UpsampleLayer(nn.Module):
@@ -193,54 +215,108 @@ class UpsampleLayer(nn.Module):
         return self.deconv(x)
 
 
+Channels = float | tuple[float, float, float]
+
+
+def _per_channel(value: float | tuple[float, ...] | list[float], what: str) -> tuple[float, float, float]:
+    values = tuple(float(v) for v in value) if isinstance(value, (tuple, list)) else (float(value),) * 3
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise StyleforgeError(f"{what} must be one number or three finite numbers, got {value!r}")
+    return values  # type: ignore[return-value]
+
+
+def _text(values: tuple[float, float, float]) -> str:
+    return f"{values[0]:g}" if len(set(values)) == 1 else ",".join(f"{v!r}" for v in values)
+
+
 class TransformNet(nn.Module):
     """Feed-forward style network: (N, 3, H, W) RGB 0-255 in, same shape 0-255 out.
 
     Args:
         norm: ``instance`` (default) or ``batch``.
         upsample: ``resize`` (default) or ``deconv``.
-        input_divisor: the 0-255 input is divided by this first (255: the layers see
-            [0, 1]; 1: they see 0-255, as pytorch/examples' networks were trained).
-        output: ``tanh`` (scaled to [0, 255]) or ``clamp`` (the last convolution
-            clamped to [0, 255]); see :data:`OUTPUTS`.
+        input_divisor: the 0-255 input (less ``input_mean``) is divided by this, one
+            number or one per channel (255: the layers see [0, 1]; 1: they see 0-255,
+            as pytorch/examples' networks were trained).
+        output: ``tanh`` (``output_scale * tanh + output_offset``, by default scaled to
+            [0, 255]) or ``clamp`` (the last convolution clamped to [0, 255]); see :data:`OUTPUTS`.
+        padding: ``layer`` (default) or ``input``; see :data:`PADDINGS`.
+        channel_order: the order the layers see the channels in (``bgr``: Caffe/Torch7 VGG habit).
+        input_mean: subtracted from the 0-255 input first, per channel in ``channel_order``.
+        output_scale, output_offset: of the ``tanh`` output, per channel in ``channel_order``.
     """
 
-    def __init__(self, norm: str = "instance", upsample: str = "resize", input_divisor: float = 255.0,
-                 output: str = "tanh") -> None:
+    def __init__(self, norm: str = "instance", upsample: str = "resize", input_divisor: Channels = 255.0,
+                 output: str = "tanh", *, padding: str = "layer", channel_order: str = "rgb", input_mean: Channels = 0.0,
+                 output_scale: Channels = 127.5, output_offset: Channels = 127.5) -> None:
         super().__init__()
-        if norm not in NORMS:
-            raise StyleforgeError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
-        if upsample not in UPSAMPLES:
-            raise StyleforgeError(f"unknown upsample {upsample!r}; use one of {', '.join(UPSAMPLES)}")
-        if output not in OUTPUTS:
-            raise StyleforgeError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
-        if not input_divisor > 0:
+        for value, choices, what in ((norm, NORMS, "norm"), (upsample, UPSAMPLES, "upsample"), (output, OUTPUTS, "output"),
+                                     (padding, PADDINGS, "padding"), (channel_order, CHANNEL_ORDERS, "channel order")):
+            if value not in choices:
+                raise StyleforgeError(f"unknown {what} {value!r}; use one of {', '.join(choices)}")
+        divisor = _per_channel(input_divisor, "input_divisor")
+        if not all(d > 0 for d in divisor):
             raise StyleforgeError(f"input_divisor must be positive, got {input_divisor}")
-        self.norm, self.upsample = norm, upsample
-        self.input_divisor, self.output = float(input_divisor), output
-        self.conv1, self.norm1 = FullPrecisionConvLayer(3, 32, 9), _norm(norm, 32)
-        self.conv2, self.norm2 = ConvLayer(32, 64, 3, stride=2), _norm(norm, 64)
-        self.conv3, self.norm3 = ConvLayer(64, 128, 3, stride=2), _norm(norm, 128)
-        self.residuals = nn.Sequential(*(ResidualBlock(128, norm) for _ in range(5)))
+        self.norm, self.upsample, self.output, self.padding, self.channel_order = norm, upsample, output, padding, channel_order
+        self.input_divisor, self.input_mean = divisor, _per_channel(input_mean, "input_mean")
+        self.output_scale, self.output_offset = _per_channel(output_scale, "output_scale"), _per_channel(output_offset, "output_offset")
+        for name, values in (("_mean", self.input_mean), ("_divisor", self.input_divisor), ("_scale", self.output_scale),
+                             ("_offset", self.output_offset)):
+            self.register_buffer(name, torch.tensor(values).view(1, 3, 1, 1), persistent=False)
+        conv_pad = "reflect" if padding == "layer" else "zero"
+        self.conv1, self.norm1 = FullPrecisionConvLayer(3, 32, 9, pad=conv_pad), _norm(norm, 32)
+        self.conv2, self.norm2 = ConvLayer(32, 64, 3, stride=2, pad=conv_pad), _norm(norm, 64)
+        self.conv3, self.norm3 = ConvLayer(64, 128, 3, stride=2, pad=conv_pad), _norm(norm, 128)
+        self.residuals = nn.Sequential(*(ResidualBlock(128, norm, padded=padding == "layer") for _ in range(5)))
         self.up1, self.norm4 = UpsampleLayer(128, 64, upsample), _norm(norm, 64)
         self.up2, self.norm5 = UpsampleLayer(64, 32, upsample), _norm(norm, 32)
-        self.conv_out = ConvLayer(32, 3, 9)
+        self.conv_out = ConvLayer(32, 3, 9, pad=conv_pad)
+
+    @classmethod
+    def from_convention(cls, convention: dict[str, str]) -> TransformNet:
+        """The network a saved :meth:`convention` describes (absent fields take the defaults).
+
+        Raises:
+            StyleforgeError: an unknown or malformed value.
+        """
+        def numbers(key: str, default: Channels) -> Channels:
+            text = convention.get(key)
+            if text is None:
+                return default
+            try:
+                values = tuple(float(v) for v in str(text).split(","))
+            except ValueError:
+                raise StyleforgeError(f"{key} {text!r} is not a number or three comma-separated numbers") from None
+            return values[0] if len(values) == 1 else values  # type: ignore[return-value]
+
+        return cls(convention.get("norm", "instance"), convention.get("upsample", "resize"), numbers("input_divisor", 255.0),
+                   convention.get("output", "tanh"), padding=convention.get("padding", "layer"),
+                   channel_order=convention.get("channel_order", "rgb"), input_mean=numbers("input_mean", 0.0),
+                   output_scale=numbers("output_scale", 127.5), output_offset=numbers("output_offset", 127.5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Stylise a batch of RGB 0-255 images; returns the same shape, values in [0, 255]."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise StyleforgeError(f"TransformNet expects (N, 3, H, W) images, got {tuple(x.shape)}")
         height, width = x.shape[2:]
+        y = self._reorder(x)
+        y = (y - self._mean) / self._divisor if any(self.input_mean) else y / self._divisor
         if self.exporting:
             # One graph for every size: always pad (by 0-3 pixels), with no branch on the
             # example's shape (a branch would be traced away and odd sizes come out wrong).
-            y = F.pad(x / self.input_divisor, (0, (-width) % 4, 0, (-height) % 4), mode="reflect")
+            y = F.pad(y, (0, (-width) % 4, 0, (-height) % 4), mode="reflect")
         else:
-            y = _pad_to_fit(x / self.input_divisor)
-        return self._body(y)[:, :, :height, :width]
+            y = _pad_to_fit(y, MIN_SIDE if self.padding == "layer" else INPUT_MIN_SIDE)
+        return self._reorder(self._body(y))[:, :, :height, :width]
+
+    def _reorder(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB <-> the layers' channel order (the same swap both ways)."""
+        return x.flip(1) if self.channel_order == "bgr" else x
 
     def _body(self, y: torch.Tensor) -> torch.Tensor:
-        """The layers of table 4.3 on a padded batch (divided by ``input_divisor``); returns 0-255."""
+        """The layers of table 4.3 on a padded, normalised batch; returns 0-255 in the layers' channel order."""
+        if self.padding == "input":
+            y = F.pad(y, (INPUT_PAD,) * 4, mode="reflect")
         y = F.relu(self.norm1(self.conv1(y)))
         y = F.relu(self.norm2(self.conv2(y)))
         y = F.relu(self.norm3(self.conv3(y)))
@@ -249,12 +325,18 @@ class TransformNet(nn.Module):
         y = F.relu(self.norm5(self.up2(y)))
         if self.output == "clamp":
             return self.conv_out(y).clamp(0.0, 255.0)
-        return (torch.tanh(self.conv_out(y)) + 1.0) * 127.5
+        if self.output_scale == (127.5,) * 3 and self.output_offset == (127.5,) * 3:
+            return (torch.tanh(self.conv_out(y)) + 1.0) * 127.5  # within [0, 255] by construction
+        return (torch.tanh(self.conv_out(y)) * self._scale + self._offset).clamp(0.0, 255.0)
 
     def convention(self) -> dict[str, str]:
-        """The architecture fields a saved model records (all text, as safetensors metadata)."""
-        return {"norm": self.norm, "upsample": self.upsample, "input_divisor": f"{self.input_divisor:g}",
-                "output": self.output}
+        """The architecture fields a saved model records (all text, as safetensors
+        metadata); fields at their defaults beyond the first four are left out."""
+        fields = {"norm": self.norm, "upsample": self.upsample, "input_divisor": _text(self.input_divisor), "output": self.output}
+        extra = {"padding": (self.padding, "layer"), "channel_order": (self.channel_order, "rgb"),
+                 "input_mean": (_text(self.input_mean), "0"), "output_scale": (_text(self.output_scale), "127.5"),
+                 "output_offset": (_text(self.output_offset), "127.5")}
+        return fields | {key: value for key, (value, default) in extra.items() if value != default}
 
     def record_norm_statistics(self, x: torch.Tensor) -> None:
         """Record every instance norm's statistics on the (1, 3, H, W) image ``x``; later
@@ -295,19 +377,21 @@ def export_mode(net: TransformNet) -> Iterator[TransformNet]:
 #: The smallest side the layers can pad: the 9x9 convolutions reflect 4 pixels (side > 4)
 #: and the 3x3 ones at a quarter of the resolution reflect 1 (side >= 2 there).
 MIN_SIDE = 8
+#: The same for ``padding="input"``: the 40-pixel input reflection needs a side > 40.
+INPUT_MIN_SIDE = 44
 
 
-def _padding_to_fit(side: int) -> int:
+def _padding_to_fit(side: int, min_side: int = MIN_SIDE) -> int:
     """Pixels to add so ``side`` becomes a multiple of 4 (two stride-2 stages) and at
-    least :data:`MIN_SIDE`; the output is cropped back, so a 1x1 image works too."""
-    return max(MIN_SIDE, side + (-side % 4)) - side
+    least ``min_side``; the output is cropped back, so a 1x1 image works too."""
+    return max(min_side, side + (-side % 4)) - side
 
 
-def _pad_to_fit(y: torch.Tensor) -> torch.Tensor:
+def _pad_to_fit(y: torch.Tensor, min_side: int = MIN_SIDE) -> torch.Tensor:
     """Pad right and bottom by :func:`_padding_to_fit`: reflected, or replicated where the
     image is too small to reflect."""
     height, width = y.shape[2:]
-    pad_h, pad_w = _padding_to_fit(height), _padding_to_fit(width)
+    pad_h, pad_w = _padding_to_fit(height, min_side), _padding_to_fit(width, min_side)
     if not (pad_h or pad_w):
         return y
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"

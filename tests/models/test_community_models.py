@@ -70,7 +70,7 @@ def test_imported_model_stylises_photos_through_the_cli(reference: object, tmp_p
     result = run_cli("models", "import", str(tmp_path / "udnie.pth"), "--name", "udnie")
     assert result.returncode == 0 and "udnie.safetensors" in result.stdout, result.stderr
     listing = json.loads(run_cli("models", "list", "--json").stdout)
-    assert [m["name"] for m in listing["installed"]] == ["udnie"] and len(listing["downloadable"]) == 5
+    assert [m["name"] for m in listing["installed"]] == ["udnie"] and len(listing["downloadable"]) == 15
     photo = make_photo(tmp_path / "p.png", size=(64, 48))
     result = run_cli("transfer", "--model", "udnie", str(photo), "-o", str(tmp_path / "out.png"), "--precision", "fp32",
                      "--device", "cpu", "--quiet")
@@ -140,8 +140,13 @@ def test_a_known_file_with_the_wrong_checksum_is_refused_on_import(reference: ob
 
 
 def test_registry_lists_the_zoo_files_with_their_published_checksums() -> None:
-    assert set(registry.MODELS) == {"candy", "mosaic", "pointilism", "rain-princess", "udnie"}
-    for spec in registry.MODELS.values():
+    zoo = {name: spec for name, spec in registry.MODELS.items() if spec.layout == "onnx-zoo"}
+    assert set(zoo) == {"candy", "mosaic", "pointilism", "rain-princess", "udnie"}
+    for spec in zoo.values():
         assert len(spec.sha256) == 64 and spec.size == 6_728_029 and len(spec.urls) >= 2
         assert all(u.endswith(spec.filename) for u in spec.urls)
     assert registry.MODELS["candy"].sha256.startswith("9d11a352")
+    torch7 = [spec for spec in registry.MODELS.values() if spec.layout == "torch7-fast-neural-style"]
+    assert len(torch7) == 10 and all(spec.sha256 is None and spec.urls[0].startswith("https://cs.stanford.edu/") for spec in torch7)
+    assert {spec.filename for spec in torch7} >= {"la_muse.t7", "the_wave.t7", "composition_vii.t7"}
+    assert registry.spec_for_file("la_muse.t7") is None  # two different files share that name

@@ -53,18 +53,25 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     names = {m.name for m in installed}
     for m in installed:
-        print(f"{m.name:16} installed  {m.size / 1e6:5.1f} MB  {m.source}")
+        print(f"{m.name:28} installed  {m.size / 1e6:5.1f} MB  {m.source}")
     for spec in MODELS.values():
         if spec.name not in names:
-            print(f"{spec.name:16} download   {spec.size / 1e6:5.1f} MB  {spec.source}")
+            size = f"{spec.size / 1e6:5.1f} MB" if spec.size else "    ? MB"
+            print(f"{spec.name:28} download   {size}  {spec.source}")
     return 0
 
 
 def run_download(args: argparse.Namespace) -> int:
     """Download and install; prints the installed path."""
+    from styleforge.models.registry import model_spec
     from styleforge.models.store import download_model
+    from styleforge.transfer import read_model_metadata
 
-    print(f"installed {download_model(args.name, url=args.url, progress=not args.quiet)}")
+    path = download_model(args.name, url=args.url, progress=not args.quiet)
+    print(f"installed {path}")
+    if model_spec(args.name).sha256 is None:
+        sha256 = read_model_metadata(path).get("original_sha256")
+        print(f"note: no checksum is published for this file; this copy's SHA-256 is {sha256} (kept in {path.with_suffix('.json').name})")
     return 0
 
 

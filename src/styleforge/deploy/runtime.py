@@ -61,6 +61,10 @@ class OnnxTransformNet:
         self.device_description = self.session.description
         self.norm = self.metadata.get("norm", "instance")
         self.upsample = self.metadata.get("upsample", "resize")
+        # Inputs are padded up to the smallest side the graph can reflect (a no-op above it).
+        from styleforge.transform_net import INPUT_MIN_SIDE, MIN_SIDE
+
+        self.min_side = INPUT_MIN_SIDE if self.metadata.get("padding") == "input" else MIN_SIDE
         self.input_name = self.session.input_names[0]
         self.norm_statistics: dict[str, np.ndarray] | None = None
         self._derived: dict[str, Session] = {}
@@ -77,7 +81,7 @@ class OnnxTransformNet:
         from styleforge.transform_net import _pad_to_fit
 
         height, width = x.shape[2:]
-        feeds = {self.input_name: _pad_to_fit(x.float()).contiguous().cpu().numpy()}  # padding: a no-op from 8x8 up
+        feeds = {self.input_name: _pad_to_fit(x.float(), self.min_side).contiguous().cpu().numpy()}
         session = self.session
         if self.norm_statistics is not None:
             if x.shape[0] != 1:
@@ -97,7 +101,7 @@ class OnnxTransformNet:
             raise StyleforgeError("instance-norm statistics are recorded one image at a time")
         session = self._derived_session("statistics")
         names = [n.format(i) for i in range(len(instance_norm_nodes(self._model()))) for n in (MEAN, VAR)]
-        values = session.run({self.input_name: _pad_to_fit(x.float()).contiguous().cpu().numpy()}, names)
+        values = session.run({self.input_name: _pad_to_fit(x.float(), self.min_side).contiguous().cpu().numpy()}, names)
         self.norm_statistics = {name: value[0] for name, value in zip(names, values, strict=True)}
 
     def clear_norm_statistics(self) -> None:

@@ -18,7 +18,8 @@ from styleforge.fsutil import check_regular_file
 from styleforge.models.names import check_model_name, installed_path, models_dir
 from styleforge.models.registry import ModelSpec, model_spec, spec_for_file
 
-LAYOUTS = {".onnx": "onnx-zoo", ".pth": "pytorch-examples", ".pt": "pytorch-examples", ".model": "pytorch-examples"}
+LAYOUTS = {".onnx": "onnx-zoo", ".pth": "pytorch-examples", ".pt": "pytorch-examples", ".model": "pytorch-examples",
+           ".t7": "torch7-fast-neural-style"}
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ def import_model(path: str | os.PathLike[str], name: str | None = None, *, sourc
     """Convert a published model file into an installed styleforge model.
 
     Args:
-        path: a pytorch/examples checkpoint (``.pth``/``.pt``/``.model``) or an ONNX Model
-            Zoo fast-neural-style file (``.onnx``).
+        path: a pytorch/examples checkpoint (``.pth``/``.pt``/``.model``), an ONNX Model
+            Zoo fast-neural-style file (``.onnx``) or a jcjohnson/fast-neural-style Torch7
+            model (``.t7``).
         name: the installed name (default: the registry name for a known file, else the stem).
         source, licence: recorded in the metadata (defaults: the registry's, or the file).
 
@@ -65,11 +67,12 @@ def import_model(path: str | os.PathLike[str], name: str | None = None, *, sourc
     file = check_regular_file(path, "model file")
     layout = LAYOUTS.get(file.suffix.lower())
     if layout is None:
-        raise StyleforgeError(f"cannot import '{file}': expected a pytorch/examples .pth or an ONNX Model Zoo .onnx file")
+        raise StyleforgeError(f"cannot import '{file}': expected a pytorch/examples .pth, an ONNX Model Zoo .onnx or a "
+                              "jcjohnson/fast-neural-style .t7 file")
     spec = spec_for_file(file.name)
     sha256 = verify_file_checksums(file, sha256=spec.sha256 if spec else None)
     name = check_model_name(name or (spec.name if spec else file.stem))
-    state = _read_layout(file, layout)
+    state, convention = _read_layout(file, layout)
     metadata = {
         "name": name.replace("-", " ").replace("_", " ").title(),
         "source": source or (spec.source if spec else f"imported from {file.name}"),
@@ -77,25 +80,31 @@ def import_model(path: str | os.PathLike[str], name: str | None = None, *, sourc
         "layout": layout, "original_file": file.name, "original_sha256": sha256,
         "imported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    return _install(file, state, name, metadata)
+    return _install(file, state, convention, name, metadata)
 
 
-def _read_layout(file: Path, layout: str) -> dict:
+def _read_layout(file: Path, layout: str) -> tuple[dict, dict[str, str]]:
+    """The TransformNet state dict and convention of ``file`` in ``layout``."""
+    from styleforge.models.formats import PYTORCH_EXAMPLES
+
     if layout == "onnx-zoo":
         from styleforge.models.formats.onnx_zoo import convert_onnx
 
-        return convert_onnx(file)
+        return convert_onnx(file), PYTORCH_EXAMPLES
+    if layout == "torch7-fast-neural-style":
+        from styleforge.models.formats.torch7 import convert_torch7
+
+        return convert_torch7(file)
     from styleforge.models.formats.pytorch_examples import convert_state_dict
     from styleforge.torch_files import load_torch_file
 
-    return convert_state_dict(load_torch_file(file, "pytorch/examples model"), str(file))
+    return convert_state_dict(load_torch_file(file, "pytorch/examples model"), str(file)), PYTORCH_EXAMPLES
 
 
-def _install(file: Path, state: dict, name: str, metadata: dict) -> Path:
-    from styleforge.models.formats import PYTORCH_EXAMPLES
+def _install(file: Path, state: dict, convention: dict[str, str], name: str, metadata: dict) -> Path:
     from styleforge.transfer import network_from_state, save_style_model
 
-    net = network_from_state(file, PYTORCH_EXAMPLES, state)
+    net = network_from_state(file, convention, state)
     return save_style_model(net, models_dir() / f"{name}.safetensors", metadata)
 
 
@@ -112,8 +121,8 @@ def download_model(name: str, *, url: str | None = None, progress: bool = True) 
     spec = model_spec(name)
     downloads = models_dir() / ".downloads"
     target = downloads / spec.filename
-    hint = (f"; offline? fetch {spec.filename} ({spec.size:,} bytes, SHA-256 {spec.sha256[:12]}...) on another machine "
-            f"and run 'styleforge models import PATH/{spec.filename}'")
+    published = f"{spec.size:,} bytes, SHA-256 {spec.sha256[:12]}..." if spec.sha256 and spec.size else spec.urls[0]
+    hint = f"; offline? fetch {spec.filename} ({published}) on another machine and run 'styleforge models import PATH/{spec.filename}'"
     try:
         download_from_mirrors((url,) if url else spec.urls, target, sha256=spec.sha256, progress=progress, network_hint=hint)
         return import_model(target, spec.name, source=_source_with(spec, url), licence=spec.licence)

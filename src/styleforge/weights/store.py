@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from styleforge.download import download_file, verify_file_checksums
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_regular_file, human_size
-from styleforge.download import download_file, verify_file_checksums
 from styleforge.weights.formats import (
     WEIGHT_SUFFIXES,
     WeightsBundle,
