@@ -7,7 +7,16 @@ autocast (the default where the hardware has it), optionally through torch.compi
 (``--compile``; compilation time is excluded: it happens in the warm-up). Weights are random (the arithmetic is what is timed); fidelity is the PSNR
 (and max error) of each path's 8-bit output against the baseline's.
 
-    python benchmarks/transfer.py --device cpu --sizes 256,512,1024 --json bench-results/transfer-cpu.json
+``--conventions`` times ``StyleModel.stylize`` (the default path of ``transfer``) for
+each network convention an imported model can have: styleforge's own, pytorch/examples'
+(and the ONNX Model Zoo's, converted: 0-255 in, clamped out) and jcjohnson's
+(40-pixel input reflection, unpadded residual blocks, BGR/mean pixels).
+
+``--video`` stylises a clip panned and zoomed across a real photo at each of
+``--video-sizes`` with ``transfer_video``, frame by frame and with temporal smoothing,
+reporting frames per second and the warping error (flow-based, 0-255 units).
+
+    python benchmarks/transfer.py --device cpu --sizes 256,512,1024 --conventions --video --json bench-results/transfer-cpu.json
 """
 
 from __future__ import annotations
@@ -24,8 +33,18 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, median, print_table, time_call, write_json  # noqa: E402
 
+from styleforge.config import TransferOptions, VideoOptions  # noqa: E402
 from styleforge.devices import autocast, resolve_device  # noqa: E402
 from styleforge.transform_net import TransformNet  # noqa: E402
+
+PHOTO = Path(__file__).resolve().parents[1] / "tests" / "assets" / "coffee.jpg"
+#: Network conventions of imported models (TransformNet.convention() fields).
+CONVENTIONS = {
+    "styleforge": {},
+    "pytorch-examples / onnx-zoo": {"input_divisor": "1", "output": "clamp"},
+    "jcjohnson .t7": {"padding": "input", "upsample": "deconv", "channel_order": "bgr", "input_divisor": "1",
+                      "input_mean": "103.939,116.779,123.68", "output_scale": "150", "output_offset": "103.939,116.779,123.68"},
+}
 
 
 class PlainTransformNet(nn.Module):
@@ -98,6 +117,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (one compilation per size)")
     parser.add_argument("--paths", default=None, help="comma-separated paths to time besides the baseline, "
                         "each LAYOUT-PRECISION[-compiled] with LAYOUT cl or nchw, e.g. nchw-fp16,nchw-fp16-compiled")
+    parser.add_argument("--conventions", action="store_true", help="also time each imported-model convention")
+    parser.add_argument("--video", action="store_true", help="also time video transfer with and without smoothing")
+    parser.add_argument("--video-sizes", default="640x360,1280x720")
+    parser.add_argument("--video-frames", type=int, default=30)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -150,7 +173,108 @@ def main() -> None:
     print_table(rows, [("device", "device", "s"), ("size", "size", "s"), ("path", "path", "s"), ("ms", "ms/image", ".1f"),
                        ("fps", "images/s", ".2f"),
                        ("speedup", "x baseline", ".2f"), ("psnr_db", "PSNR dB", ".1f"), ("max_err", "max err", "d")])
-    write_json(args.json, {"benchmark": "transfer", "environment": environment(device), "args": vars(args), "results": rows})
+    result = {"benchmark": "transfer", "environment": environment(device), "args": vars(args), "results": rows}
+    if args.conventions:
+        result["conventions"] = time_conventions(device, args)
+    if args.video:
+        result["video"] = time_video(device, args)
+    write_json(args.json, result)
+
+
+def _noisy(net: TransformNet) -> TransformNet:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return net
+
+
+def _saved_model(folder: Path, name: str, convention: dict[str, str]) -> Path:
+    from styleforge.transfer import save_style_model
+
+    return save_style_model(_noisy(TransformNet.from_convention(convention)), folder / f"{name}.safetensors", {})
+
+
+def time_conventions(device: torch.device, args: argparse.Namespace) -> list[dict]:
+    """``StyleModel.stylize`` per imported-model convention at each size (default precision)."""
+    import tempfile
+
+    from PIL import Image
+
+    from styleforge.transfer import load_style_model
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, convention in CONVENTIONS.items():
+            model = load_style_model(_saved_model(Path(folder), name.split()[0], convention),
+                                     options=TransferOptions(device=str(device)))
+            for token in args.sizes.split(","):
+                width, height = (int(v) for v in token.split("x")) if "x" in token else (int(token), int(token))
+                image = Image.open(PHOTO).convert("RGB").resize((width, height))
+                ms = 1000 * median(time_call(lambda: model.stylize(image), device, args.warmup, args.repeats))
+                rows.append({"convention": name, "size": token, "precision": model.options.precision, "ms": ms, "fps": 1000 / ms})
+                print(f"  {name} {token}px: {ms:.1f} ms", file=sys.stderr)
+    base = {row["size"]: row["ms"] for row in rows if row["convention"] == "styleforge"}
+    for row in rows:
+        row["x_own_network"] = base[row["size"]] / row["ms"]
+    print("\nImported-model conventions through StyleModel.stylize (PIL in, PIL out), batch 1")
+    print_table(rows, [("convention", "convention", "s"), ("size", "size", "s"), ("precision", "precision", "s"),
+                       ("ms", "ms/image", ".1f"), ("x_own_network", "x own network", ".2f")])
+    return rows
+
+
+def _panned_clip(path: Path, width: int, height: int, frames: int) -> Path:
+    """A clip panning and zooming across the test photo (H.264, near lossless)."""
+    import av
+    import cv2
+    from PIL import Image
+
+    photo = np.asarray(Image.open(PHOTO).convert("RGB"))
+    scale0 = max(photo.shape[1] / width, photo.shape[0] / height) * 0.8
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt, stream.options = width, height, "yuv420p", {"crf": "8"}
+        for t in range(frames):
+            scale = scale0 * (1 - 0.004 * t)
+            centre = np.array(photo.shape[1::-1]) / 2 + t * np.array([0.4, 0.15])
+            offset = centre - scale * np.array([(width - 1) / 2, (height - 1) / 2])
+            matrix = np.array([[scale, 0, offset[0]], [0, scale, offset[1]]])
+            frame = cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                                   borderMode=cv2.BORDER_REFLECT)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def time_video(device: torch.device, args: argparse.Namespace) -> list[dict]:
+    """``transfer_video`` frames/s and warping error, without and with temporal smoothing."""
+    import tempfile
+
+    from styleforge.transfer import load_style_model
+    from styleforge.video.transfer import transfer_video
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        model = load_style_model(_saved_model(Path(folder), "own", {}), options=TransferOptions(device=str(device)))
+        for token in args.video_sizes.split(","):
+            width, height = (int(v) for v in token.split("x"))
+            clip = _panned_clip(Path(folder) / f"clip{token}.mp4", width, height, args.video_frames)
+            for smoothing in (0.0, VideoOptions.DEFAULT_SMOOTHING):
+                timed = transfer_video(model, clip, Path(folder) / "out.mp4", VideoOptions(temporal_smoothing=smoothing),
+                                       progress=False)
+                measured = timed if smoothing else transfer_video(  # the plain run's error needs the flow it skipped
+                    model, clip, Path(folder) / "out.mp4", VideoOptions(measure=True), progress=False)
+                rows.append({"size": token, "smoothing": smoothing, "frames": timed.frames, "fps": timed.processing_fps,
+                             "warping_error": measured.warping_error_after, "precision": model.options.precision})
+                print(f"  video {token} smoothing {smoothing}: {result.processing_fps:.2f} frames/s", file=sys.stderr)
+    for row in rows:
+        plain = next(r for r in rows if r["size"] == row["size"] and r["smoothing"] == 0.0)
+        row["error_vs_plain"] = row["warping_error"] / plain["warping_error"]
+    print(f"\nVideo: transfer_video on a {args.video_frames}-frame panned clip (decode, stylise, smooth, encode)")
+    print_table(rows, [("size", "size", "s"), ("smoothing", "smoothing", ".1f"), ("precision", "precision", "s"),
+                       ("fps", "frames/s", ".2f"), ("warping_error", "warping error", ".2f"),
+                       ("error_vs_plain", "x plain error", ".2f")])
+    return rows
 
 
 if __name__ == "__main__":

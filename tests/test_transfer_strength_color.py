@@ -78,3 +78,50 @@ def test_cli_strength_and_colour(model_file: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert_user_error(run_cli("transfer", "--model", str(model_file), str(photo), "-o", str(out), "--strength", "-1"),
                       "strength must be from 0 to 1")
+
+
+def _weakened_copy(model_file: Path, target: Path, strength: float) -> Path:
+    """The model file with every instance norm's scale/shift moved toward identity, written
+    with safetensors directly (independent of styleforge's in-place weakening)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(model_file))
+    with safe_open(str(model_file), framework="np") as handle:
+        header = handle.metadata()
+    for key in list(tensors):
+        if key.split(".")[-2].startswith("norm") and tensors[key].ndim == 1:
+            value = tensors[key].astype(np.float64)
+            tensors[key] = (1 + strength * (value - 1) if key.endswith("weight") else strength * value).astype(np.float32)
+    save_file(tensors, str(target), metadata=header)
+    return target
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.4])
+def test_norm_strength_interpolates_the_instance_norm_parameters(model_file: Path, photo: Image.Image, tmp_path: Path,
+                                                                  strength: float) -> None:
+    expected = stylise(_weakened_copy(model_file, tmp_path / "weak.safetensors", strength), photo)
+    got = stylise(model_file, photo, strength=strength, strength_mode="norm")
+    assert np.abs(got - expected).max() <= 1.0
+    pixel = stylise(model_file, photo, strength=strength)
+    assert np.abs(got - pixel).mean() > 5  # a different operation from the pixel blend
+    if strength == 0.0:
+        assert np.abs(got - np.asarray(photo, dtype=np.float64)).mean() > 5  # 0 is the un-modulated network, not the photo
+
+
+def test_norm_strength_one_is_the_network(model_file: Path, photo: Image.Image) -> None:
+    assert np.array_equal(stylise(model_file, photo, strength_mode="norm"), stylise(model_file, photo))
+
+
+def test_norm_strength_needs_an_instance_norm_pytorch_model(tmp_path: Path, model_file: Path) -> None:
+    from styleforge.transform_net import TransformNet
+
+    batch = save_style_model(TransformNet(norm="batch"), tmp_path / "bn.safetensors", {})
+    with pytest.raises(StyleforgeError, match="needs an instance-norm network"):
+        load_style_model(batch, options=TransferOptions(device="cpu", strength=0.5, strength_mode="norm"))
+    (tmp_path / "m.onnx").write_bytes(b"not read: the option is refused first")
+    with pytest.raises(StyleforgeError, match="which an ONNX file fixes"):
+        load_style_model(tmp_path / "m.onnx", options=TransferOptions(device="cpu", strength=0.5, strength_mode="norm"))
+    photo = make_photo(tmp_path / "p.png", size=(32, 24))
+    assert_user_error(run_cli("transfer", "--model", str(batch), str(photo), "-o", str(tmp_path / "o.png"), "--strength", "0.5",
+                              "--strength-mode", "norm", "--device", "cpu"), "needs an instance-norm network")

@@ -21,6 +21,8 @@ PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 #: Runtimes for exported ``.onnx`` models (styleforge.deploy.sessions): ``auto`` picks
 #: OpenVINO for INT8 files on the CPU when installed, ONNX Runtime otherwise.
 RUNTIME_CHOICES = ("auto", "onnxruntime", "openvino")
+#: How ``transfer --strength`` applies (TransferOptions.strength_mode).
+STRENGTH_MODES = ("pixel", "norm")
 
 #: Normalisations of the perceptual losses (see :mod:`styleforge.losses`).
 CONTENT_NORMALIZATIONS = ("course", "mse", "sum")
@@ -340,9 +342,14 @@ class TransferOptions:
             PowerDifference operator (``torch.ops.styleforge.power_difference``, z = 2)
             instead of ``(x - y)^2``: the course's section 4.4 switch; same results
             (docs/power-difference.md).
-        strength: how much of the style to apply, 0..1: the result is
-            ``strength * stylised + (1 - strength) * photo`` in pixels (1 = the network's
-            output, 0 = the photo).
+        strength: how much of the style to apply, 0..1 (1 = the network's output).
+        strength_mode: how ``strength`` applies. ``pixel`` (default): the result is
+            ``strength * stylised + (1 - strength) * photo`` (0 = the photo). ``norm``
+            (instance-norm networks only): every instance norm's scale and shift move
+            toward the identity normalisation, ``gamma' = 1 + s (gamma - 1)`` and
+            ``beta' = s beta``, which weakens the style inside the network (Dumoulin et
+            al. 2017 interpolate these parameters between styles); 0 is the network with
+            no learned modulation, not the photo. See docs/strength.md for which to use.
         preserve_color: None, ``luminance`` (the stylised luminance with the photo's
             chroma) or ``histogram`` (the stylised image recoloured to the photo's colour
             mean and covariance); see :mod:`styleforge.color`.
@@ -360,6 +367,7 @@ class TransferOptions:
     runtime: str = "auto"
     power_difference: bool = False
     strength: float = 1.0
+    strength_mode: str = "pixel"
     preserve_color: str | None = None
 
 

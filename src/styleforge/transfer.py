@@ -41,7 +41,7 @@ from styleforge.fsutil import check_output_dir, check_output_file, check_regular
 from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, resize_long_side, write_image
 from styleforge.limits import check_pixel_budget
 from styleforge.safetensors_files import read_safetensors_file
-from styleforge.transform_net import TransformNet, use_power_difference
+from styleforge.transform_net import TransformNet, use_power_difference, weaken_instance_norms
 
 MODEL_FORMAT = "styleforge-transformnet"
 
@@ -136,7 +136,7 @@ class StyleModel:
             stylised = restore_chroma(stylised, photo)
         elif self.options.preserve_color == "histogram":
             stylised = match_color_histogram(stylised, photo)
-        if self.options.strength < 1.0:
+        if self.options.strength < 1.0 and self.options.strength_mode == "pixel":
             stylised = Image.blend(photo, stylised, self.options.strength)
         return stylised
 
@@ -160,6 +160,11 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     use_power_difference(net, opts.power_difference)
+    if opts.strength_mode == "norm":
+        if net.norm != "instance":
+            raise StyleforgeError(f"--strength-mode norm needs an instance-norm network; '{file}' uses {net.norm} norm "
+                                  "(use --strength-mode pixel)")
+        weaken_instance_norms(net, opts.strength)
     model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
     model.net.to(dev, memory_format=model.memory_format)
     return model
@@ -182,6 +187,9 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
 
     if opts.compile:
         raise StyleforgeError("--compile applies to PyTorch models; an ONNX model is already compiled by its runtime")
+    if opts.strength_mode == "norm":
+        raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
+                              "use --strength-mode pixel, or the .safetensors model")
     if opts.power_difference:
         raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
                               "it was exported with 'styleforge export --power-difference'")
@@ -263,7 +271,7 @@ def _state_dict_problems(expected: dict[str, torch.Tensor], state: dict[str, tor
 
 def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
     """Check option values; returns them or raises a one-line StyleforgeError."""
-    from styleforge.config import PRECISION_CHOICES, RUNTIME_CHOICES
+    from styleforge.config import PRECISION_CHOICES, RUNTIME_CHOICES, STRENGTH_MODES
 
     checks = [
         (opts.size is None or opts.size >= 1, "size must be >= 1"),
@@ -274,6 +282,7 @@ def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
         (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
         (opts.runtime in RUNTIME_CHOICES, f"unknown runtime {opts.runtime!r}; use one of {', '.join(RUNTIME_CHOICES)}"),
         (is_finite(opts.strength) and 0.0 <= opts.strength <= 1.0, f"strength must be from 0 to 1, got {opts.strength}"),
+        (opts.strength_mode in STRENGTH_MODES, f"unknown strength mode {opts.strength_mode!r}; use one of {', '.join(STRENGTH_MODES)}"),
     ]
     for ok, message in checks:
         if not ok:

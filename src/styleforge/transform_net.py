@@ -139,6 +139,17 @@ def use_power_difference(net: nn.Module, enabled: bool = True) -> None:
             module.power_difference = enabled
 
 
+def weaken_instance_norms(net: nn.Module, strength: float) -> None:
+    """Move every :class:`InstanceNorm`'s learned scale and shift toward the identity
+    normalisation in place: ``gamma' = 1 + strength (gamma - 1)``, ``beta' = strength beta``
+    (1 leaves the network as it is; 0 removes the style's modulation)."""
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, InstanceNorm):
+                module.weight.mul_(strength).add_(1.0 - strength)
+                module.bias.mul_(strength)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
         return InstanceNorm(channels)

@@ -22,7 +22,7 @@ from styleforge.cli.common import (
     positive_int,
     print_json,
 )
-from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions, VideoOptions
+from styleforge.config import PRECISION_CHOICES, STRENGTH_MODES, TrainOptions, TransferOptions, VideoOptions
 from styleforge.errors import StyleforgeError
 
 TRAIN_DESCRIPTION = """\
@@ -110,7 +110,10 @@ def _register_transfer(subparsers: Any) -> None:
                    help="auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the network: ~25 s once per image size, then several times faster")
     p.add_argument("--strength", type=float, default=d.strength,
-                   help="0..1: blend of the stylised image with the photo, in pixels (1 = full style)")
+                   help="0..1: how much style (1 = full style); see --strength-mode")
+    p.add_argument("--strength-mode", default=d.strength_mode, choices=STRENGTH_MODES,
+                   help="pixel = blend the stylised image with the photo; norm = move the instance norms' scale/shift "
+                        "toward identity (weaker texture, no double image; instance-norm .safetensors models)")
     p.add_argument("--preserve-color", default=None, choices=("luminance", "histogram"),
                    help="keep the photo's colours: its chroma under the stylised luminance, or the stylised image "
                         "recoloured to the photo's colour statistics")
@@ -153,7 +156,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
                               device=args.device, precision=args.precision, compile=args.compile, runtime=args.runtime,
-                              power_difference=args.power_difference, strength=args.strength,
+                              power_difference=args.power_difference, strength=args.strength, strength_mode=args.strength_mode,
                               preserve_color=args.preserve_color)
     inputs = input_paths(args, "IN", many=True)
     if any(is_video(path) for path in inputs):
