@@ -266,7 +266,7 @@ def time_video(device: torch.device, args: argparse.Namespace) -> list[dict]:
                     model, clip, Path(folder) / "out.mp4", VideoOptions(measure=True), progress=False)
                 rows.append({"size": token, "smoothing": smoothing, "frames": timed.frames, "fps": timed.processing_fps,
                              "warping_error": measured.warping_error_after, "precision": model.options.precision})
-                print(f"  video {token} smoothing {smoothing}: {result.processing_fps:.2f} frames/s", file=sys.stderr)
+                print(f"  video {token} smoothing {smoothing}: {timed.processing_fps:.2f} frames/s", file=sys.stderr)
     for row in rows:
         plain = next(r for r in rows if r["size"] == row["size"] and r["smoothing"] == 0.0)
         row["error_vs_plain"] = row["warping_error"] / plain["warping_error"]
