@@ -149,7 +149,8 @@ def download_from_mirrors(urls: tuple[str, ...], destination: str | Path, *, sha
             return download_file(url, destination, sha256=sha256, progress=progress)
         except StyleforgeError as exc:
             failures.append(str(exc))
-    raise StyleforgeError(f"no mirror gave a verified copy ({'; '.join(failures)}){network_hint}")
+    copy = "a verified copy" if sha256 else "a complete copy"
+    raise StyleforgeError(f"no mirror gave {copy} ({'; '.join(failures)}){network_hint}")
 
 
 def verify_file_checksums(path: Path, *, sha256: str | None = None, sha256_prefix: str | None = None,
