@@ -182,7 +182,8 @@ def _installed_or_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
-    """A StyleModel running an exported ``.onnx`` file (ONNX Runtime or OpenVINO, no compile)."""
+    """A StyleModel running an exported ``.onnx`` file (ONNX Runtime or OpenVINO, no compile);
+    an ONNX Model Zoo file runs as-is at its fixed 224x224 (:class:`~styleforge.models.formats.onnx_zoo.ZooOnnxNet`)."""
     from styleforge.deploy.runtime import OnnxTransformNet
 
     if opts.compile:
@@ -193,7 +194,9 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
     if opts.power_difference:
         raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
                               "it was exported with 'styleforge export --power-difference'")
-    net = OnnxTransformNet(file, opts.device, opts.runtime)
+    from styleforge.models.formats.onnx_zoo import ZooOnnxNet, is_zoo_file
+
+    net = ZooOnnxNet(file, opts.device, opts.runtime) if is_zoo_file(file) else OnnxTransformNet(file, opts.device, opts.runtime)
     metadata = {"style_image": net.metadata.get("style_image"), "runtime": net.device_description, **net.metadata}
     return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
 

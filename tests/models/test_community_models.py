@@ -150,3 +150,21 @@ def test_registry_lists_the_zoo_files_with_their_published_checksums() -> None:
     assert len(torch7) == 10 and all(spec.sha256 is None and spec.urls[0].startswith("https://cs.stanford.edu/") for spec in torch7)
     assert {spec.filename for spec in torch7} >= {"la_muse.t7", "the_wave.t7", "composition_vii.t7"}
     assert registry.spec_for_file("la_muse.t7") is None  # two different files share that name
+
+
+def test_a_zoo_file_runs_as_is_at_its_fixed_size(reference: object, tmp_path: Path) -> None:
+    """``transfer --model candy-9.onnx`` without importing: ONNX Runtime runs the zoo graph at
+    224x224; at that size the result is the reference's, at others it is resized in and out."""
+    export_zoo_onnx(reference, tmp_path / "zoo.onnx")
+    photo = make_photo(tmp_path / "p.png", size=(224, 224))
+    result = run_cli("transfer", "--model", str(tmp_path / "zoo.onnx"), str(photo), "-o", str(tmp_path / "o.png"), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "as-is at 224x224" in result.stdout
+    x = torch.from_numpy(np.asarray(Image.open(photo), dtype=np.float32)).permute(2, 0, 1)[None]
+    expected = reference_output(reference, x)[0].permute(1, 2, 0).round().numpy()
+    assert np.abs(np.asarray(Image.open(tmp_path / "o.png"), dtype=np.float32) - expected).max() <= 1
+    other = make_photo(tmp_path / "q.png", size=(100, 60))
+    model = load_style_model(tmp_path / "zoo.onnx", options=FP32)
+    assert model.stylize(Image.open(other)).size == (100, 60)
+    with pytest.raises(StyleforgeError, match="cannot be tiled; import it"):
+        model.stylize(Image.open(other), tile=32)

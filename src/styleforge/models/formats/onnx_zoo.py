@@ -81,3 +81,58 @@ def _state_dict(file: Path, convs: list, norms: list) -> dict[str, torch.Tensor]
         if tuple(value.shape) != tuple(template[key].shape):
             raise StyleforgeError(f"'{file}': {key} has shape {tuple(value.shape)}, expected {tuple(template[key].shape)}")
     return {k: v.float() for k, v in state.items()}
+
+
+#: The zoo files' fixed input: one 224x224 RGB image, 0-255, named ``input1``.
+ZOO_INPUT = ("input1", [1, 3, 224, 224])
+
+
+def is_zoo_file(file: Path) -> bool:
+    """Whether ``file`` is an ONNX graph with the zoo's fixed ``input1`` and no styleforge metadata."""
+    import onnx
+
+    try:
+        model = onnx.load(str(file), load_external_data=False)
+    except Exception:  # not ONNX at all: the styleforge reader reports it
+        return False
+    if any(prop.key == "styleforge_format" for prop in model.metadata_props) or len(model.graph.input) != 1:
+        return False
+    graph_input = model.graph.input[0]
+    shape = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    return (graph_input.name, shape) == ZOO_INPUT
+
+
+class ZooOnnxNet:
+    """A zoo file run as it is through ONNX Runtime: each image is resized to the graph's
+    fixed 224x224, stylised, and resized back (bilinear, antialiased). For the original
+    resolution, tiling, bf16 or export, import the file instead (``styleforge models import``)."""
+
+    def __init__(self, file: Path, device: str = "cpu", runtime: str = "auto") -> None:
+        from styleforge.deploy.sessions import open_session
+
+        self.session = open_session(file, device, runtime)
+        self.metadata = {"source": f"{file.name} (ONNX Model Zoo file, run as-is at 224x224)"}
+        self.device_description = f"{self.session.description}, as-is at 224x224"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Stylise an (N, 3, H, W) 0-255 batch at 224x224; returns (N, 3, H, W)."""
+        import torch.nn.functional as F
+
+        height, width = x.shape[2:]
+        outputs = []
+        for image in x.float().cpu():
+            small = F.interpolate(image[None], size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+            out = self.session.run({ZOO_INPUT[0]: small.contiguous().numpy()})[0]
+            outputs.append(F.interpolate(torch.from_numpy(out), size=(height, width), mode="bilinear", align_corners=False))
+        return torch.cat(outputs).clamp(0, 255).to(x.device)
+
+    def record_norm_statistics(self, x: torch.Tensor) -> None:
+        """Refused: a fixed-size graph cannot be tiled."""
+        raise StyleforgeError("a zoo file runs at its fixed 224x224 and cannot be tiled; import it for full resolution "
+                              "(styleforge models import FILE)")
+
+    def clear_norm_statistics(self) -> None:
+        """Nothing to clear."""
+
+    def eval(self) -> ZooOnnxNet:
+        return self
