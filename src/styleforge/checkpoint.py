@@ -13,7 +13,9 @@ key             content
 ``state``       step, epoch, position in the epoch, skipped count, loss history
 ``rng``         every RNG state (torch, NumPy, Python, CUDA)
 ``options``     the :class:`~styleforge.config.TrainOptions` as a dict
-``style_name``  the style image's file name
+``style_name``  the style image's file name (``multistyle`` for several)
+``style_names`` every style image's file name, in style-index order
+``convention``  the network's :meth:`~styleforge.transform_net.TransformNet.convention`
 ==============  =================================================================
 """
 

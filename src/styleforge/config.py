@@ -225,6 +225,7 @@ class GatysOptions:
     pooling: str = "max"
     engine: str = "torch"
     power_difference: bool = False
+    extend: str | None = None
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float]:
         """Return (content_weight, style_weight), filling defaults for a convention."""
@@ -287,6 +288,9 @@ class TrainOptions:
             the content, style and TV losses) with the PowerDifference operator
             (``torch.ops.styleforge.power_difference``, z = 2) instead of ``(x - y)^2``:
             the course's section 4.4 switch; same results (docs/power-difference.md).
+        extend: a trained instance-norm model (``.safetensors``) to add the styles to: only
+            the new styles' instance-norm rows are trained, everything else is copied and
+            frozen, so the model's existing styles give bit-identical outputs.
     """
 
     epochs: int = 2
@@ -311,6 +315,7 @@ class TrainOptions:
     upsample: str = "resize"
     precision: str = "auto"
     power_difference: bool = False
+    extend: str | None = None
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float, float]:
         """Return (content, style, tv) weights, filling defaults for a convention."""
@@ -350,6 +355,10 @@ class TransferOptions:
             ``beta' = s beta``, which weakens the style inside the network (Dumoulin et
             al. 2017 interpolate these parameters between styles); 0 is the network with
             no learned modulation, not the photo. See docs/strength.md for which to use.
+        style_weights: for a multi-style model, which style or blend to use:
+            ``"2"``, ``"wave"``, or ``"0:0.5,wave:0.5"`` (index or name, weight; weights
+            are normalised to sum 1 and blend the conditional instance norms' parameters).
+            None: style 0.
         preserve_color: None, ``luminance`` (the stylised luminance with the photo's
             chroma) or ``histogram`` (the stylised image recoloured to the photo's colour
             mean and covariance); see :mod:`styleforge.color`.
@@ -369,6 +378,7 @@ class TransferOptions:
     strength: float = 1.0
     strength_mode: str = "pixel"
     preserve_color: str | None = None
+    style_weights: str | None = None
 
 
 @dataclass(frozen=True)

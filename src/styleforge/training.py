@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from styleforge.architecture import CONV_NAMES, LAYER_INDEX, check_feature_layers, min_input_side
 from styleforge.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
-from styleforge.config import PRECISION_CHOICES, TrainOptions, is_finite, options_from_kwargs
+from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions, is_finite, options_from_kwargs
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_dir
@@ -47,7 +47,7 @@ from styleforge.loss_scales import normalized_layer_weights
 from styleforge.losses import content_loss, style_loss, style_target, total_variation
 from styleforge.preprocessing import center_crop_square
 from styleforge.runlog import LossHistory, load_plotting
-from styleforge.transform_net import TransformNet, use_power_difference
+from styleforge.transform_net import InstanceNorm, TransformNet, use_power_difference
 
 HISTORY_COLUMNS = ("step", "epoch", "total", "content", "style", "tv", "skipped", "seconds")
 
@@ -180,13 +180,19 @@ def set_rng_state(state: dict) -> None:
 class Trainer:
     """Owns the networks, optimiser, losses and files of one training run."""
 
-    def __init__(self, style_image: Image.Image, style_name: str, data_dir: str | os.PathLike[str],
+    def __init__(self, style_image: Image.Image | list[Image.Image], style_name: str | list[str], data_dir: str | os.PathLike[str],
                  out_dir: str | os.PathLike[str], opts: TrainOptions, vgg: object | None = None,
                  test_image: Image.Image | None = None, progress: bool = True) -> None:
         from styleforge.vgg import VGG19, load_vgg19
 
-        self.opts, self.style_name, self.test_image, self.progress = opts, style_name, test_image, progress
-        self.style_image = style_image
+        # Several styles train one conditional-instance-norm network (Dumoulin et al. 2017):
+        # each step uses one style, round-robin by step number, so a resumed run continues exactly.
+        self.style_images = style_image if isinstance(style_image, list) else [style_image]
+        self.style_names = style_name if isinstance(style_name, list) else [style_name]
+        multi = len(self.style_images) > 1
+        self.opts, self.test_image, self.progress = opts, test_image, progress
+        self.style_name = "multistyle" if multi else self.style_names[0]
+        self.style_image = self.style_images[0]
         self.out_dir = Path(out_dir)
         self.dist = Distributed.from_env()
         self.device = self._device()
@@ -195,7 +201,15 @@ class Trainer:
         torch.manual_seed(opts.seed)
         np.random.seed(opts.seed)
         random.seed(opts.seed)
-        self.net = TransformNet(opts.norm, opts.upsample).to(self.device)
+        if multi and opts.norm != "instance":
+            raise StyleforgeError("several styles in one network need --norm instance (conditional instance norm)")
+        self.base = load_extended_base(opts.extend) if opts.extend else None
+        self.first_new_style = self.base.styles if self.base else 0
+        if self.base is not None:
+            self.style_name = "multistyle"
+            self.net = extended_network(self.base.net, len(self.style_images)).to(self.device)
+        else:
+            self.net = TransformNet(opts.norm, opts.upsample, styles=len(self.style_images)).to(self.device)
         use_power_difference(self.net, opts.power_difference)
         self.vgg = vgg if vgg is not None else load_vgg19(opts.weights, device=self.device)
         if not isinstance(self.vgg, VGG19):
@@ -203,10 +217,12 @@ class Trainer:
         self.vgg = self.vgg.to(self.device).eval().requires_grad_(False)
         self.alpha, self.beta, self.gamma = opts.loss_weights(self.vgg.convention.name, self.vgg.convention.input_scale)
         self.layer_weights = normalized_layer_weights(opts.style_layers, None)
-        self.style_targets = self._style_targets(style_image)
-        self.identity = {"style": image_checksum(style_image), "vgg": vgg_checksum(self.vgg, self._loss_layers())}
+        # Indexed by the network's style index; an extended model's existing styles have none.
+        self.style_targets = [{}] * self.first_new_style + [self._style_targets(image) for image in self.style_images]
+        self.identity = {"style": ",".join(image_checksum(image) for image in self.style_images),
+                         "vgg": vgg_checksum(self.vgg, self._loss_layers())}
         load_plotting()  # now, not at the first checkpoint where a Ctrl-C could land in the import
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opts.lr)
+        self.optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=opts.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.model = self._wrap_distributed()
         self.state = TrainState()
@@ -248,9 +264,18 @@ class Trainer:
 
     # -- one step
 
-    def losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Weighted loss terms for a uint8 batch (``total`` is their sum)."""
+    def current_style(self) -> int:
+        """The style the next step trains: round-robin over the new styles by step number."""
+        return self.first_new_style + self.state.step % len(self.style_images)
+
+    def losses(self, photos: torch.Tensor, style: int | None = None) -> dict[str, torch.Tensor]:
+        """Weighted loss terms for a uint8 batch in style ``style`` (default
+        :meth:`current_style`); ``total`` is their sum."""
         opts = self.opts
+        style = self.current_style() if style is None else style
+        if self.net.styles > 1:
+            self.net.select_styles(style)
+        style_targets = self.style_targets[style]
         x = photos.to(self.device, non_blocking=True).float()
         with autocast(self.device, self.precision):
             y = self.model(x)
@@ -260,7 +285,7 @@ class Trainer:
                 target = self.vgg.extract(self.vgg.normalize(x / 255.0), [opts.content_layer])[opts.content_layer]
         pd = opts.power_difference
         lc = content_loss(feats_y[opts.content_layer].float(), target.float(), "mse", pd)
-        ls = sum(w * style_loss(feats_y[l], self.style_targets[l], "mse", pd) for l, w in self.layer_weights.items())
+        ls = sum(w * style_loss(feats_y[l], style_targets[l], "mse", pd) for l, w in self.layer_weights.items())
         tv = total_variation(y.float() / 255.0, "l2", pd)
         terms = {"content": self.alpha * lc, "style": self.beta * ls, "tv": self.gamma * tv}
         return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}
@@ -355,6 +380,9 @@ class Trainer:
     def _announce(self, total_steps: int) -> None:
         d = self.dist
         where = describe_device(self.device) + (f", {d.world} processes" if d.world > 1 else "")
+        if self.net.styles > 1:
+            kept = f", {self.first_new_style} kept from {self.opts.extend}" if self.base else ""
+            where += f"; {len(self.style_images)} style(s) in turn{kept}"
         self._say(f"training on {where}: {len(self.dataset)} images, {total_steps} steps of batch {self.opts.batch_size}, "
                   f"{self.opts.image_size} px, {self.precision}; weights {self.alpha:g}/{self.beta:g}/{self.gamma:g} "
                   f"(content/style/tv), VGG convention {self.vgg.convention.name}")
@@ -392,6 +420,8 @@ class Trainer:
             "rng": rng_state(),
             "options": asdict(self.opts),
             "style_name": self.style_name,
+            "style_names": self.style_names,
+            "convention": self.net.convention(),
             "identity": self.identity,
         }
         write_checkpoint(payload, self.checkpoint_path())
@@ -433,6 +463,8 @@ class Trainer:
     def preview(self, image: Image.Image) -> Image.Image:
         """Stylise ``image`` with the current network (eval mode, then back to training)."""
         self.net.eval()
+        if self.net.styles > 1:
+            self.net.select_styles(0)
         try:
             x = torch.from_numpy(image_to_array(image) * 255.0).to(self.device)
             y = self.net(x)[0].clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -452,8 +484,15 @@ class Trainer:
 
     def model_metadata(self) -> dict:
         """What a model written now records: style, options, steps, losses, convention, date."""
+        from styleforge.transfer import thumbnail_png_base64
+
         last = self.state.history[-1] if self.state.history else {}
+        styles = [{"name": Path(name).stem, "style_image": name, "thumbnail_png_base64": thumbnail_png_base64(image)}
+                  for name, image in zip(self.style_names, self.style_images, strict=True)] if self.net.styles > 1 else None
+        if self.base is not None:
+            styles = self.base.styles_metadata + (styles or [])
         return {
+            **({"styles": styles} if styles else {}),
             "style_image": self.style_name,
             "options": asdict(self.opts),
             "steps": self.state.step,
@@ -465,8 +504,64 @@ class Trainer:
         }
 
 
+@dataclass
+class ExtendedBase:
+    """A trained model that ``train --extend`` adds styles to."""
+
+    net: TransformNet
+    styles: int
+    styles_metadata: list[dict]
+
+
+def load_extended_base(path: str) -> ExtendedBase:
+    """Read the model to extend; its styles' names and thumbnails come from its metadata.
+
+    Raises:
+        StyleforgeError: unreadable, not instance norm, or not a styleforge-trained layout.
+    """
+    from styleforge.transfer import load_style_model, style_names
+
+    model = load_style_model(path, options=TransferOptions(device="cpu", precision="fp32"))
+    net = model.net
+    if not isinstance(net, TransformNet) or net.norm != "instance":
+        raise StyleforgeError(f"--extend needs an instance-norm .safetensors model; '{path}' is not one")
+    metadata = model.metadata
+    if isinstance(metadata.get("styles"), list) and len(metadata["styles"]) == net.styles:
+        entries = [dict(entry) for entry in metadata["styles"]]
+    else:
+        names = style_names(metadata, net.styles) if net.styles > 1 else [Path(str(metadata.get("style_image") or Path(path).stem)).stem]
+        entries = [{"name": name} for name in names]
+        if net.styles == 1 and metadata.get("style_thumbnail_png_base64"):
+            entries[0]["thumbnail_png_base64"] = metadata["style_thumbnail_png_base64"]
+    return ExtendedBase(net, net.styles, entries)
+
+
+def extended_network(base: TransformNet, new_styles: int) -> TransformNet:
+    """``base`` with ``new_styles`` more conditional-instance-norm rows (initialised to the
+    mean of its rows). Only the new rows train: every other parameter is frozen, and the
+    old rows' gradients are zeroed, so Adam never moves them (bit-exact)."""
+    old = base.styles
+    net = TransformNet.from_convention({**base.convention(), "styles": str(old + new_styles)})
+    state = {}
+    for key, value in base.state_dict().items():
+        target = net.state_dict()[key]
+        if target.shape == value.shape:
+            state[key] = value
+        else:
+            rows = value.reshape(old, -1)
+            state[key] = torch.cat([rows, rows.mean(0, keepdim=True).expand(new_styles, -1)])
+    net.load_state_dict(state)
+    for module in net.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if isinstance(module, InstanceNorm):
+                param.register_hook(lambda grad, old=old: torch.cat([torch.zeros_like(grad[:old]), grad[old:]]))
+            else:
+                param.requires_grad_(False)
+    return net
+
+
 def train(
-    style_image: Image.Image | str | os.PathLike[str],
+    style_image: Image.Image | str | os.PathLike[str] | list,
     data_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     vgg: object | None = None,
@@ -478,7 +573,8 @@ def train(
     """Train a feed-forward style network (SPEC section 7: ``sf.train``).
 
     Args:
-        style_image: the style (PIL image or path).
+        style_image: the style (PIL image or path), or a list of them: several styles
+            train one conditional-instance-norm network (``TransformNet(styles=K)``).
         data_dir: folder of training photos (searched recursively).
         out_dir: where checkpoints, logs, previews and the model go.
         vgg: a loaded VGG19 (default: load ``options['weights']``).
@@ -492,10 +588,17 @@ def train(
     """
     opts = validate_train_options(options_from_kwargs(TrainOptions, options, "train"))
     check_output_dir(out_dir, "output folder")
-    style = style_image if isinstance(style_image, Image.Image) else read_image(style_image)
-    name = "style" if isinstance(style_image, Image.Image) else Path(style_image).name
+    sources = style_image if isinstance(style_image, (list, tuple)) else [style_image]
+    styles = [(s if isinstance(s, Image.Image) else read_image(s)).convert("RGB") for s in sources]
+    names = [f"style{i}" if isinstance(s, Image.Image) else Path(s).name for i, s in enumerate(sources)]
+    if len(set(names)) != len(names):
+        raise StyleforgeError(f"two styles have the same file name ({', '.join(names)}): rename one, the model names its styles by them")
     test = None if test_image is None else (test_image if isinstance(test_image, Image.Image) else read_image(test_image))
-    trainer = Trainer(style.convert("RGB"), name, data_dir, out_dir, opts, vgg=vgg, test_image=test, progress=progress)
+    if len(styles) == 1:
+        trainer = Trainer(styles[0], "style" if isinstance(sources[0], Image.Image) else names[0], data_dir, out_dir, opts,
+                          vgg=vgg, test_image=test, progress=progress)
+    else:
+        trainer = Trainer(styles, names, data_dir, out_dir, opts, vgg=vgg, test_image=test, progress=progress)
     return trainer.run(resume=resume)
 
 

@@ -56,12 +56,13 @@ def save_style_model(net: TransformNet, path: str | os.PathLike[str], metadata: 
     write_bytes_atomic(target, save(state, metadata=header))
     info = {**metadata, "network": {**header, "parameters": sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)}}
     if style_image is not None:
-        info["style_thumbnail_png_base64"] = _thumbnail(style_image)
+        info["style_thumbnail_png_base64"] = thumbnail_png_base64(style_image)
     write_bytes_atomic(target.with_suffix(".json"), (json.dumps(info, indent=2) + "\n").encode("utf-8"))
     return target
 
 
-def _thumbnail(img: Image.Image, side: int = 128) -> str:
+def thumbnail_png_base64(img: Image.Image, side: int = 128) -> str:
+    """A ``side``-pixel PNG thumbnail of ``img``, base64 text (stored in model metadata)."""
     thumb = img.convert("RGB").copy()
     thumb.thumbnail((side, side))
     buffer = io.BytesIO()
@@ -160,6 +161,8 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     use_power_difference(net, opts.power_difference)
+    if opts.style_weights is not None:
+        net.select_styles(style_mix(opts.style_weights, style_names(metadata, net.styles), net.styles))
     if opts.strength_mode == "norm":
         if net.norm != "instance":
             raise StyleforgeError(f"--strength-mode norm needs an instance-norm network; '{file}' uses {net.norm} norm "
@@ -168,6 +171,41 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
     model.net.to(dev, memory_format=model.memory_format)
     return model
+
+
+def style_names(metadata: dict, count: int) -> list[str]:
+    """The names of a model's ``count`` styles, from its metadata (``style0``... when absent)."""
+    styles = metadata.get("styles")
+    if isinstance(styles, list) and len(styles) == count:
+        return [str(entry.get("name", f"style{i}")) if isinstance(entry, dict) else str(entry) for i, entry in enumerate(styles)]
+    return [f"style{i}" for i in range(count)]
+
+
+def style_mix(spec: str, names: list[str], count: int) -> list[float]:
+    """Parse ``--style-weights``: ``"2"``, ``"wave"`` or ``"0:0.5,wave:0.5"`` into K weights.
+
+    Raises:
+        StyleforgeError: an unknown name, an index out of range, or a malformed weight.
+    """
+    weights = [0.0] * count
+    for item in (part.strip() for part in spec.split(",")):
+        key, _, value = item.partition(":")
+        key = key.strip()
+        if key.isdigit():
+            index = int(key)
+            if index >= count:
+                raise StyleforgeError(f"style {index} is out of range: this model has {count} style(s), 0-{count - 1}")
+        elif key in names:
+            index = names.index(key)
+        else:
+            raise StyleforgeError(f"no style {key!r} in this model; its styles are {', '.join(f'{i}:{n}' for i, n in enumerate(names))}")
+        try:
+            weights[index] += float(value) if value else 1.0
+        except ValueError:
+            raise StyleforgeError(f"style weight {value!r} in {spec!r} is not a number") from None
+    if not all(is_finite(w) and w >= 0 for w in weights) or not sum(weights) > 0:
+        raise StyleforgeError(f"style weights {spec!r} must be numbers >= 0 with a positive sum")
+    return weights
 
 
 def _installed_or_path(path: str | os.PathLike[str]) -> Path:
@@ -188,6 +226,8 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
 
     if opts.compile:
         raise StyleforgeError("--compile applies to PyTorch models; an ONNX model is already compiled by its runtime")
+    if opts.style_weights is not None:
+        raise StyleforgeError("--style-weights needs the multi-style .safetensors model (an ONNX file holds one style)")
     if opts.strength_mode == "norm":
         raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
                               "use --strength-mode pixel, or the .safetensors model")
@@ -232,9 +272,12 @@ def _read_checkpoint_model(file: Path) -> tuple[TransformNet, dict]:
 
     payload = read_checkpoint(file)
     options = payload["options"] if isinstance(payload["options"], dict) else {}
-    net = network_from_state(file, {k: options[k] for k in ("norm", "upsample") if k in options}, payload["model"])
+    convention = payload.get("convention") or {k: options[k] for k in ("norm", "upsample") if k in options}
+    net = network_from_state(file, convention, payload["model"])
     metadata = {"style_image": payload.get("style_name"), "options": options, "steps": payload["state"].get("step"),
                 "source": "checkpoint"}
+    if len(payload.get("style_names") or []) > 1:
+        metadata["styles"] = [{"name": Path(name).stem} for name in payload["style_names"]]
     return net, metadata
 
 

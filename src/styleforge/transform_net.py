@@ -81,25 +81,43 @@ class InstanceNorm(nn.Module):
     mean and variance (computed on a whole, possibly downscaled, image), and ``freeze``
     normalises with the stored statistics instead of each tile's own, so every tile is
     normalised like the whole image.
+
+    With ``styles = K > 1`` it is conditional instance normalisation (Dumoulin, Shlens &
+    Kudlur 2017): ``weight`` and ``bias`` are (K, C), one row per style, and the scale and
+    shift used are ``mix @ weight`` and ``mix @ bias`` for the mixing weights ``mix`` (K,)
+    set by :func:`select_styles` (one-hot: one style; convex weights: a blend).
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5, styles: int = 1) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        self.styles = styles
+        shape = (channels,) if styles == 1 else (styles, channels)
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
         self.mode = "normal"  # normal | record | freeze | export
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
         self.power_difference = False  # variance through the PowerDifference operator
+        self.mix: torch.Tensor | None = None  # (K,) style weights; None: style 0
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (C,) scale and shift in use (the style mix's, for K > 1)."""
+        if self.styles == 1:
+            return self.weight, self.bias
+        mix = self.mix if self.mix is not None else F.one_hot(torch.tensor(0), self.styles).float()
+        mix = mix.to(self.weight.device, self.weight.dtype)[:, None]
+        # A weighted sum, not a matmul: autocast would run a matmul in bf16.
+        return (mix * self.weight).sum(0), (mix * self.bias).sum(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.power_difference and not (self.mode == "freeze" and self.stats is not None):
             return self._decomposed(x)
+        weight, bias = self.scale_shift()
         if self.mode == "export":  # one traceable path for every batch size
-            return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+            return F.instance_norm(x, weight=weight, bias=bias, eps=self.eps)
         if self.mode == "freeze" and self.stats is not None:
             mean, var = self.stats
-            return F.batch_norm(x, mean, var, self.weight, self.bias, training=False, eps=self.eps)
+            return F.batch_norm(x, mean, var, weight, bias, training=False, eps=self.eps)
         if self.mode == "record":
             if x.shape[0] != 1:
                 raise StyleforgeError("instance-norm statistics are recorded one image at a time")
@@ -110,9 +128,8 @@ class InstanceNorm(nn.Module):
             # the instance statistics, and its CPU kernel works on channels_last directly,
             # without the layout copies F.instance_norm makes (about 1.8x faster
             # stylisation at 512 px under bf16 on the CPU, benchmarks/transfer.py).
-            weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
-            return F.batch_norm(x, None, None, weight, bias, training=True, eps=self.eps)
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+            return F.batch_norm(x, None, None, weight.to(x.dtype), bias.to(x.dtype), training=True, eps=self.eps)
+        return F.instance_norm(x, weight=weight, bias=bias, eps=self.eps)
 
     def _decomposed(self, x: torch.Tensor) -> torch.Tensor:
         """Instance norm written out, its variance through PowerDifference (the course's
@@ -127,8 +144,9 @@ class InstanceNorm(nn.Module):
             if x.shape[0] != 1:
                 raise StyleforgeError("instance-norm statistics are recorded one image at a time")
             self.stats = (mean.flatten().detach(), var.flatten().detach())
-        scale = self.weight.to(x32.dtype).view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
-        return ((x32 - mean) * scale + self.bias.to(x32.dtype).view(1, -1, 1, 1)).to(x.dtype)
+        weight, bias = self.scale_shift()
+        scale = weight.to(x32.dtype).view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
+        return ((x32 - mean) * scale + bias.to(x32.dtype).view(1, -1, 1, 1)).to(x.dtype)
 
 
 def use_power_difference(net: nn.Module, enabled: bool = True) -> None:
@@ -137,6 +155,14 @@ def use_power_difference(net: nn.Module, enabled: bool = True) -> None:
     for module in net.modules():
         if isinstance(module, InstanceNorm):
             module.power_difference = enabled
+
+
+def select_styles(net: nn.Module, mix: torch.Tensor | None) -> None:
+    """Set every conditional :class:`InstanceNorm` of ``net`` to the style weights ``mix``
+    (K,) (None: style 0). Single-style norms are unaffected."""
+    for module in net.modules():
+        if isinstance(module, InstanceNorm) and module.styles > 1:
+            module.mix = None if mix is None else mix.detach().float()
 
 
 def weaken_instance_norms(net: nn.Module, strength: float) -> None:
@@ -150,9 +176,9 @@ def weaken_instance_norms(net: nn.Module, strength: float) -> None:
                 module.bias.mul_(strength)
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def _norm(kind: str, channels: int, styles: int = 1) -> nn.Module:
     if kind == "instance":
-        return InstanceNorm(channels)
+        return InstanceNorm(channels, styles=styles)
     return nn.BatchNorm2d(channels)
 
 
@@ -195,12 +221,12 @@ class ResidualBlock(nn.Module):
     """conv-norm-ReLU-conv-norm plus the identity; with ``padded=False`` the convolutions
     are unpadded and the identity is cropped by 2 pixels per side to match."""
 
-    def __init__(self, channels: int, norm: str, padded: bool = True) -> None:
+    def __init__(self, channels: int, norm: str, padded: bool = True, styles: int = 1) -> None:
         super().__init__()
         pad = "reflect" if padded else "none"
         self.crop = 0 if padded else 2
-        self.conv1, self.norm1 = ConvLayer(channels, channels, 3, pad=pad), _norm(norm, channels)
-        self.conv2, self.norm2 = ConvLayer(channels, channels, 3, pad=pad), _norm(norm, channels)
+        self.conv1, self.norm1 = ConvLayer(channels, channels, 3, pad=pad), _norm(norm, channels, styles)
+        self.conv2, self.norm2 = ConvLayer(channels, channels, 3, pad=pad), _norm(norm, channels, styles)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.norm1(self.conv1(x)))
@@ -236,6 +262,13 @@ def _per_channel(value: float | tuple[float, ...] | list[float], what: str) -> t
     return values  # type: ignore[return-value]
 
 
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise StyleforgeError(f"styles {text!r} is not a whole number") from None
+
+
 def _text(values: tuple[float, float, float]) -> str:
     return f"{values[0]:g}" if len(set(values)) == 1 else ",".join(f"{v!r}" for v in values)
 
@@ -255,12 +288,17 @@ class TransformNet(nn.Module):
         channel_order: the order the layers see the channels in (``bgr``: Caffe/Torch7 VGG habit).
         input_mean: subtracted from the 0-255 input first, per channel in ``channel_order``.
         output_scale, output_offset: of the ``tanh`` output, per channel in ``channel_order``.
+        styles: K > 1 makes every instance norm conditional, one scale/shift row per style
+            (:meth:`select_styles` picks or blends them); instance norm only.
     """
 
     def __init__(self, norm: str = "instance", upsample: str = "resize", input_divisor: Channels = 255.0,
                  output: str = "tanh", *, padding: str = "layer", channel_order: str = "rgb", input_mean: Channels = 0.0,
-                 output_scale: Channels = 127.5, output_offset: Channels = 127.5) -> None:
+                 output_scale: Channels = 127.5, output_offset: Channels = 127.5, styles: int = 1) -> None:
         super().__init__()
+        if not (isinstance(styles, int) and styles >= 1) or (styles > 1 and norm != "instance"):
+            raise StyleforgeError(f"styles must be a whole number >= 1, and > 1 needs instance norm (got {styles}, {norm} norm)")
+        self.styles = styles
         for value, choices, what in ((norm, NORMS, "norm"), (upsample, UPSAMPLES, "upsample"), (output, OUTPUTS, "output"),
                                      (padding, PADDINGS, "padding"), (channel_order, CHANNEL_ORDERS, "channel order")):
             if value not in choices:
@@ -275,12 +313,12 @@ class TransformNet(nn.Module):
                              ("_offset", self.output_offset)):
             self.register_buffer(name, torch.tensor(values).view(1, 3, 1, 1), persistent=False)
         conv_pad = "reflect" if padding == "layer" else "zero"
-        self.conv1, self.norm1 = FullPrecisionConvLayer(3, 32, 9, pad=conv_pad), _norm(norm, 32)
-        self.conv2, self.norm2 = ConvLayer(32, 64, 3, stride=2, pad=conv_pad), _norm(norm, 64)
-        self.conv3, self.norm3 = ConvLayer(64, 128, 3, stride=2, pad=conv_pad), _norm(norm, 128)
-        self.residuals = nn.Sequential(*(ResidualBlock(128, norm, padded=padding == "layer") for _ in range(5)))
-        self.up1, self.norm4 = UpsampleLayer(128, 64, upsample), _norm(norm, 64)
-        self.up2, self.norm5 = UpsampleLayer(64, 32, upsample), _norm(norm, 32)
+        self.conv1, self.norm1 = FullPrecisionConvLayer(3, 32, 9, pad=conv_pad), _norm(norm, 32, styles)
+        self.conv2, self.norm2 = ConvLayer(32, 64, 3, stride=2, pad=conv_pad), _norm(norm, 64, styles)
+        self.conv3, self.norm3 = ConvLayer(64, 128, 3, stride=2, pad=conv_pad), _norm(norm, 128, styles)
+        self.residuals = nn.Sequential(*(ResidualBlock(128, norm, padding == "layer", styles) for _ in range(5)))
+        self.up1, self.norm4 = UpsampleLayer(128, 64, upsample), _norm(norm, 64, styles)
+        self.up2, self.norm5 = UpsampleLayer(64, 32, upsample), _norm(norm, 32, styles)
         self.conv_out = ConvLayer(32, 3, 9, pad=conv_pad)
 
     @classmethod
@@ -303,7 +341,8 @@ class TransformNet(nn.Module):
         return cls(convention.get("norm", "instance"), convention.get("upsample", "resize"), numbers("input_divisor", 255.0),
                    convention.get("output", "tanh"), padding=convention.get("padding", "layer"),
                    channel_order=convention.get("channel_order", "rgb"), input_mean=numbers("input_mean", 0.0),
-                   output_scale=numbers("output_scale", 127.5), output_offset=numbers("output_offset", 127.5))
+                   output_scale=numbers("output_scale", 127.5), output_offset=numbers("output_offset", 127.5),
+                   styles=_whole(convention.get("styles", "1")))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Stylise a batch of RGB 0-255 images; returns the same shape, values in [0, 255]."""
@@ -344,10 +383,30 @@ class TransformNet(nn.Module):
         """The architecture fields a saved model records (all text, as safetensors
         metadata); fields at their defaults beyond the first four are left out."""
         fields = {"norm": self.norm, "upsample": self.upsample, "input_divisor": _text(self.input_divisor), "output": self.output}
-        extra = {"padding": (self.padding, "layer"), "channel_order": (self.channel_order, "rgb"),
+        extra = {"padding": (self.padding, "layer"), "channel_order": (self.channel_order, "rgb"), "styles": (str(self.styles), "1"),
                  "input_mean": (_text(self.input_mean), "0"), "output_scale": (_text(self.output_scale), "127.5"),
                  "output_offset": (_text(self.output_offset), "127.5")}
         return fields | {key: value for key, (value, default) in extra.items() if value != default}
+
+    def select_styles(self, weights: object | None) -> None:
+        """Use style ``k`` (an int), or blend the styles with ``weights`` (K numbers >= 0,
+        any positive sum; normalised), or style 0 (None). Single-style networks accept
+        only None, 0 or ``[1]``."""
+        if weights is None:
+            select_styles(self, None)
+            return
+        mix = torch.zeros(self.styles)
+        if isinstance(weights, int):
+            if not 0 <= weights < self.styles:
+                raise StyleforgeError(f"style {weights} is out of range: this model has {self.styles} style(s), 0-{self.styles - 1}")
+            mix[weights] = 1.0
+        else:
+            values = torch.as_tensor(weights, dtype=torch.float32).flatten()
+            if values.numel() != self.styles or not bool(torch.isfinite(values).all()) or bool((values < 0).any()) \
+                    or not float(values.sum()) > 0:
+                raise StyleforgeError(f"style weights must be {self.styles} numbers >= 0 with a positive sum, got {weights}")
+            mix = values / values.sum()
+        select_styles(self, mix)
 
     def record_norm_statistics(self, x: torch.Tensor) -> None:
         """Record every instance norm's statistics on the (1, 3, H, W) image ``x``; later

@@ -298,3 +298,30 @@ def test_exported_onnx_models_are_served_the_same_way(servers: list[Server], sty
     model = load_style_model(exported, options=TransferOptions(device="cpu"))
     expected = np.asarray(model.stylize(Image.open(io.BytesIO(upload))), dtype=np.int16)
     assert got.shape == (48, 64, 3) and np.abs(got - expected).max() <= 1
+
+
+def test_each_style_of_a_multistyle_model_is_offered(servers: list[Server], tmp_path: Path) -> None:
+    from styleforge.config import TransferOptions
+    from styleforge.transfer import load_style_model, save_style_model, thumbnail_png_base64
+    from tests.test_multistyle import random_multistyle
+
+    models = tmp_path / "models"
+    models.mkdir()
+    swatches = [Image.new("RGB", (20, 20), colour) for colour in ((200, 40, 40), (40, 40, 200))]
+    path = save_style_model(random_multistyle(2, seed=5), models / "duo.safetensors", {
+        "name": "Duo", "styles": [{"name": "red_sky", "thumbnail_png_base64": thumbnail_png_base64(swatches[0])},
+                                  {"name": "blue", "thumbnail_png_base64": thumbnail_png_base64(swatches[1])}]})
+    server = serve(servers, models, tmp_path / "data", env={"STYLEFORGE_DEVICE": "cpu"})
+    styles = httpx.get(server.url("/api/styles")).json()
+    assert [(s["id"], s["name"]) for s in styles] == [("duo-0", "Duo: Red Sky"), ("duo-1", "Duo: Blue")]
+    thumb = Image.open(io.BytesIO(httpx.get(server.url(styles[1]["thumbnail_url"])).content)).convert("RGB")
+    assert thumb.getpixel((5, 5)) == (40, 40, 200)
+    upload = photo_bytes(tmp_path, "p.png", size=(64, 48))
+    for index in (0, 1):
+        job = submit(server, upload, "p.png", style=f"duo-{index}").json()
+        assert wait_for_job(server, job["id"])["status"] == "done"
+        got = np.asarray(Image.open(io.BytesIO(httpx.get(server.url(job["result_url"])).content)), dtype=np.int16)
+        model = load_style_model(path, options=TransferOptions(device="cpu", style_weights=str(index)))
+        expected = np.asarray(model.stylize(Image.open(io.BytesIO(upload))), dtype=np.int16)
+        difference = np.abs(got - expected)  # bf16 on both sides, other thread counts (as above)
+        assert difference.mean() < 0.8 and difference.max() <= 8, (index, difference.mean(), difference.max())

@@ -59,7 +59,8 @@ def register(subparsers: Any) -> None:
 def _register_train(subparsers: Any) -> None:
     d = TrainOptions()
     p = add_command(subparsers, "train", "train a feed-forward style network", TRAIN_DESCRIPTION)
-    p.add_argument("--style", required=True, help="style image")
+    p.add_argument("--style", required=True, action="append",
+                   help="style image; repeat it to train several styles in one network (conditional instance norm)")
     p.add_argument("--data", "--train-path", dest="data", required=True, help="folder of training photos (e.g. COCO train2014)")
     p.add_argument("--out", "--checkpoint-dir", dest="out", required=True,
                    help="output folder: checkpoint, log.csv, loss.png, previews, model")
@@ -80,6 +81,9 @@ def _register_train(subparsers: Any) -> None:
     p.add_argument("--log-every", type=positive_int, default=d.log_every, help="steps between loss lines")
     p.add_argument("--max-steps", type=positive_int, default=d.max_steps, help="stop after this many steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--extend", default=None, metavar="MODEL",
+                   help="add the --style images to this trained instance-norm model, training only their "
+                        "instance-norm rows (the model's styles stay bit-identical)")
     p.add_argument("--test-image", "--test", dest="test_image", default=None, help="stylised into OUT at every checkpoint")
     p.add_argument("--workers", type=non_negative_int, default=d.workers, help="background data-loading processes")
     p.add_argument("--seed", type=non_negative_int, default=d.seed, help="seeds initialisation, data order and every RNG")
@@ -114,6 +118,8 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("--strength-mode", default=d.strength_mode, choices=STRENGTH_MODES,
                    help="pixel = blend the stylised image with the photo; norm = move the instance norms' scale/shift "
                         "toward identity (weaker texture, no double image; instance-norm .safetensors models)")
+    p.add_argument("--style-weights", default=None, metavar="SPEC",
+                   help="multi-style models: a style ('2' or 'wave') or a blend ('0:0.5,wave:0.5'); default style 0")
     p.add_argument("--preserve-color", default=None, choices=("luminance", "histogram"),
                    help="keep the photo's colours: its chroma under the stylised luminance, or the stylised image "
                         "recoloured to the photo's colour statistics")
@@ -136,13 +142,13 @@ def run_train(args: argparse.Namespace) -> int:
     from styleforge.training import train
 
     path = train(
-        args.style, args.data, args.out, resume=args.resume, test_image=args.test_image, progress=not args.quiet,
+        args.style if len(args.style) > 1 else args.style[0], args.data, args.out, resume=args.resume, test_image=args.test_image, progress=not args.quiet,
         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, style_size=args.style_size,
         lr=args.lr, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layer=args.content_layer, style_layers=parse_list(args.style_layers, "--style-layers"),
         checkpoint_every=args.checkpoint_every, keep_models=args.keep_models, log_every=args.log_every, max_steps=args.max_steps,
         workers=args.workers, seed=args.seed, device=args.device, weights=args.weights, norm=args.norm,
-        upsample=args.upsample, precision=args.precision, power_difference=args.power_difference,
+        upsample=args.upsample, precision=args.precision, power_difference=args.power_difference, extend=args.extend,
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 wrote the model
         print(path)
@@ -156,7 +162,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
                               device=args.device, precision=args.precision, compile=args.compile, runtime=args.runtime,
-                              power_difference=args.power_difference, strength=args.strength, strength_mode=args.strength_mode,
+                              power_difference=args.power_difference, strength=args.strength, strength_mode=args.strength_mode, style_weights=args.style_weights,
                               preserve_color=args.preserve_color)
     inputs = input_paths(args, "IN", many=True)
     if any(is_video(path) for path in inputs):

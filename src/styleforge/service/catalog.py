@@ -5,6 +5,7 @@ exported ``NAME.onnx``. A Gatys style is a painting (``NAME.jpg``, ``.png``...):
 optimise an image with VGG19 for a bounded number of iterations, so they are offered only
 when the VGG19 weights are present. The style id is the file's stem; the first folder
 that holds a stem wins; stems outside the cache's naming rule (they appear in URLs) are skipped.
+A multi-style model (conditional instance norm) offers each of its styles, as ``STEM-K``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Style:
     name: str
     kind: str
     path: Path
+    index: int | None = None  # the style within a multi-style model
 
     def public(self) -> dict:
         """The JSON the API shows (no file paths)."""
@@ -59,10 +61,24 @@ def discover_styles(folders: list[Path], settings: ServiceSettings) -> dict[str,
             if kind == GATYS and not gatys_ready:
                 skipped_gatys += 1
                 continue
-            styles[file.stem] = Style(file.stem, _display_name(file), kind, file)
+            for style in _styles_of(file, kind):
+                styles.setdefault(style.id, style)
     if skipped_gatys:
         log.warning("%d Gatys style(s) not offered: VGG19 weights '%s' are not available "
                     "(styleforge weights download vgg19, or set 'vgg' to a weights file)", skipped_gatys, settings.vgg)
+    return styles
+
+
+def _styles_of(file: Path, kind: str) -> list[Style]:
+    """The style a file defines, or for a multi-style model one per style (ids ``STEM-K``)."""
+    entries = _sidecar(file).get("styles") if file.suffix.lower() == ".safetensors" else None
+    if not (isinstance(entries, list) and len(entries) > 1):
+        return [Style(file.stem, _display_name(file), kind, file)]
+    styles = []
+    for index, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = str(name).replace("_", " ").replace("-", " ").title()[:80] if name else f"Style {index}"
+        styles.append(Style(f"{file.stem}-{index}", f"{_display_name(file)}: {label}", kind, file, index))
     return styles
 
 
@@ -117,7 +133,10 @@ def thumbnail(style: Style, side: int = 128) -> Image.Image:
     if style.kind == GATYS:
         img = read_image(style.path)
     else:
-        encoded = _sidecar(style.path).get("style_thumbnail_png_base64")
+        sidecar = _sidecar(style.path)
+        encoded = sidecar.get("style_thumbnail_png_base64")
+        if style.index is not None:
+            encoded = (sidecar["styles"][style.index] or {}).get("thumbnail_png_base64")
         img = _decoded(encoded) if isinstance(encoded, str) else None
         if img is None:
             img = _placeholder(style.name, side)

@@ -136,12 +136,12 @@ class JobRunner:
     def _fast(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
         # No progress steps: a fast job takes well under a second (each step would cost
         # a write and wake every long poll).
-        model = self._fast_model(str(style.path), style.path.stat().st_mtime_ns)
+        model = self._fast_model(str(style.path), style.path.stat().st_mtime_ns, style.index)
         return model.stylize(image, size=result_long_side(self.settings, style.kind, job.size, image.size))
 
-    def _fast_model(self, path: str, mtime_ns: int) -> object:
+    def _fast_model(self, path: str, mtime_ns: int, index: int | None) -> object:
         with self._models_lock:
-            return _cached_style_model(path, mtime_ns, self.settings.device)
+            return _cached_style_model(path, mtime_ns, self.settings.device, index)
 
     def _gatys(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
         from styleforge.gatys import run_stylize
@@ -191,13 +191,14 @@ class JobRunner:
         self.store.set_mail(job.id, "sent")
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_style_model(path: str, mtime_ns: int, device: str) -> object:
-    """A loaded fast style model, kept while its file is unchanged (``mtime_ns`` is part
-    of the key, so a replaced model file is reloaded)."""
+@functools.lru_cache(maxsize=8)
+def _cached_style_model(path: str, mtime_ns: int, device: str, index: int | None = None) -> object:
+    """A loaded fast style model (style ``index`` of a multi-style one), kept while its file
+    is unchanged (``mtime_ns`` is part of the key, so a replaced model file is reloaded)."""
     from styleforge.transfer import load_style_model
 
-    return load_style_model(path, options=TransferOptions(device=device))
+    weights = None if index is None else str(index)
+    return load_style_model(path, options=TransferOptions(device=device, style_weights=weights))
 
 
 @functools.lru_cache(maxsize=1)
