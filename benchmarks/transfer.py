@@ -10,7 +10,8 @@ autocast (the default where the hardware has it), optionally through torch.compi
 ``--conventions`` times ``StyleModel.stylize`` (the default path of ``transfer``) for
 each network convention an imported model can have: styleforge's own, pytorch/examples'
 (and the ONNX Model Zoo's, converted: 0-255 in, clamped out) and jcjohnson's
-(40-pixel input reflection, unpadded residual blocks, BGR/mean pixels).
+(40-pixel input reflection, unpadded residual blocks, BGR/mean pixels), and a
+four-style conditional-instance-norm network (style 0 selected).
 
 ``--video`` stylises a clip panned and zoomed across a real photo at each of
 ``--video-sizes`` with ``transfer_video``, frame by frame and with temporal smoothing,
@@ -42,6 +43,7 @@ PHOTO = Path(__file__).resolve().parents[1] / "tests" / "assets" / "coffee.jpg"
 CONVENTIONS = {
     "styleforge": {},
     "pytorch-examples / onnx-zoo": {"input_divisor": "1", "output": "clamp"},
+    "multi-style, 4 styles": {"styles": "4"},
     "jcjohnson .t7": {"padding": "input", "upsample": "deconv", "channel_order": "bgr", "input_divisor": "1",
                       "input_mean": "103.939,116.779,123.68", "output_scale": "150", "output_offset": "103.939,116.779,123.68"},
 }

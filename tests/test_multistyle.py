@@ -176,3 +176,19 @@ def test_extend_trains_only_the_new_style_and_keeps_the_old_ones_bit_exact(tmp_p
     assert not torch.equal(rows[2], rows[:2].mean(0))  # the new row did train from its initial mean
     assert_user_error(run_cli("train", "--extend", str(tmp_path / "missing.safetensors"), "--style", str(udnie), "--data",
                               str(photos), "--out", str(tmp_path / "r3"), "--weights", str(weight_files["pth"])), "no such file")
+
+
+def test_export_holds_the_chosen_style(tmp_path: Path) -> None:
+    """``export --style-weights`` writes the chosen style or blend into the ONNX file, which
+    then gives the PyTorch model's output for that selection."""
+    from styleforge.deploy.export import export_style_model
+
+    path = save_style_model(random_multistyle(2, seed=6), tmp_path / "duo.safetensors", {"styles": [{"name": "a"}, {"name": "b"}]})
+    report = export_style_model(path, tmp_path / "b.onnx", style_weights="b")
+    assert report.max_difference <= 0.05
+    photo = Image.open(make_photo(tmp_path / "p.png", size=(48, 40))).convert("RGB")
+    fp32 = dict(device="cpu", precision="fp32")
+    onnx_out = np.asarray(load_style_model(tmp_path / "b.onnx", options=TransferOptions(**fp32)).stylize(photo), dtype=np.int16)
+    for spec, close in (("b", True), ("a", False)):
+        torch_out = np.asarray(load_style_model(path, options=TransferOptions(**fp32, style_weights=spec)).stylize(photo), dtype=np.int16)
+        assert (np.abs(onnx_out - torch_out).max() <= 1) == close, spec

@@ -114,6 +114,8 @@ def _register_export(subparsers: Any) -> None:
     p.add_argument("--power-difference", action="store_true",
                    help="style models: write each instance norm out with one styleforge.PowerDifference node "
                         "(runs on ONNX Runtime with styleforge's kernel)")
+    p.add_argument("--style-weights", default=None, metavar="SPEC",
+                   help="multi-style models: the style or blend the file holds ('2', 'wave', '0:0.5,wave:0.5'); default style 0")
     add_json_option(p)
     p.set_defaults(handler=run)
 
@@ -165,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     if args.classifier and args.power_difference:
         raise StyleforgeError("--power-difference applies to style models (their instance norms); VGG19 has none")
     if args.model:
-        report = export_style_model(args.model, args.output, power_difference=args.power_difference)
+        report = export_style_model(args.model, args.output, power_difference=args.power_difference,
+                                    style_weights=args.style_weights)
     else:
         report = export_classifier(args.weights, args.output, size=args.size)
     if args.json:

@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from styleforge import __version__
+from styleforge.config import TransferOptions
 from styleforge.deploy.runtime import CLASSIFIER_FORMAT, STYLE_FORMAT, OnnxClassifier, OnnxTransformNet
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_file, write_bytes_atomic
@@ -78,12 +79,14 @@ def verification_photo() -> Image.Image:
 
 
 def export_style_model(model_path: str | os.PathLike[str], output: str | os.PathLike[str],
-                       power_difference: bool = False) -> ExportReport:
+                       power_difference: bool = False, style_weights: str | None = None) -> ExportReport:
     """Export a trained style model (safetensors or checkpoint) to a verified ONNX file.
 
     With ``power_difference``, each instance norm is exported written out (mean, the
     variance through one ``styleforge.PowerDifference`` node, normalisation): 15 custom
-    nodes for the default network (:mod:`~styleforge.deploy.custom_ops`).
+    nodes for the default network (:mod:`~styleforge.deploy.custom_ops`). A multi-style
+    model is exported in one style or blend, ``style_weights`` as ``transfer
+    --style-weights`` takes it (style 0 by default), recorded in the metadata.
 
     Returns:
         An :class:`ExportReport`; raises StyleforgeError (writing nothing) when the
@@ -94,7 +97,7 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
 
     target = check_output_file(output, "output", [model_path])
     _check_suffix(target)
-    model = load_style_model(model_path, device="cpu")
+    model = load_style_model(model_path, options=TransferOptions(device="cpu", style_weights=style_weights))
     net = model.net.float().eval()
     use_power_difference(net, power_difference)
     # A batch of 2: an example dimension of size 1 is specialised to 1 by torch.export
@@ -111,6 +114,7 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
         "source_file": Path(model_path).name,
         "source_sha256": _sha256(Path(model_path)),
         "power_difference": str(power_difference).lower(),
+        **({"style_weights": style_weights} if style_weights else {}),
     }
     data = _with_metadata(data, metadata)
     checks = _verify_style(net, data)
