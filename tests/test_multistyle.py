@@ -192,3 +192,27 @@ def test_export_holds_the_chosen_style(tmp_path: Path) -> None:
     for spec, close in (("b", True), ("a", False)):
         torch_out = np.asarray(load_style_model(path, options=TransferOptions(**fp32, style_weights=spec)).stylize(photo), dtype=np.int16)
         assert (np.abs(onnx_out - torch_out).max() <= 1) == close, spec
+
+
+@pytest.mark.parametrize("extend", [False, True], ids=["two-styles", "extend"])
+def test_resume_continues_exactly_with_several_styles(tmp_path: Path, weight_files: dict[str, Path], extend: bool) -> None:
+    """Stopped after 3 steps (mid-rotation) and resumed, a multi-style run (and an --extend
+    run) ends where the uninterrupted run does, and a different style set is refused."""
+    from styleforge.training import train
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(8):
+        make_photo(photos / f"p{i}.jpg", size=(48, 44), seed=i)
+    styles = [make_photo(tmp_path / f"{name}.png", size=(40, 40), seed=80 + i) for i, name in enumerate(("wave", "scream"))]
+    common = dict(weights=str(weight_files["pth"]), epochs=3, progress=False, **SMALL)
+    if extend:
+        common["extend"] = str(save_style_model(random_multistyle(2, seed=7), tmp_path / "base.safetensors", {}))
+    straight = train(styles, photos, tmp_path / "straight", max_steps=6, **common)
+    train(styles, photos, tmp_path / "resumed", max_steps=3, **common)
+    resumed = train(styles, photos, tmp_path / "resumed", max_steps=6, resume=True, **common)
+    a, b = (load_style_model(p, options=TransferOptions(device="cpu")).net.state_dict() for p in (straight, resumed))
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+    with pytest.raises(StyleforgeError, match="another style image"):
+        train(styles[::-1], photos, tmp_path / "resumed", max_steps=7, resume=True, **common)
