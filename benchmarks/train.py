@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=6, help="timed steps (after 1 warm-up step each)")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--styles", type=int, default=1, help="also time a conditional-instance-norm network of this many styles")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -105,12 +106,30 @@ def main() -> None:
         synchronize(device)
         ours_seconds = time.perf_counter() - start
         print(f"  styleforge: {args.steps / ours_seconds:.3f} steps/s ({trainer.precision})", file=sys.stderr)
+        multi_seconds = None
+        if args.styles > 1:
+            images = [__import__("PIL.Image", fromlist=["Image"]).open(folder / f"{i:03d}.png").convert("RGB") for i in range(args.styles)]
+            multi = Trainer(images, [f"s{i}.png" for i in range(args.styles)], folder, Path(tmp) / "multi", opts,
+                            vgg=trainer.vgg, progress=False)
+            multi.step(batches[0])  # warm-up
+            synchronize(device)
+            start = time.perf_counter()
+            for b in batches[1:]:
+                multi.step(b)
+                multi.state.step += 1  # the next style in turn, as the training loop does
+            synchronize(device)
+            multi_seconds = time.perf_counter() - start
+            print(f"  styleforge, {args.styles} styles: {args.steps / multi_seconds:.3f} steps/s", file=sys.stderr)
     rows = [
         {"device": device.type, "impl": "baseline", "precision": "fp32", "steps_per_s": args.steps / base_seconds,
          "s_per_step": base_seconds / args.steps, "speedup": 1.0},
         {"device": device.type, "impl": "styleforge", "precision": trainer.precision, "steps_per_s": args.steps / ours_seconds,
          "s_per_step": ours_seconds / args.steps, "speedup": base_seconds / ours_seconds},
     ]
+    if multi_seconds is not None:
+        rows.append({"device": device.type, "impl": f"styleforge, {args.styles} styles", "precision": trainer.precision,
+                     "steps_per_s": args.steps / multi_seconds, "s_per_step": multi_seconds / args.steps,
+                     "speedup": base_seconds / multi_seconds})
     print(f"Johnson training, batch {args.batch_size}, {args.image_size} px, {args.steps} timed steps after 1 warm-up; "
           "full-size VGG19 with random weights")
     print_table(rows, [("device", "device", "s"), ("impl", "implementation", "s"), ("precision", "precision", "s"),
