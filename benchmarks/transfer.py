@@ -126,12 +126,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    net = TransformNet()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    net = net.eval().requires_grad_(False)
+    net = _noisy(TransformNet()).eval().requires_grad_(False)
     plain = load_plain(net).to(device)
     if args.paths:
         paths = ["baseline-fp32", *args.paths.split(",")]
@@ -184,6 +179,7 @@ def main() -> None:
 
 
 def _noisy(net: TransformNet) -> TransformNet:
+    """``net`` with seeded noise added to every parameter (a network that is no identity)."""
     torch.manual_seed(0)
     with torch.no_grad():
         for p in net.parameters():

@@ -83,10 +83,11 @@ def transfer_video(model: StyleModel, source: str | os.PathLike[str], target: st
         with (VideoWriter(out, reader, width, height, opts.crf) as writer,
               Progress(info.frames or None, "stylising", "frames", enabled=progress) as bar):
             for batch in _batches(reader.frames(), model.options.batch_size):
-                for frame, stylised in zip(batch, _stylise(model, batch, (width, height)), strict=True):
+                inputs = [_resized(frame.pixels, (width, height)) for frame in batch]  # resized once, used twice
+                for frame, photo, stylised in zip(batch, inputs, _stylise(model, inputs), strict=True):
                     pixels = stylised
                     if smoother is not None:
-                        smoothed = smoother(_resized(frame.pixels, (width, height)), stylised)
+                        smoothed = smoother(photo, stylised)
                         pixels = smoothed.pixels
                         if smoothed.error_before is not None:
                             errors.append((smoothed.error_before, smoothed.error_after or 0.0))
@@ -135,10 +136,11 @@ def _resized(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
 
 
-def _stylise(model: StyleModel, batch: list[Frame], size: tuple[int, int]) -> list[np.ndarray]:
-    """The model's outputs for a batch of frames, as RGB uint8 arrays of ``size``."""
-    images = [Image.fromarray(_resized(frame.pixels, size)) for frame in batch]
-    if size[0] * size[1] > model.options.auto_tile_pixels or model.options.tile:
+def _stylise(model: StyleModel, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The model's outputs for same-size RGB uint8 frames, as RGB uint8 arrays."""
+    images = [Image.fromarray(frame) for frame in frames]
+    height, width = frames[0].shape[:2]
+    if width * height > model.options.auto_tile_pixels or model.options.tile:
         outputs = [model.stylize(img, resize=False) for img in images]
     else:
         outputs = model.stylize_batch(images)
