@@ -61,6 +61,7 @@ class Assets:
     clip: Path  # a 12-frame 160x96 H.264 clip with AAC audio
     text_mp4: Path  # text named .mp4
     truncated_mp4: Path  # the clip cut in half (its index is at the end: unreadable)
+    text_t7: Path  # text named .t7
 
 
 def _trained_model(root: Path, style: Path, data: Path, pth: Path) -> tuple[Path, Path]:
@@ -160,6 +161,7 @@ def build_assets(root: Path) -> Assets:
 
     clip = write_clip(root / "clip.mp4")
     (root / "text.mp4").write_text("this is not a video")
+    (root / "text.t7").write_text("this is not a Torch7 file")
     (root / "truncated.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
 
     return Assets(
@@ -175,4 +177,5 @@ def build_assets(root: Path) -> Assets:
         batchnorm_pth=root / "batchnorm.pth", a_file=root / "a_file",
         service_unknown_key=root / "unknown_key.toml", service_bad_value=root / "bad_value.toml",
         clip=clip, text_mp4=root / "text.mp4", truncated_mp4=root / "truncated.mp4",
+        text_t7=root / "text.t7",
     )

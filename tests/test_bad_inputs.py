@@ -258,6 +258,13 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "worker-no-broker": lambda a: Case(["worker"], "a worker needs a broker"),
     "worker-bad-concurrency": lambda a: Case(["worker", "--broker", "redis://localhost", "--concurrency", "0"], "--concurrency: 0 must be"),
     # --- community models (issue 13)
+    "models-import-text-t7": lambda a: Case(["models", "import", str(a.text_t7)], "cannot read Torch7 file"),
+    "transfer-style-weights-range": lambda a: Case(_transfer(a) + ["--style-weights", "3"],
+                                                   "style 3 is out of range: this model has 1 style(s)"),
+    "transfer-style-weights-unknown": lambda a: Case(_transfer(a) + ["--style-weights", "monet:1"], "no style 'monet'"),
+    "transfer-strength-mode-bad": lambda a: Case(_transfer(a) + ["--strength-mode", "blur"], "invalid choice: 'blur'"),
+    "train-extend-missing": lambda a: Case(_train(a, "--extend", str(a.root / "none.safetensors")), "no such file"),
+    "train-extend-not-a-model": lambda a: Case(_train(a, "--extend", str(a.text_t7)), "cannot read model"),
     "models-import-missing": lambda a: Case(["models", "import", str(a.root / "none.pth")], "no such file"),
     "models-import-bad-suffix": lambda a: Case(["models", "import", str(a.photo)], "expected a pytorch/examples .pth"),
     "models-import-vgg-weights": lambda a: Case(["models", "import", str(a.pth)], "does not fit pytorch/examples' TransformerNet"),
