@@ -7,178 +7,49 @@ For a batch of photos :math:`x` and the network output :math:`y = f(x)` (both 0-
 with :math:`\phi` the frozen VGG19 (in the weights' convention), content loss ``mse`` on
 ``relu4_2``, style loss ``mse`` on C*H*W-normalised Gram matrices averaged over
 ``relu1_1..relu5_1``, and the style targets :math:`A_l` computed once. Only the
-transform network is optimised (Adam).
-
-Reproducibility and resuming: the data order of epoch ``e`` is a permutation seeded by
-``seed + e`` (and sharded by rank under torchrun); a checkpoint stores the network, the
-optimiser, the step, the epoch and the position inside it, every RNG state, the options
-and the loss history, so ``resume=True`` continues exactly (the same losses and weights
-as an uninterrupted run). Checkpoints, logs and models are written atomically.
+transform network is optimised (Adam). Epochs, checkpoints and exact resuming are
+:class:`~styleforge.training_loop.TrainingLoop`'s.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import math
 import os
-import random
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
 
-from styleforge.architecture import CONV_NAMES, LAYER_INDEX, check_feature_layers, min_input_side
-from styleforge.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
+from styleforge.architecture import check_feature_layers, min_input_side
 from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions, is_finite, options_from_kwargs
-from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision
+from styleforge.devices import autocast
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_dir
-from styleforge.images import find_images, image_to_array, read_image, resize_long_side, write_image
-from styleforge.interrupts import Terminated, deferred_interrupt
+from styleforge.images import image_to_array, read_image, resize_long_side
 from styleforge.limits import check_min_side, check_pixel_budget
 from styleforge.loss_scales import normalized_layer_weights
 from styleforge.losses import content_loss, style_loss, style_target, total_variation
-from styleforge.preprocessing import center_crop_square
-from styleforge.runlog import LossHistory, load_plotting
+from styleforge.training_loop import (  # noqa: F401  (re-exported: the loop's pieces were first defined here)
+    Distributed,
+    EpochSampler,
+    PhotoFolder,
+    TrainingLoop,
+    TrainState,
+    collate_photos,
+    image_checksum,
+    rng_state,
+    set_rng_state,
+    vgg_checksum,
+)
 from styleforge.transform_net import InstanceNorm, TransformNet, use_power_difference
 
-HISTORY_COLUMNS = ("step", "epoch", "total", "content", "style", "tv", "skipped", "seconds")
 
+class Trainer(TrainingLoop):
+    """Owns the networks, optimiser, losses and files of one feed-forward training run."""
 
-# ----------------------------------------------------------------------------- data
-
-
-class PhotoFolder(Dataset):
-    """Every image under a folder (recursively), as size x size uint8 CHW tensors.
-
-    Unreadable files give ``None`` (skipped and counted by :func:`collate_photos`), so a
-    corrupt file in a large collection never stops training.
-    """
-
-    def __init__(self, root: str | os.PathLike[str], size: int) -> None:
-        folder = Path(root)
-        if not folder.is_dir():
-            raise StyleforgeError(f"data folder '{folder}' does not exist or is not a folder")
-        self.root = folder
-        self.files = find_images(folder)
-        if not self.files:
-            raise StyleforgeError(f"data folder '{folder}' holds no .jpg/.jpeg/.png/.webp/.bmp images")
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> torch.Tensor | None:
-        try:
-            img = center_crop_square(read_image(self.files[index]), self.size)
-        except StyleforgeError:
-            return None
-        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
-def collate_photos(batch: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, int]:
-    """Stack the readable images of a batch; returns (tensor or None, number skipped)."""
-    good = [b for b in batch if b is not None]
-    return (torch.stack(good) if good else None), len(batch) - len(good)
-
-
-class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch, sharded across ranks, resumable mid-epoch.
-
-    Args:
-        length: dataset size.
-        seed: base seed; epoch ``e`` uses ``seed + e``.
-        epoch: which epoch's order to produce.
-        start: skip this many of this rank's indices (resuming inside an epoch).
-        rank, world: this process's shard of every permutation.
-    """
-
-    def __init__(self, length: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1) -> None:
-        self.length, self.seed, self.epoch, self.start, self.rank, self.world = length, seed, epoch, start, rank, world
-
-    def order(self) -> list[int]:
-        """This rank's indices for the epoch, before skipping ``start``."""
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        permutation = torch.randperm(self.length, generator=generator).tolist()
-        per_rank = self.length // self.world  # equal shards keep ranks in lock-step
-        return permutation[self.rank * per_rank : (self.rank + 1) * per_rank]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.start :])
-
-    def __len__(self) -> int:
-        return max(0, self.length // self.world - self.start)
-
-
-# ----------------------------------------------------------------------------- state
-
-
-@dataclass
-class TrainState:
-    """Where training is: counters and history (saved in every checkpoint)."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    skipped: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
-@dataclass
-class Distributed:
-    """torchrun's process layout (a single process when WORLD_SIZE is unset)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> Distributed:
-        """Read RANK / WORLD_SIZE / LOCAL_RANK as set by torchrun."""
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def rng_state() -> dict[str, object]:
-    """Every RNG state, in types ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, object] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` saved."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ----------------------------------------------------------------------------- trainer
-
-
-class Trainer:
-    """Owns the networks, optimiser, losses and files of one training run."""
+    loss_terms = ("total", "content", "style", "tv")
+    resume_keys = ("norm", "upsample", "batch_size", "image_size", "seed")
 
     def __init__(self, style_image: Image.Image | list[Image.Image], style_name: str | list[str], data_dir: str | os.PathLike[str],
                  out_dir: str | os.PathLike[str], opts: TrainOptions, vgg: object | None = None,
@@ -190,17 +61,9 @@ class Trainer:
         self.style_images = style_image if isinstance(style_image, list) else [style_image]
         self.style_names = style_name if isinstance(style_name, list) else [style_name]
         multi = len(self.style_images) > 1
-        self.opts, self.test_image, self.progress = opts, test_image, progress
         self.style_name = "multistyle" if multi else self.style_names[0]
         self.style_image = self.style_images[0]
-        self.out_dir = Path(out_dir)
-        self.dist = Distributed.from_env()
-        self.device = self._device()
-        self.precision = resolve_precision(opts.precision, self.device, training=True)
-        self.dataset = PhotoFolder(data_dir, opts.image_size)
-        torch.manual_seed(opts.seed)
-        np.random.seed(opts.seed)
-        random.seed(opts.seed)
+        self._setup(opts, PhotoFolder(data_dir, opts.image_size), out_dir, test_image, progress)
         if multi and opts.norm != "instance":
             raise StyleforgeError("several styles in one network need --norm instance (conditional instance norm)")
         self.base = load_extended_base(opts.extend) if opts.extend else None
@@ -210,6 +73,7 @@ class Trainer:
             self.net = extended_network(self.base.net, len(self.style_images)).to(self.device)
         else:
             self.net = TransformNet(opts.norm, opts.upsample, styles=len(self.style_images)).to(self.device)
+        self.run_name = self.style_name
         use_power_difference(self.net, opts.power_difference)
         self.vgg = vgg if vgg is not None else load_vgg19(opts.weights, device=self.device)
         if not isinstance(self.vgg, VGG19):
@@ -221,34 +85,24 @@ class Trainer:
         self.style_targets = [{}] * self.first_new_style + [self._style_targets(image) for image in self.style_images]
         self.identity = {"style": ",".join(image_checksum(image) for image in self.style_images),
                          "vgg": vgg_checksum(self.vgg, self._loss_layers())}
-        load_plotting()  # now, not at the first checkpoint where a Ctrl-C could land in the import
         self.optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=opts.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.model = self._wrap_distributed()
-        self.state = TrainState()
+        self._finish_setup()
+
+    def _describe(self) -> str:
+        if self.net.styles == 1:
+            return ""
+        kept = f", {self.first_new_style} kept from {self.opts.extend}" if self.base else ""
+        return f"; {len(self.style_images)} style(s) in turn{kept}"
+
+    def _describe_losses(self) -> str:
+        return (f"weights {self.alpha:g}/{self.beta:g}/{self.gamma:g} (content/style/tv), "
+                f"VGG convention {self.vgg.convention.name}")
+
+    def checkpoint_extras(self) -> dict:
+        return {"style_name": self.style_name, "style_names": self.style_names, "convention": self.net.convention()}
 
     # -- setup
-
-    def _device(self) -> torch.device:
-        device = resolve_device(self.opts.device)
-        if self.dist.world > 1:
-            import torch.distributed as td
-
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            if not td.is_initialized():
-                td.init_process_group(backend=backend)
-            if device.type == "cuda":
-                device = torch.device("cuda", self.dist.local_rank)
-                torch.cuda.set_device(device)
-        return device
-
-    def _wrap_distributed(self) -> torch.nn.Module:
-        if self.dist.world == 1:
-            return self.net
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.net, device_ids=ids)
 
     def _loss_layers(self) -> list[str]:
         return [self.opts.content_layer, *self.opts.style_layers]
@@ -289,175 +143,6 @@ class Trainer:
         tv = total_variation(y.float() / 255.0, "l2", pd)
         terms = {"content": self.alpha * lc, "style": self.beta * ls, "tv": self.gamma * tv}
         return {"total": terms["content"] + terms["style"] + terms["tv"], **terms}
-
-    def step(self, photos: torch.Tensor) -> dict[str, float]:
-        """One optimisation step; returns the loss terms as floats."""
-        self.optimizer.zero_grad(set_to_none=True)
-        terms = self.losses(photos)
-        self.scaler.scale(terms["total"]).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return {k: float(v.detach()) for k, v in terms.items()}
-
-    # -- loop
-
-    def run(self, resume: bool = False) -> Path:
-        """Train until the epochs or ``max_steps`` are done; returns the final model path."""
-        opts = self.opts
-        if resume:
-            self.load_checkpoint()
-        batches_per_epoch = len(self.dataset) // self.dist.world // opts.batch_size
-        if batches_per_epoch == 0:
-            raise StyleforgeError(
-                f"the data folder has {len(self.dataset)} image file(s), fewer than one batch of {opts.batch_size} "
-                f"per process: add images or lower --batch-size"
-            )
-        total_steps = opts.max_steps or opts.epochs * batches_per_epoch
-        self._announce(total_steps)
-        start, start_step = time.perf_counter(), self.state.step
-        try:
-            while self.state.epoch < opts.epochs and self.state.step < total_steps:
-                steps_before_epoch = self.state.step
-                for photos, bad in self._loader():
-                    with deferred_interrupt():  # a checkpoint after Ctrl-C holds whole steps only
-                        self.state.batch_in_epoch += 1
-                        self.state.skipped += bad
-                        if not self._every_rank_has_a_batch(photos):
-                            continue
-                        values = self.step(photos)
-                        self.state.step += 1
-                        self._record(values, time.perf_counter() - start, start_step, total_steps)
-                    if opts.checkpoint_every and self.state.step % opts.checkpoint_every == 0:
-                        self.save_checkpoint()
-                    if self.state.step >= total_steps:
-                        break
-                else:
-                    if self.state.step == steps_before_epoch:
-                        raise StyleforgeError(
-                            f"a whole epoch gave no batch of readable images ({self.state.skipped} unreadable files met in "
-                            f"'{self.dataset.root}'): nothing was trained; run 'styleforge check-data {self.dataset.root}'"
-                        )
-                    self.state.epoch += 1
-                    self.state.batch_in_epoch = 0
-        except KeyboardInterrupt as stop:
-            self.save_checkpoint(keep_model=False)
-            model = self.save_model(self.step_model_path())
-            self._say(f"{'terminated' if isinstance(stop, Terminated) else 'interrupted'} at step {self.state.step}: "
-                      f"model {model}; checkpoint saved, continue with --resume")
-            raise
-        self.save_checkpoint(keep_model=False)
-        return self.save_model()
-
-    def _every_rank_has_a_batch(self, photos: torch.Tensor | None) -> bool:
-        """False when this batch was all unreadable here or on any other rank: then every
-        rank skips it, so DistributedDataParallel's collectives stay in step."""
-        if self.dist.world == 1:
-            return photos is not None
-        import torch.distributed as td
-
-        flag = torch.tensor([1 if photos is not None else 0], device=self.device)
-        td.all_reduce(flag, op=td.ReduceOp.MIN)
-        return bool(flag.item())
-
-    def _loader(self) -> DataLoader:
-        opts = self.opts
-        sampler = EpochSampler(len(self.dataset), opts.seed, self.state.epoch, self.state.batch_in_epoch * opts.batch_size,
-                               self.dist.rank, self.dist.world)
-        return DataLoader(self.dataset, batch_size=opts.batch_size, sampler=sampler, num_workers=opts.workers,
-                          collate_fn=collate_photos, drop_last=True, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
-
-    def _record(self, values: dict[str, float], elapsed: float, start_step: int, total_steps: int) -> None:
-        row = {"step": self.state.step, "epoch": self.state.epoch, "skipped": self.state.skipped, "seconds": elapsed, **values}
-        self.state.history.append(row)
-        if self.state.step % self.opts.log_every == 0 or self.state.step == total_steps:
-            rate = (self.state.step - start_step) / max(elapsed, 1e-9)
-            eta = (total_steps - self.state.step) / max(rate, 1e-9)
-            self._say(f"step {self.state.step}/{total_steps} epoch {self.state.epoch + 1}: total {values['total']:.4g} "
-                      f"content {values['content']:.4g} style {values['style']:.4g} tv {values['tv']:.4g} | "
-                      f"{rate:.2f} steps/s, ETA {_duration(eta)}, {self.state.skipped} unreadable skipped")
-
-    def _announce(self, total_steps: int) -> None:
-        d = self.dist
-        where = describe_device(self.device) + (f", {d.world} processes" if d.world > 1 else "")
-        if self.net.styles > 1:
-            kept = f", {self.first_new_style} kept from {self.opts.extend}" if self.base else ""
-            where += f"; {len(self.style_images)} style(s) in turn{kept}"
-        self._say(f"training on {where}: {len(self.dataset)} images, {total_steps} steps of batch {self.opts.batch_size}, "
-                  f"{self.opts.image_size} px, {self.precision}; weights {self.alpha:g}/{self.beta:g}/{self.gamma:g} "
-                  f"(content/style/tv), VGG convention {self.vgg.convention.name}")
-
-    def _say(self, text: str) -> None:
-        if self.progress and self.dist.is_main:
-            print(text, file=sys.stderr, flush=True)
-
-    # -- files
-
-    def checkpoint_path(self) -> Path:
-        """``OUT/checkpoint.pt``."""
-        return self.out_dir / CHECKPOINT_NAME
-
-    def final_model_path(self) -> Path:
-        """``OUT/<style>.safetensors``, the finished model."""
-        return self.out_dir / f"{Path(self.style_name).stem}.safetensors"
-
-    def step_model_path(self) -> Path:
-        """``OUT/<style>_stepNNNNNNN.safetensors``, the model as of the current step."""
-        return self.out_dir / f"{Path(self.style_name).stem}_step{self.state.step:07d}.safetensors"
-
-    def save_checkpoint(self, keep_model: bool | None = None) -> None:
-        """Write checkpoint, CSV log, loss plot and preview (rank 0 only; atomic), and,
-        when ``keep_model`` (default: ``options.keep_models``), a loadable step model."""
-        if not self.dist.is_main:
-            return
-        if keep_model if keep_model is not None else self.opts.keep_models:
-            self.save_model(self.step_model_path())
-        payload = {
-            "model": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "state": asdict(self.state),
-            "rng": rng_state(),
-            "options": asdict(self.opts),
-            "style_name": self.style_name,
-            "style_names": self.style_names,
-            "convention": self.net.convention(),
-            "identity": self.identity,
-        }
-        write_checkpoint(payload, self.checkpoint_path())
-        history = self._history()
-        history.write_csv(self.out_dir / "log.csv")
-        if history.rows:
-            history.plot(self.out_dir / "loss.png", ("total", "content", "style", "tv"), title=f"training: {self.style_name}")
-        if self.test_image is not None:
-            write_image(self.preview(self.test_image), self.out_dir / f"preview_step{self.state.step:07d}.jpg")
-
-    def load_checkpoint(self) -> None:
-        """Restore everything :meth:`save_checkpoint` wrote."""
-        path = self.checkpoint_path()
-        if not path.is_file():
-            raise StyleforgeError(f"--resume: no checkpoint at '{path}'")
-        payload = read_checkpoint(path, map_location=self.device)
-        saved = payload["options"]
-        for key in ("norm", "upsample", "batch_size", "image_size", "seed"):
-            if saved[key] != getattr(self.opts, key):
-                raise StyleforgeError(f"--resume: the checkpoint was made with {key}={saved[key]!r}, not {getattr(self.opts, key)!r}")
-        for key, what in (("style", "style image"), ("vgg", "VGG19 weights")):
-            recorded = payload.get("identity", {}).get(key)
-            if recorded is not None and recorded != self.identity[key]:
-                raise StyleforgeError(f"--resume: the checkpoint was trained with another {what} (its checksum differs); "
-                                      f"give the run's own {what}, or start a new --out folder")
-        self.net.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scaler.load_state_dict(payload["scaler"])
-        self.state = TrainState(**payload["state"])
-        set_rng_state(payload["rng"])
-
-    def _history(self) -> LossHistory:
-        history = LossHistory(HISTORY_COLUMNS)
-        for row in self.state.history:
-            history.append(**row)
-        return history
 
     @torch.no_grad()
     def preview(self, image: Image.Image) -> Image.Image:
@@ -629,34 +314,6 @@ def validate_train_options(opts: TrainOptions) -> TrainOptions:
     if opts.style_size is not None:
         check_pixel_budget(opts.style_size, opts.style_size, f"--style-size {opts.style_size}")
     return opts
-
-
-def image_checksum(image: Image.Image) -> str:
-    """SHA-256 of an image's size and RGB pixels (what training sees, whatever the file format)."""
-    rgb = image.convert("RGB")
-    digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
-    digest.update(rgb.tobytes())
-    return digest.hexdigest()
-
-
-def vgg_checksum(vgg: torch.nn.Module, layers: list[str]) -> str:
-    """SHA-256 of what makes the losses: the preprocessing convention and the VGG19
-    parameters used (the convolutions up to the deepest of ``layers``)."""
-    deepest = max(LAYER_INDEX[name] for name in layers)
-    digest = hashlib.sha256(vgg.convention.to_json().encode())
-    for name in CONV_NAMES:
-        if LAYER_INDEX[name] <= deepest:
-            for tensor in (getattr(vgg, name).weight, getattr(vgg, name).bias):
-                digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
 
 
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from styleforge.architecture import CONV_NAMES, FC_NAMES, LAYER_NAMES, plan_extraction
+from styleforge.architecture import CONV_NAMES, FC_NAMES, LAYER_INDEX, LAYER_NAMES, plan_extraction
 from styleforge.classes import Prediction, class_names_for, top_predictions
 from styleforge.errors import StyleforgeError
 from styleforge.preprocessing import TORCHVISION, Convention, network_input
@@ -47,7 +47,8 @@ class VGG19(nn.Module):
 
     Args:
         widths: output channels of the 16 conv layers (ImageNet: 64, 64, 128, 128,
-            256 x4, 512 x8).
+            256 x4, 512 x8), or of the first few of them for a feature network cut
+            after that conv (:meth:`truncated`).
         classifier: ``(fc6_out, fc7_out, num_classes)``, or ``None`` for a
             feature-only network.
         pool_grid: side ``g`` of the adaptive average pool before fc6.
@@ -67,14 +68,15 @@ class VGG19(nn.Module):
         pooling: str = "max",
     ) -> None:
         super().__init__()
-        if len(widths) != len(CONV_NAMES):
-            raise ValueError(f"VGG19 needs {len(CONV_NAMES)} conv widths, got {len(widths)}")
+        if not 1 <= len(widths) <= len(CONV_NAMES) or (classifier is not None and len(widths) != len(CONV_NAMES)):
+            raise ValueError(f"VGG19 needs {len(CONV_NAMES)} conv widths (or fewer without a classifier), got {len(widths)}")
         if pooling not in POOLING_MODES:
             raise StyleforgeError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLING_MODES)}")
         in_channels = 3
-        for name, width in zip(CONV_NAMES, widths, strict=True):
+        for name, width in zip(CONV_NAMES, widths, strict=False):
             self.add_module(name, nn.Conv2d(in_channels, width, kernel_size=3, padding=1))
             in_channels = width
+        self.last_conv = CONV_NAMES[len(widths) - 1]
         self.pool_grid = pool_grid
         self.pooling = pooling
         self.convention = convention
@@ -105,6 +107,29 @@ class VGG19(nn.Module):
         state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
         model.load_state_dict(state, strict=True)
         return model
+
+    def truncated(self, last_conv: str) -> VGG19:
+        """A copy of the convolutions up to ``last_conv`` (e.g. ``conv4_1``: the AdaIN
+        encoder), same convention and pooling, without a classifier."""
+        if last_conv not in CONV_NAMES[: len(self.widths)]:
+            raise StyleforgeError(f"cannot cut VGG19 after {last_conv!r}: it has convolutions up to {self.last_conv}")
+        count = CONV_NAMES.index(last_conv) + 1
+        cut = VGG19(self.widths[:count], convention=self.convention, pooling=self.pooling)
+        cut.load_state_dict({k: v for k, v in self.state_dict().items() if k.split(".")[0] in CONV_NAMES[:count]})
+        return cut.to(self.device).eval().requires_grad_(False)
+
+    def _deepest_layer(self) -> int:
+        """Index of the last layer this network computes: everything for the full network,
+        else the relu after its last conv (and the pool when that conv ends a block)."""
+        if self.last_conv == CONV_NAMES[-1]:
+            return len(LAYER_NAMES) - 1
+        relu = LAYER_INDEX[self.last_conv] + 1
+        return relu + 1 if LAYER_NAMES[relu + 1].startswith("pool") else relu
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Output channels of the convolutions this network has."""
+        return tuple(getattr(self, name).out_channels for name in CONV_NAMES if hasattr(self, name))
 
     @property
     def device(self) -> torch.device:
@@ -159,6 +184,8 @@ class VGG19(nn.Module):
             ``{name: tensor}`` in the order requested.
         """
         wanted, last = plan_extraction(names, self.has_classifier)
+        if last > self._deepest_layer():
+            raise StyleforgeError(f"this VGG19 stops at {self.last_conv}; layer {LAYER_NAMES[last]} is not available")
         if x.ndim != 4 or x.shape[1] != 3:
             raise StyleforgeError(f"VGG19 expects an (N, 3, H, W) batch, got shape {tuple(x.shape)}")
         found: dict[str, torch.Tensor] = {}
