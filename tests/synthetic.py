@@ -254,3 +254,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def random_adain_network(vgg: nn.Module, seed: int = 0) -> nn.Module:
+    """An AdaINNet on ``vgg`` whose random decoder carries the signal through: He-initialised
+    convolutions, the last one scaled so a probe image decodes to pixels spread around
+    mid-grey (the default initialisation decodes nearly every image to one colour, which
+    would make comparisons of outputs vacuous)."""
+    from styleforge.adain.network import AdaINNet
+
+    torch.manual_seed(seed)
+    net = AdaINNet(vgg).eval()
+    convs = [m for m in net.decoder if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        for conv in convs:
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            conv.bias.zero_()
+        probe = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) * 255
+        spread = float(net.decoder(net.target(probe, [probe.flip(2)])).std())
+        convs[-1].weight.mul_(0.25 / spread)
+        convs[-1].bias.fill_(0.5)
+    return net

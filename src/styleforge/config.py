@@ -324,6 +324,46 @@ class TrainOptions:
 
 
 @dataclass(frozen=True)
+class AdaINTrainOptions:
+    """Options of training the AdaIN decoder (``sf.train_adain``, ``styleforge train-adain``);
+    defaults from Huang & Belongie 2017 and their released training script.
+
+    Each step pairs ``batch_size`` content photos with as many style images; the loss is
+    ``content_weight * L_c + style_weight * L_s`` with ``L_c`` the mean squared error between
+    the output's relu4_1 features and the AdaIN target, and ``L_s`` the sum over
+    relu1_1..relu4_1 of the mean squared errors of the channel means and deviations.
+
+    Attributes:
+        epochs: passes over the content photo folder (the style folder is cycled).
+        batch_size: content/style pairs per step (per process under torchrun).
+        image_size: content and style crops are image_size x image_size (shorter side
+            resized to it, then a centre crop).
+        lr: Adam learning rate at step 0; step ``t`` uses ``lr / (1 + lr_decay * t)``.
+        lr_decay: the inverse-time decay of the learning rate.
+        content_weight, style_weight: the two loss weights (paper: 1 and 10).
+        checkpoint_every, keep_models, log_every, max_steps, workers, seed, device,
+        weights, precision: as in :class:`TrainOptions`.
+    """
+
+    epochs: int = 2
+    batch_size: int = 8
+    image_size: int = 256
+    lr: float = 1e-4
+    lr_decay: float = 5e-5
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    checkpoint_every: int = 2000
+    keep_models: bool = False
+    log_every: int = 100
+    max_steps: int | None = None
+    workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+    weights: str = "vgg19"
+    precision: str = "auto"
+
+
+@dataclass(frozen=True)
 class TransferOptions:
     """Options of stylising with a trained model (``model.stylize``, ``styleforge transfer``).
 
@@ -358,7 +398,16 @@ class TransferOptions:
         style_weights: for a multi-style model, which style or blend to use:
             ``"2"``, ``"wave"``, or ``"0:0.5,wave:0.5"`` (index or name, weight; weights
             are normalised to sum 1 and blend the conditional instance norms' parameters).
-            None: style 0.
+            None: style 0. For an AdaIN model, the same syntax weights its ``styles``
+            (by index or file stem); equal weights by default.
+        styles: style images for an AdaIN model (``styleforge train-adain``): their relu4_1
+            channel statistics are taken once (blended by ``style_weights``) and every
+            image is stylised toward them. Refused for models with a built-in style.
+        alpha: AdaIN's content-style trade-off, 0..1: the decoder gets
+            ``alpha * AdaIN(f(c), s) + (1 - alpha) * f(c)`` (1 = full style).
+        style_size: AdaIN style images are resized to this long side before their
+            statistics are taken (the paper's 512; statistics depend on the scale of the
+            brush strokes, so this is a knob for stroke size).
         preserve_color: None, ``luminance`` (the stylised luminance with the photo's
             chroma) or ``histogram`` (the stylised image recoloured to the photo's colour
             mean and covariance); see :mod:`styleforge.color`.
@@ -379,6 +428,9 @@ class TransferOptions:
     strength_mode: str = "pixel"
     preserve_color: str | None = None
     style_weights: str | None = None
+    styles: tuple[str, ...] = ()
+    alpha: float = 1.0
+    style_size: int = 512
 
 
 @dataclass(frozen=True)

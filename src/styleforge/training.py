@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from styleforge.architecture import check_feature_layers, min_input_side
-from styleforge.config import PRECISION_CHOICES, TrainOptions, TransferOptions, is_finite, options_from_kwargs
+from styleforge.config import TrainOptions, TransferOptions, is_finite, options_from_kwargs
 from styleforge.devices import autocast
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_dir
@@ -36,6 +36,7 @@ from styleforge.training_loop import (  # noqa: F401  (re-exported: the loop's p
     PhotoFolder,
     TrainingLoop,
     TrainState,
+    check_loop_options,
     collate_photos,
     image_checksum,
     rng_state,
@@ -292,25 +293,17 @@ def validate_train_options(opts: TrainOptions) -> TrainOptions:
     from styleforge.transform_net import NORMS, UPSAMPLES
 
     check_feature_layers((opts.content_layer, *opts.style_layers))
-    minimum = min_input_side((opts.content_layer, *opts.style_layers))
+    check_loop_options(opts, min_input_side((opts.content_layer, *opts.style_layers)))
     weights = (opts.content_weight, opts.style_weight, opts.tv_weight)
     checks = [
-        (opts.epochs >= 1 and opts.batch_size >= 1, "epochs and batch size must be >= 1"),
-        (opts.image_size >= minimum, f"image size must be >= {minimum} for the layers used"),
-        (is_finite(opts.lr) and opts.lr > 0, "lr must be a finite number > 0"),
         (all(is_finite(w) and (w is None or w >= 0) for w in weights), "content, style and tv weights must be finite numbers >= 0"),
-        (opts.seed >= 0, "seed must be >= 0"),
         (opts.style_size is None or opts.style_size >= 1, "style size must be >= 1"),
-        (opts.max_steps is None or opts.max_steps >= 1, "max steps must be >= 1"),
-        (opts.workers >= 0 and opts.log_every >= 1 and opts.checkpoint_every >= 0, "workers >= 0, log-every >= 1, checkpoint-every >= 0"),
         (opts.norm in NORMS, f"unknown norm {opts.norm!r}"),
         (opts.upsample in UPSAMPLES, f"unknown upsample {opts.upsample!r}"),
-        (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
     ]
     for ok, message in checks:
         if not ok:
             raise StyleforgeError(message)
-    check_pixel_budget(opts.image_size, opts.image_size, f"--image-size {opts.image_size}")
     if opts.style_size is not None:
         check_pixel_budget(opts.style_size, opts.style_size, f"--style-size {opts.style_size}")
     return opts

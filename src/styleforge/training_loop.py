@@ -201,9 +201,11 @@ class TrainingLoop:
         np.random.seed(opts.seed)
         random.seed(opts.seed)
 
-    def _finish_setup(self) -> None:
+    def _finish_setup(self, trainable: torch.nn.Module | None = None) -> None:
+        """Wrap ``trainable`` (default ``net``: the module whose call the losses
+        differentiate) for DistributedDataParallel under torchrun, as ``model``."""
         load_plotting()  # now, not at the first checkpoint where a Ctrl-C could land in the import
-        self.model = self._wrap_distributed()
+        self.model = self._wrap_distributed(trainable or self.net)
         self.state = TrainState()
 
     @property
@@ -224,13 +226,13 @@ class TrainingLoop:
                 torch.cuda.set_device(device)
         return device
 
-    def _wrap_distributed(self) -> torch.nn.Module:
+    def _wrap_distributed(self, module: torch.nn.Module) -> torch.nn.Module:
         if self.dist.world == 1:
-            return self.net
+            return module
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.net, device_ids=ids)
+        return DistributedDataParallel(module, device_ids=ids)
 
     # -- what a subclass provides
 
@@ -420,6 +422,27 @@ class TrainingLoop:
         for row in self.state.history:
             history.append(**row)
         return history
+
+
+def check_loop_options(opts: Any, min_image_size: int) -> None:
+    """Check the options every training run has (epochs, batch, size, lr, seed, steps,
+    workers, logging, checkpoints, precision); raises a one-line StyleforgeError."""
+    from styleforge.config import PRECISION_CHOICES, is_finite
+    from styleforge.limits import check_pixel_budget
+
+    checks = [
+        (opts.epochs >= 1 and opts.batch_size >= 1, "epochs and batch size must be >= 1"),
+        (opts.image_size >= min_image_size, f"image size must be >= {min_image_size} for the layers used"),
+        (is_finite(opts.lr) and opts.lr > 0, "lr must be a finite number > 0"),
+        (opts.seed >= 0, "seed must be >= 0"),
+        (opts.max_steps is None or opts.max_steps >= 1, "max steps must be >= 1"),
+        (opts.workers >= 0 and opts.log_every >= 1 and opts.checkpoint_every >= 0, "workers >= 0, log-every >= 1, checkpoint-every >= 0"),
+        (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise StyleforgeError(message)
+    check_pixel_budget(opts.image_size, opts.image_size, f"--image-size {opts.image_size}")
 
 
 #: What each identity checksum is of, for messages.

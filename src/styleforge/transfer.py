@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from styleforge.adain.files import adain_from_state, adain_header, is_adain_header
+from styleforge.adain.network import MIN_SIDE, AdaINNet, AdaINStylizer, blend_statistics
 from styleforge.color import check_mode as check_color_mode
 from styleforge.color import match_color_histogram, restore_chroma
 from styleforge.config import TransferOptions, is_finite
@@ -41,18 +43,19 @@ from styleforge.fsutil import check_output_dir, check_output_file, check_regular
 from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, resize_long_side, write_image
 from styleforge.limits import check_pixel_budget
 from styleforge.safetensors_files import read_safetensors_file
+from styleforge.state_dicts import load_checked_state
 from styleforge.transform_net import TransformNet, use_power_difference, weaken_instance_norms
 
 MODEL_FORMAT = "styleforge-transformnet"
 
 
-def save_style_model(net: TransformNet, path: str | os.PathLike[str], metadata: dict, style_image: Image.Image | None = None) -> Path:
+def save_style_model(net: TransformNet | AdaINNet, path: str | os.PathLike[str], metadata: dict, style_image: Image.Image | None = None) -> Path:
     """Write ``path`` (.safetensors) and its JSON sibling atomically; returns ``path``."""
     from safetensors.torch import save
 
     target = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    header = {"format": MODEL_FORMAT, **net.convention()}
+    header = adain_header(net) if isinstance(net, AdaINNet) else {"format": MODEL_FORMAT, **net.convention()}
     write_bytes_atomic(target, save(state, metadata=header))
     info = {**metadata, "network": {**header, "parameters": sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)}}
     if style_image is not None:
@@ -160,6 +163,13 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     net, metadata = _read_checkpoint_model(file) if file.suffix == ".pt" else _read_safetensors_model(file)
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
+    if isinstance(net, AdaINNet):
+        return _adain_style_model(file, net, metadata, opts, dev)
+    if opts.styles:
+        raise StyleforgeError(f"--style images are for AdaIN models (styleforge train-adain); '{file}' has its style built in "
+                              "(a multi-style model takes --style-weights)")
+    if opts.alpha != 1.0:
+        raise StyleforgeError(f"--alpha is AdaIN's content-style trade-off; for '{file}' use --strength")
     use_power_difference(net, opts.power_difference)
     if opts.style_weights is not None:
         net.select_styles(style_mix(opts.style_weights, style_names(metadata, net.styles), net.styles))
@@ -173,6 +183,28 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     return model
 
 
+def _adain_style_model(file: Path, net: AdaINNet, metadata: dict, opts: TransferOptions, device: torch.device) -> StyleModel:
+    """A StyleModel stylising toward ``opts.styles`` (blended by ``opts.style_weights``) with an AdaIN network."""
+    if not opts.styles:
+        raise StyleforgeError(f"'{file}' is an AdaIN model, which takes any painting as the style: give one or more "
+                              "with --style IMAGE")
+    if opts.strength_mode == "norm":
+        raise StyleforgeError("--strength-mode norm is for instance-norm networks; an AdaIN model has --alpha "
+                              "(its own content-style trade-off) or --strength-mode pixel")
+    names = [Path(style).stem for style in opts.styles]
+    weights = style_mix(opts.style_weights, names, len(names), given=True) if opts.style_weights is not None else None
+    net = net.to(device)
+    with torch.inference_mode():
+        statistics = [net.style_statistics(_to_tensor([resize_long_side(read_image(style), opts.style_size)], device))
+                      for style in opts.styles]
+        mean, std = blend_statistics(statistics, weights)
+    styles = [{"name": name, "style_image": str(style)} for name, style in zip(names, opts.styles, strict=True)]
+    metadata = {**metadata, "styles": styles, "style_image": " + ".join(names)}
+    model = StyleModel(AdaINStylizer(net, mean, std, opts.alpha).eval(), metadata, device, opts)  # type: ignore[arg-type]
+    model.net.to(device, memory_format=model.memory_format)
+    return model
+
+
 def style_names(metadata: dict, count: int) -> list[str]:
     """The names of a model's ``count`` styles, from its metadata (``style0``... when absent)."""
     styles = metadata.get("styles")
@@ -181,8 +213,9 @@ def style_names(metadata: dict, count: int) -> list[str]:
     return [f"style{i}" for i in range(count)]
 
 
-def style_mix(spec: str, names: list[str], count: int) -> list[float]:
-    """Parse ``--style-weights``: ``"2"``, ``"wave"`` or ``"0:0.5,wave:0.5"`` into K weights.
+def style_mix(spec: str, names: list[str], count: int, given: bool = False) -> list[float]:
+    """Parse ``--style-weights``: ``"2"``, ``"wave"`` or ``"0:0.5,wave:0.5"`` into K weights
+    (of a multi-style model's styles, or with ``given`` of the ``--style`` images given).
 
     Raises:
         StyleforgeError: an unknown name, an index out of range, or a malformed weight.
@@ -194,11 +227,13 @@ def style_mix(spec: str, names: list[str], count: int) -> list[float]:
         if key.isdigit():
             index = int(key)
             if index >= count:
-                raise StyleforgeError(f"style {index} is out of range: this model has {count} style(s), 0-{count - 1}")
+                owner = f"{count} --style image(s) were given" if given else f"this model has {count} style(s)"
+                raise StyleforgeError(f"style {index} is out of range: {owner}, 0-{count - 1}")
         elif key in names:
             index = names.index(key)
         else:
-            raise StyleforgeError(f"no style {key!r} in this model; its styles are {', '.join(f'{i}:{n}' for i, n in enumerate(names))}")
+            where = "among the --style images:" if given else "in this model; its styles are"
+            raise StyleforgeError(f"no style {key!r} {where} {', '.join(f'{i}:{n}' for i, n in enumerate(names))}")
         try:
             weights[index] += float(value) if value else 1.0
         except ValueError:
@@ -241,8 +276,10 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
     return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
 
 
-def _read_safetensors_model(file: Path) -> tuple[TransformNet, dict]:
+def _read_safetensors_model(file: Path) -> tuple[TransformNet | AdaINNet, dict]:
     header, state = read_safetensors_file(file, "pt", "model")
+    if is_adain_header(header):
+        return adain_from_state(file, header, state), _read_sidecar(file.with_suffix(".json"))
     if header.get("format") != MODEL_FORMAT:
         raise StyleforgeError(f"'{file}' is not a styleforge style model (metadata format={header.get('format')!r})")
     net = network_from_state(file, header, state)
@@ -267,11 +304,14 @@ def _read_sidecar(sidecar: Path) -> dict:
     return data
 
 
-def _read_checkpoint_model(file: Path) -> tuple[TransformNet, dict]:
+def _read_checkpoint_model(file: Path) -> tuple[TransformNet | AdaINNet, dict]:
     from styleforge.checkpoint import read_checkpoint
 
     payload = read_checkpoint(file)
     options = payload["options"] if isinstance(payload["options"], dict) else {}
+    if payload.get("kind") == "adain":
+        metadata = {"kind": "adain", "options": options, "steps": payload["state"].get("step"), "source": "checkpoint"}
+        return adain_from_state(file, payload.get("header") or {}, payload["model"]), metadata
     convention = payload.get("convention") or {k: options[k] for k in ("norm", "upsample") if k in options}
     net = network_from_state(file, convention, payload["model"])
     metadata = {"style_image": payload.get("style_name"), "options": options, "steps": payload["state"].get("step"),
@@ -290,29 +330,8 @@ def network_from_state(file: Path, convention: dict, state: object) -> Transform
         net = TransformNet.from_convention(convention)
     except StyleforgeError as exc:
         raise StyleforgeError(f"'{file}': {exc}") from None
-    expected = net.state_dict()
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise StyleforgeError(f"'{file}' does not hold a transform network's tensors")
-    problems = _state_dict_problems(expected, state)
-    if problems:
-        raise StyleforgeError(f"'{file}' does not fit the {norm}-norm, {upsample} transform network: {'; '.join(problems)}")
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise StyleforgeError(f"'{file}': {bad[0]} holds NaN or infinite values (a diverged or damaged model); use another checkpoint")
-    net.load_state_dict(state)
+    load_checked_state(net, state, file, f"the {norm}-norm, {upsample} transform network")
     return net
-
-
-def _state_dict_problems(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
-    """What keeps ``state`` from loading into a network with ``expected``: the first
-    missing key, the first unexpected key, the first shape mismatch (with counts)."""
-
-    def first(kind: str, keys: list[str]) -> list[str]:
-        return [f"{kind} {keys[0]}" + (f" and {len(keys) - 1} more" if len(keys) > 1 else "")] if keys else []
-
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    shapes = [f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, not {tuple(expected[wrong[0]].shape)}"] if wrong else []
-    return first("missing", sorted(set(expected) - set(state))) + first("unexpected", sorted(set(state) - set(expected))) + shapes
 
 
 def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
@@ -329,6 +348,8 @@ def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
         (opts.runtime in RUNTIME_CHOICES, f"unknown runtime {opts.runtime!r}; use one of {', '.join(RUNTIME_CHOICES)}"),
         (is_finite(opts.strength) and 0.0 <= opts.strength <= 1.0, f"strength must be from 0 to 1, got {opts.strength}"),
         (opts.strength_mode in STRENGTH_MODES, f"unknown strength mode {opts.strength_mode!r}; use one of {', '.join(STRENGTH_MODES)}"),
+        (is_finite(opts.alpha) and 0.0 <= opts.alpha <= 1.0, f"alpha must be from 0 to 1, got {opts.alpha}"),
+        (opts.style_size >= MIN_SIDE, f"style size must be >= {MIN_SIDE} pixels"),
     ]
     for ok, message in checks:
         if not ok:
@@ -388,9 +409,11 @@ def _with_context(net: TileableNet, x: torch.Tensor, top: int, left: int, th: in
     height, width = x.shape[2:]
     # The crop starts on the whole image's 4-pixel grid: the network downsamples twice by
     # 2 and upsamples back, so it is shift-equivariant only for shifts that are multiples
-    # of 4; a crop off that grid computes a differently aliased image.
-    y0, y1 = max(0, top - context) // 4 * 4, min(height, top + th + context)
-    x0, x1 = max(0, left - context) // 4 * 4, min(width, left + tw + context)
+    # of 4; a crop off that grid computes a differently aliased image. (AdaIN's encoder
+    # pools three times: its grid is 8, the network's ``alignment``.)
+    grid = getattr(net, "alignment", 4)
+    y0, y1 = max(0, top - context) // grid * grid, min(height, top + th + context)
+    x0, x1 = max(0, left - context) // grid * grid, min(width, left + tw + context)
     y = net(x[:, :, y0:y1, x0:x1])
     return y[:, :, top - y0 : top - y0 + th, left - x0 : left - x0 + tw].float().cpu()
 

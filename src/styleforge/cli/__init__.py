@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from styleforge import __version__
+from styleforge.cli import adain as adain_cmd
 from styleforge.cli import classify as classify_cmd
 from styleforge.cli import deploy as deploy_cmd
 from styleforge.cli import graph as graph_cmd
@@ -34,7 +35,7 @@ from styleforge.errors import StyleforgeError
 from styleforge.fsutil import os_reason
 from styleforge.interrupts import Terminated, raise_on_sigterm
 
-COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd, deploy_cmd, graph_cmd, service_cmd, models_cmd)
+COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd, adain_cmd, deploy_cmd, graph_cmd, service_cmd, models_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

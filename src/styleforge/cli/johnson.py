@@ -119,7 +119,14 @@ def _register_transfer(subparsers: Any) -> None:
                    help="pixel = blend the stylised image with the photo; norm = move the instance norms' scale/shift "
                         "toward identity (weaker texture, no double image; instance-norm .safetensors models)")
     p.add_argument("--style-weights", default=None, metavar="SPEC",
-                   help="multi-style models: a style ('2' or 'wave') or a blend ('0:0.5,wave:0.5'); default style 0")
+                   help="multi-style models: a style ('2' or 'wave') or a blend ('0:0.5,wave:0.5'); default style 0. "
+                        "AdaIN models: weights of the --style images, by index or file stem (else equal)")
+    p.add_argument("--style", dest="styles", action="append", default=None, metavar="IMAGE",
+                   help="AdaIN models (train-adain): the painting to take the style from; repeat to blend several")
+    p.add_argument("--alpha", type=float, default=d.alpha,
+                   help="AdaIN models: 0..1, content-style trade-off inside the network (1 = full style)")
+    p.add_argument("--style-size", type=positive_int, default=d.style_size,
+                   help="AdaIN models: style images are resized to this long side first (larger = finer strokes)")
     p.add_argument("--preserve-color", default=None, choices=("luminance", "histogram"),
                    help="keep the photo's colours: its chroma under the stylised luminance, or the stylised image "
                         "recoloured to the photo's colour statistics")
@@ -163,7 +170,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
                               device=args.device, precision=args.precision, compile=args.compile, runtime=args.runtime,
                               power_difference=args.power_difference, strength=args.strength, strength_mode=args.strength_mode, style_weights=args.style_weights,
-                              preserve_color=args.preserve_color)
+                              preserve_color=args.preserve_color, styles=tuple(args.styles or ()), alpha=args.alpha,
+                              style_size=args.style_size)
     inputs = input_paths(args, "IN", many=True)
     if any(is_video(path) for path in inputs):
         from styleforge.cli.video import run_video_transfer
