@@ -47,10 +47,10 @@ def environment(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
-    """Measured ``torch.matmul`` throughput of an n x n product on the CPU, GFLOP/s (median)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    seconds = median(time_call(lambda: torch.matmul(a, b), torch.device("cpu"), warmup=1, repeats=repeats))
+def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5, device: torch.device = torch.device("cpu")) -> float:
+    """Measured ``torch.matmul`` throughput of an n x n product on ``device``, GFLOP/s (median)."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    seconds = median(time_call(lambda: torch.matmul(a, b), device, warmup=1, repeats=repeats))
     return 2 * n**3 / seconds / 1e9
 
 

@@ -98,7 +98,9 @@ class InstanceNorm(nn.Module):
         self.mode = "normal"  # normal | record | freeze | export
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
         self.power_difference = False  # variance through the PowerDifference operator
-        self.mix: torch.Tensor | None = None  # (K,) style weights; None: style 0
+        # (K,) style weights (None: style 0); a buffer so that it moves with the module and a
+        # CUDA graph replay needs no host-to-device copy.
+        self.register_buffer("mix", None, persistent=False)
 
     def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The (C,) scale and shift in use (the style mix's, for K > 1)."""
@@ -162,7 +164,7 @@ def select_styles(net: nn.Module, mix: torch.Tensor | None) -> None:
     (K,) (None: style 0). Single-style norms are unaffected."""
     for module in net.modules():
         if isinstance(module, InstanceNorm) and module.styles > 1:
-            module.mix = None if mix is None else mix.detach().float()
+            module.mix = None if mix is None else mix.detach().float().to(module.weight.device)
 
 
 def weaken_instance_norms(net: nn.Module, strength: float) -> None:

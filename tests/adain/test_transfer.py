@@ -147,3 +147,14 @@ def test_video_goes_through_the_same_model(model_file: Path, images: dict[str, P
                      "--device", "cpu", "--crf", "0", "--temporal-smoothing")
     assert result.returncode == 0, result.stderr
     assert len(read_frames(out)) == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(model_file: Path, images: dict[str, Path]) -> None:
+    def run(device: str, precision: str) -> np.ndarray:
+        options = TransferOptions(device=device, precision=precision, styles=(str(images["wave"]),), alpha=0.8)
+        return np.asarray(load_style_model(model_file, options=options).stylize(Image.open(images["photo"]))).astype(np.float32)
+
+    cpu = run("cpu", "fp32")
+    assert np.abs(run("cuda", "fp32") - cpu).max() <= 2
+    assert np.abs(run("cuda", "fp16") - cpu).mean() < 2
