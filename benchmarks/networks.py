@@ -11,12 +11,13 @@ Networks (random weights, full size; the arithmetic is what is timed):
 
 Paths: ``fp32`` (eager, NCHW); on the CPU ``bf16-cl`` (bf16 autocast, channels_last:
 what ``transfer --precision auto`` runs on a CPU with native bf16); on CUDA ``fp16`` and
-``bf16`` (the module and input cast, NCHW), ``fp16-cl`` (channels_last), and each of
-those replayed as a CUDA graph (``-graph``: one launch for the whole network, captured
-once per shape), which is what removes the launch-bound wall at small sizes.
+``bf16`` (autocast, NCHW), ``fp16-cl`` (channels_last), and each of those replayed as a
+CUDA graph (``-graph``: one launch for the whole network, captured once per shape),
+which is what removes the launch-bound wall at small sizes.
 
 Floor: the network's FLOPs (convolutions, counted by FlopCounterMode) over the measured
-matrix-multiply throughput of this machine in the path's precision.
+matrix-multiply throughput of this machine in the path's precision (on CUDA, fp32 means
+TF32, which cuDNN uses for fp32 convolutions by default).
 
     python benchmarks/networks.py --device cpu --sizes 512 --json docs/benchmarks/networks-cpu.json
     python benchmarks/networks.py --device cuda --sizes 512,1920x1080 --batches 1,8 --json networks-cuda.json
@@ -25,6 +26,7 @@ matrix-multiply throughput of this machine in the path's precision.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -70,49 +72,38 @@ def paths(device: torch.device) -> list[str]:
     """The precision paths timed on ``device``."""
     if device.type == "cuda":
         return ["fp32", "fp16", "bf16", "fp16-cl", "fp32-graph", "fp16-graph", "bf16-graph", "fp16-cl-graph"]
-    return ["fp32", "bf16-cl"]
+    return ["fp32", "bf16-cl"]  # bf16 in NCHW is slower on the CPU (oneDNN's fast path is channels_last)
 
 
-def runner(net: torch.nn.Module, x: torch.Tensor, path: str) -> tuple[Callable[[], torch.Tensor], torch.nn.Module]:
-    """A no-argument callable running ``net`` on ``x`` in ``path``, and the module it uses."""
+def runner(net: torch.nn.Module, x: torch.Tensor, path: str) -> Callable[[], torch.Tensor]:
+    """A no-argument callable running ``net`` on ``x`` in ``path``: fp32, or fp16/bf16
+    autocast (the product's reduced-precision path), channels_last for ``-cl``, replayed
+    as a CUDA graph for ``-graph``."""
     device = x.device
     base = path.removesuffix("-graph")
-    if device.type == "cpu" and base == "bf16-cl":
-        module = net.to(memory_format=torch.channels_last)
-        xin = x.contiguous(memory_format=torch.channels_last)
-
-        def call() -> torch.Tensor:
-            with torch.inference_mode(), autocast(device, "bf16"):
-                return module(xin)
-
-        return call, module
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[base.split("-")[0]]
+    precision = base.split("-")[0]
     layout = torch.channels_last if base.endswith("-cl") else torch.contiguous_format
-    import copy
+    module = copy.deepcopy(net).to(memory_format=layout) if layout == torch.channels_last else net
+    xin = x.contiguous(memory_format=layout)
 
-    module = copy.deepcopy(net).to(dtype=dtype, memory_format=layout)
-    xin = x.to(dtype).contiguous(memory_format=layout)
-
-    def eager() -> torch.Tensor:
-        with torch.inference_mode():
+    def call() -> torch.Tensor:
+        with torch.inference_mode(), autocast(device, precision):
             return module(xin)
 
-    if not path.endswith("-graph"):
-        return eager, module
-    return cuda_graph(module, xin), module
+    return cuda_graph(call) if path.endswith("-graph") else call
 
 
-def cuda_graph(module: torch.nn.Module, static_input: torch.Tensor) -> Callable[[], torch.Tensor]:
-    """``module(static_input)`` captured as a CUDA graph; the callable replays it."""
+def cuda_graph(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """``fn()`` (fixed inputs) captured as a CUDA graph; the callable replays it."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), torch.no_grad():
+    with torch.cuda.stream(stream):
         for _ in range(3):  # warm up cuDNN's algorithm choice and the allocator outside the capture
-            module(static_input)
+            fn()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.no_grad():
-        output = module(static_input)
+    with torch.cuda.graph(graph):
+        output = fn()
 
     def replay() -> torch.Tensor:
         graph.replay()
@@ -145,7 +136,7 @@ def time_inference(device: torch.device, sizes: list[tuple[int, int]], batches: 
                 for path in paths(device):
                     row = {"network": name, "size": f"{width}x{height}", "batch": batch, "path": path, "gflop": gflop}
                     try:
-                        call, _ = runner(net, x, path)
+                        call = runner(net, x, path)
                         out = call().float().clamp(0, 255).round().cpu().numpy()
                         ms = 1000 * median(time_call(call, device, warmup=3, repeats=repeats))
                     except Exception as exc:  # noqa: BLE001 (a path this machine cannot run is reported, not fatal)
@@ -216,8 +207,13 @@ def main() -> None:
     device = resolve_device(args.device)
     sizes = [tuple(int(v) for v in s.split("x")) if "x" in s else (int(s), int(s)) for s in args.sizes.split(",")]
     n = 8192 if device.type == "cuda" else 2048
+    if device.type == "cuda":
+        # cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32):
+        # their floor is the TF32 matmul rate, measured with TF32 allowed for matmuls too.
+        torch.backends.cuda.matmul.allow_tf32 = True
     floors = {name: matmul_gflops(dtype, n=n, device=device) for name, dtype in
               (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16 if device.type == "cuda" else torch.bfloat16))}
+    torch.backends.cuda.matmul.allow_tf32 = False
     print("matmul GFLOP/s:", {k: round(v) for k, v in floors.items()}, flush=True)
     rows = time_inference(device, sizes, [int(b) for b in args.batches.split(",")], args.repeats, floors)
     print_table([r for r in rows if "ms" in r], [("network", "network", ""), ("size", "size", ""), ("batch", "batch", "d"),
