@@ -185,6 +185,24 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
 
 def _adain_style_model(file: Path, net: AdaINNet, metadata: dict, opts: TransferOptions, device: torch.device) -> StyleModel:
     """A StyleModel stylising toward ``opts.styles`` (blended by ``opts.style_weights``) with an AdaIN network."""
+    net = net.to(device)
+    with torch.inference_mode():
+        mean, std, styles = adain_style(file, opts, lambda pixels: net.style_statistics(pixels.to(device)))
+    model = StyleModel(AdaINStylizer(net, mean, std, opts.alpha).eval(), {**metadata, **styles}, device, opts)  # type: ignore[arg-type]
+    model.net.to(device, memory_format=model.memory_format)
+    return model
+
+
+def adain_style(file: Path, opts: TransferOptions, statistics: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+                ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The blended relu4_1 (mean, std) of ``opts.styles`` for the AdaIN model ``file``, and the
+    metadata naming them. Each style image is resized to ``opts.style_size`` (long side) and
+    centre-cropped to multiples of 8, so the encoder sees the same pixels in every runtime.
+
+    Raises:
+        StyleforgeError: no style given, an unreadable style image, bad weights, or an
+            option that does not apply to AdaIN.
+    """
     if not opts.styles:
         raise StyleforgeError(f"'{file}' is an AdaIN model, which takes any painting as the style: give one or more "
                               "with --style IMAGE")
@@ -193,16 +211,35 @@ def _adain_style_model(file: Path, net: AdaINNet, metadata: dict, opts: Transfer
                               "(its own content-style trade-off) or --strength-mode pixel")
     names = [Path(style).stem for style in opts.styles]
     weights = style_mix(opts.style_weights, names, len(names), given=True) if opts.style_weights is not None else None
-    net = net.to(device)
-    with torch.inference_mode():
-        statistics = [net.style_statistics(_to_tensor([resize_long_side(read_image(style), opts.style_size)], device))
-                      for style in opts.styles]
-        mean, std = blend_statistics(statistics, weights)
+    found = [statistics(_style_pixels(read_image(style), opts.style_size)) for style in opts.styles]
+    mean, std = blend_statistics([(torch.as_tensor(m), torch.as_tensor(s)) for m, s in found], weights)
     styles = [{"name": name, "style_image": str(style)} for name, style in zip(names, opts.styles, strict=True)]
-    metadata = {**metadata, "styles": styles, "style_image": " + ".join(names)}
-    model = StyleModel(AdaINStylizer(net, mean, std, opts.alpha).eval(), metadata, device, opts)  # type: ignore[arg-type]
-    model.net.to(device, memory_format=model.memory_format)
-    return model
+    return mean, std, {"styles": styles, "style_image": " + ".join(names)}
+
+
+def _style_pixels(image: Image.Image, style_size: int) -> torch.Tensor:
+    """A style image resized to ``style_size`` (long side) and centre-cropped to sides that
+    are multiples of 8, as a (1, 3, h, w) 0-255 tensor."""
+    image = resize_long_side(image.convert("RGB"), style_size)
+    width, height = (max(8, side - side % 8) for side in image.size)
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    return _to_tensor([image.crop((left, top, left + width, top + height))], torch.device("cpu"))
+
+
+def is_adain_model(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (safetensors or training checkpoint) holds an AdaIN model, read from its header only."""
+    file = Path(path)
+    if file.suffix == ".pt":
+        from styleforge.checkpoint import read_checkpoint
+
+        return read_checkpoint(file).get("kind") == "adain"
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return is_adain_header(handle.metadata() or {})
+    except Exception:  # noqa: BLE001 (not readable as safetensors: the normal loader reports why)
+        return False
 
 
 def style_names(metadata: dict, count: int) -> list[str]:
@@ -257,18 +294,27 @@ def _installed_or_path(path: str | os.PathLike[str]) -> Path:
 def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
     """A StyleModel running an exported ``.onnx`` file (ONNX Runtime or OpenVINO, no compile);
     an ONNX Model Zoo file runs as-is at its fixed 224x224 (:class:`~styleforge.models.formats.onnx_zoo.ZooOnnxNet`)."""
-    from styleforge.deploy.runtime import OnnxTransformNet
+    from styleforge.deploy.runtime import ADAIN_FORMAT, OnnxAdaINNet, OnnxTransformNet
+    from styleforge.deploy.sessions import read_model_info
 
     if opts.compile:
         raise StyleforgeError("--compile applies to PyTorch models; an ONNX model is already compiled by its runtime")
+    if opts.power_difference:
+        raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
+                              "it was exported with 'styleforge export --power-difference'")
+    if read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT:
+        adain_net = OnnxAdaINNet(file, opts.device, opts.runtime)
+        mean, std, styles = adain_style(file, opts, adain_net.statistics)
+        adain_net.set_style(mean.numpy(), std.numpy(), opts.alpha)
+        metadata = {"runtime": adain_net.device_description, **adain_net.metadata, **styles}
+        return StyleModel(adain_net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
+    if opts.styles or opts.alpha != 1.0:
+        raise StyleforgeError(f"--style and --alpha are for AdaIN models; '{file}' has its style built in")
     if opts.style_weights is not None:
         raise StyleforgeError("--style-weights needs the multi-style .safetensors model (an ONNX file holds one style)")
     if opts.strength_mode == "norm":
         raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
                               "use --strength-mode pixel, or the .safetensors model")
-    if opts.power_difference:
-        raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
-                              "it was exported with 'styleforge export --power-difference'")
     from styleforge.models.formats.onnx_zoo import ZooOnnxNet, is_zoo_file
 
     net = ZooOnnxNet(file, opts.device, opts.runtime) if is_zoo_file(file) else OnnxTransformNet(file, opts.device, opts.runtime)

@@ -41,8 +41,15 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _pixels(path: Path, side: int | None = None) -> torch.Tensor:
+    """The image as (1, 3, H, W) 0-255; with ``side``, a style image as the model sees it:
+    resized to that long side, then centre-cropped to multiples of 8."""
     image = Image.open(path).convert("RGB")
-    return torch.from_numpy(image_to_array(resize_long_side(image, side) if side else image) * 255.0)
+    if side is None:
+        return torch.from_numpy(image_to_array(image) * 255.0)
+    pixels = np.asarray(resize_long_side(image, side))
+    height, width = pixels.shape[0] // 8 * 8, pixels.shape[1] // 8 * 8
+    top, left = (pixels.shape[0] - height) // 2, (pixels.shape[1] - width) // 2
+    return torch.from_numpy(pixels[top : top + height, left : left + width].astype(np.float32)).permute(2, 0, 1)[None]
 
 
 def _reference(net: AdaINNet, photo: Path, styles: list[Path], weights: list[float], alpha: float, style_size: int) -> np.ndarray:

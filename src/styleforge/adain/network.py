@@ -186,8 +186,9 @@ class AdaINStylizer(nn.Module):
         return crop(self.net.decode(target)).clamp(0.0, 255.0)
 
     def record_norm_statistics(self, x: torch.Tensor) -> None:
-        """Use the content statistics of the whole image ``x`` (any size >= 8) for every later call."""
-        self.content_statistics = channel_statistics(self.net.encode(x)["relu4_1"])
+        """Use the content statistics of the whole image ``x`` for every later call (taken
+        on ``x`` padded as :meth:`forward` pads it)."""
+        self.content_statistics = channel_statistics(self.net.encode(pad_for_decoder(x)[0])["relu4_1"])
 
     def clear_norm_statistics(self) -> None:
         """Go back to each input's own content statistics."""

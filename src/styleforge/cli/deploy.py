@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         print_json({"output": str(report.path), "kind": report.kind, "bytes": report.size_bytes,
                     "tolerance": report.tolerance, "checks": [{"check": c, "max_abs_diff": d} for c, d in report.checks]})
         return 0
-    unit = "grey levels" if report.kind == "style model" else ""
+    unit = "grey levels" if report.kind in ("style model", "AdaIN model") else ""
     for check, diff in report.checks:
         print(f"  onnxruntime vs pytorch, {check}: max |diff| {diff:.2e} {unit}".rstrip())
     print(f"wrote {report.path} ({report.kind}, {report.size_bytes / 1e6:.1f} MB); "

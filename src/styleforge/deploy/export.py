@@ -43,7 +43,16 @@ from PIL import Image
 
 from styleforge import __version__
 from styleforge.config import TransferOptions
-from styleforge.deploy.runtime import CLASSIFIER_FORMAT, STYLE_FORMAT, OnnxClassifier, OnnxTransformNet
+from styleforge.deploy.runtime import (
+    ADAIN_FORMAT,
+    ADAIN_INPUTS,
+    ADAIN_OUTPUTS,
+    CLASSIFIER_FORMAT,
+    STYLE_FORMAT,
+    OnnxAdaINNet,
+    OnnxClassifier,
+    OnnxTransformNet,
+)
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_file, write_bytes_atomic
 
@@ -92,11 +101,16 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
         An :class:`ExportReport`; raises StyleforgeError (writing nothing) when the
         exported graph disagrees with PyTorch beyond :data:`STYLE_TOLERANCE`.
     """
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer import is_adain_model, load_style_model
     from styleforge.transform_net import export_mode, use_power_difference
 
     target = check_output_file(output, "output", [model_path])
     _check_suffix(target)
+    if is_adain_model(model_path):
+        if power_difference or style_weights:
+            raise StyleforgeError("--power-difference and --style-weights do not apply to an AdaIN model: its graph takes "
+                                  "any style's statistics as inputs")
+        return export_adain_model(model_path, target)
     model = load_style_model(model_path, options=TransferOptions(device="cpu", style_weights=style_weights))
     net = model.net.float().eval()
     use_power_difference(net, power_difference)
@@ -119,6 +133,86 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
     data = _with_metadata(data, metadata)
     checks = _verify_style(net, data)
     return _write_verified(target, data, "style model", checks, STYLE_TOLERANCE)
+
+
+class _AdaINGraph(torch.nn.Module):
+    """The exported AdaIN computation (inputs and outputs: :class:`OnnxAdaINNet`)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor, alpha: torch.Tensor,
+                content_mean: torch.Tensor, content_std: torch.Tensor, freeze: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from styleforge.adain.network import align, channel_statistics
+
+        features = self.net.encode(image)["relu4_1"]
+        own_mean, own_std = channel_statistics(features)
+        used = (freeze * content_mean + (1 - freeze) * own_mean, freeze * content_std + (1 - freeze) * own_std)
+        target = alpha * align(features, style_mean, style_std, used) + (1 - alpha) * features
+        return self.net.decode(target).clamp(0.0, 255.0), own_mean, own_std
+
+
+def export_adain_model(model_path: str | os.PathLike[str], target: Path) -> ExportReport:
+    """Export an AdaIN model (safetensors or checkpoint) to one verified ONNX file that takes
+    the style's statistics as inputs (:class:`~styleforge.deploy.runtime.OnnxAdaINNet`)."""
+    from styleforge.adain.network import AdaINNet
+    from styleforge.transfer import _read_checkpoint_model, _read_safetensors_model
+
+    path = Path(model_path)
+    net, metadata_in = _read_checkpoint_model(path) if path.suffix == ".pt" else _read_safetensors_model(path)
+    assert isinstance(net, AdaINNet)
+    net = net.float().eval()
+    channels = net.decoder.widths[3]
+    generator = torch.Generator().manual_seed(0)
+    stats = (torch.rand(1, channels, 1, 1, generator=generator), torch.rand(1, channels, 1, 1, generator=generator) + 0.5)
+    # Distinct tensors for every input: the exporter would merge two inputs given the same one.
+    examples = (torch.rand(2, 3, 64, 48, generator=generator) * 255, *stats, torch.full((1, 1, 1, 1), 0.5),
+                *(t.clone() for t in stats), torch.zeros(1, 1, 1, 1))
+    batch, height, width = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("h8", min=2, max=2048), torch.export.Dim("w8", min=2, max=2048)
+    dynamic = {name: None for name in ADAIN_INPUTS} | {"image": {0: batch, 2: 8 * height, 3: 8 * width}}
+    data = _export(_AdaINGraph(net).eval(), examples, list(ADAIN_OUTPUTS), dynamic, input_names=list(ADAIN_INPUTS))
+    metadata = {
+        "styleforge_format": ADAIN_FORMAT,
+        "channels": str(channels),
+        "convention": net.encoder.convention.to_json(),
+        "training_options": json.dumps(metadata_in.get("options", {}), default=str),
+        "source_file": path.name,
+        "source_sha256": _sha256(path),
+    }
+    data = _with_metadata(data, metadata)
+    checks = _verify_adain(net, data)
+    return _write_verified(target, data, "AdaIN model", checks, STYLE_TOLERANCE)
+
+
+def _verify_adain(net: torch.nn.Module, data: bytes) -> list[tuple[str, float]]:
+    """ONNX Runtime vs the PyTorch stylizer: the style statistics of a painting-sized image,
+    the photo at alpha 0.7, odd sizes, a batch, and tiles' frozen content statistics."""
+    from styleforge.adain.network import AdaINStylizer
+    from styleforge.transfer import _to_tensor
+
+    onnx_net = _session_from_bytes(data, OnnxAdaINNet)
+    photo = _to_tensor([verification_photo()], torch.device("cpu"))
+    painting = photo.flip(3)[:, :, 8:, :].contiguous()
+    checks = []
+    with torch.inference_mode():
+        mean, std = net.style_statistics(painting[:, :, : painting.shape[2] // 8 * 8, : painting.shape[3] // 8 * 8])
+        got_mean, got_std = onnx_net.statistics(painting[:, :, : painting.shape[2] // 8 * 8, : painting.shape[3] // 8 * 8])
+        checks.append(("style statistics", float(max(np.abs(got_mean - mean.numpy()).max(), np.abs(got_std - std.numpy()).max()))))
+        stylizer = AdaINStylizer(net, mean, std, alpha=0.7).eval()
+        onnx_net.set_style(mean.numpy(), std.numpy(), 0.7)
+        generator = torch.Generator().manual_seed(1)
+        cases = [("photo " + "x".join(map(str, verification_photo().size)), photo)]
+        cases += [(f"batch {count} of {w}x{h}", torch.rand(count, 3, h, w, generator=generator) * 255)
+                  for (h, w), count in STYLE_CHECKS]
+        for name, x in cases:
+            expected = torch.cat([stylizer(x[i : i + 1]) for i in range(x.shape[0])])
+            checks.append((name, float((onnx_net(x) - expected).abs().max())))
+        stylizer.record_norm_statistics(photo)
+        onnx_net.record_norm_statistics(photo)
+        tile = photo[:, :, :64, :80]
+        checks.append(("a tile with the photo's statistics", float((onnx_net(tile) - stylizer(tile)).abs().max())))
+    return checks
 
 
 def export_classifier(weights: str, output: str | os.PathLike[str], size: int = 224) -> ExportReport:
@@ -165,8 +259,10 @@ class _ClassifierHead(torch.nn.Module):
         return logits, torch.softmax(logits, dim=1)
 
 
-def _export(module: torch.nn.Module, example: torch.Tensor, outputs: list[str], dynamic: dict, custom_ops: bool = False) -> bytes:
+def _export(module: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], outputs: list[str], dynamic: dict,
+            custom_ops: bool = False, input_names: list[str] | None = None) -> bytes:
     """``torch.onnx.export`` (dynamo) into memory; its progress chatter is silenced.
+    ``example``: one input (named ``image``) or a tuple of them (named ``input_names``).
     ``custom_ops``: write styleforge's operators as their own nodes."""
     from styleforge.deploy.custom_ops import register_schema, translation_table
 
@@ -181,7 +277,8 @@ def _export(module: torch.nn.Module, example: torch.Tensor, outputs: list[str], 
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(module, (example,), dynamo=True, input_names=["image"], output_names=outputs,
+            examples = example if isinstance(example, tuple) else (example,)
+            program = torch.onnx.export(module, examples, dynamo=True, input_names=input_names or ["image"], output_names=outputs,
                                         dynamic_shapes=dynamic, external_data=False, optimize=True, verbose=False,
                                         custom_translation_table=table)
             program.save(buffer)

@@ -26,6 +26,10 @@ The course's config (:mod:`~styleforge.deploy.quantize_config`) maps onto
 
 The float model's styleforge metadata is kept, plus the settings used, so ``transfer``
 and ``classify`` run the quantised file like the float one.
+
+An AdaIN graph takes the style's statistics besides the image: each calibration batch is
+stylised toward the statistics of the next batch's first image, taken with the float
+graph, so the decoder is calibrated on AdaIN outputs as ``transfer`` produces them.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from styleforge.config import QuantizeOptions
 from styleforge.deploy.calibration import calibration_batches
 from styleforge.deploy.convfirst import RAW_PIXELS, fold_input_normalization
 from styleforge.deploy.custom_ops import uses_custom_domain
-from styleforge.deploy.runtime import CLASSIFIER_FORMAT, STYLE_FORMAT
+from styleforge.deploy.runtime import ADAIN_FORMAT, ADAIN_INPUTS, CLASSIFIER_FORMAT, STYLE_FORMAT
 from styleforge.deploy.sessions import require_onnxruntime
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_file, check_regular_file, write_bytes_atomic
@@ -83,6 +87,8 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
         metadata["input_preprocessing"] = RAW_PIXELS
         opts = replace(opts, mean=(0.0,), std=(1.0,))  # the folded graph is calibrated on raw pixels
     batches = calibration_batches(opts)
+    feeds = _adain_feeds(model, batches) if metadata.get("styleforge_format") == ADAIN_FORMAT else \
+        [{opts.input_tensor_names[0]: batch} for batch in batches]
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -109,7 +115,7 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
             "nodes_to_exclude": edge_nodes(onnx.load(str(prepared)), op_types) if opts.float_first_last else [],
             "calibration_cache_path": str(ranges),
         }
-        quantize_static(str(prepared), str(out), _Reader(opts.input_tensor_names[0], batches), **settings_ort)
+        quantize_static(str(prepared), str(out), _Reader(feeds), **settings_ort)
         if margin != 1.0:
             widen_ranges(ranges, margin)
             quantize_static(str(prepared), str(out), None, **settings_ort)  # the cache is read, not recomputed
@@ -204,19 +210,39 @@ def _quiet() -> Iterator[None]:
 
 
 class _Reader:
-    """ONNX Runtime's CalibrationDataReader over prepared batches."""
+    """ONNX Runtime's CalibrationDataReader over prepared feeds (one dict per batch)."""
 
-    def __init__(self, input_name: str, batches: list[np.ndarray]) -> None:
-        self.input_name, self.batches, self.index = input_name, batches, 0
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self.feeds, self.index = feeds, 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.index >= len(self.batches):
+        if self.index >= len(self.feeds):
             return None
         self.index += 1
-        return {self.input_name: self.batches[self.index - 1]}
+        return self.feeds[self.index - 1]
 
     def rewind(self) -> None:
         self.index = 0
+
+
+def _adain_feeds(model: Any, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Feeds of an AdaIN graph: batch i (padded to multiples of 8) stylised toward the float
+    graph's statistics of batch i + 1's first image (cyclically), alpha 1, own content statistics."""
+    import torch
+
+    from styleforge.adain.network import pad_for_decoder
+    from styleforge.deploy.runtime import OnnxAdaINNet
+
+    float_net = OnnxAdaINNet(model.SerializeToString(), device="cpu", runtime="onnxruntime")
+    images = [pad_for_decoder(torch.from_numpy(batch))[0].numpy() for batch in batches]
+    styles = [float_net.statistics(torch.from_numpy(image[:1])) for image in images]
+    unset = np.zeros_like(styles[0][0])
+    feeds = []
+    for i, image in enumerate(images):
+        mean, std = styles[(i + 1) % len(styles)]
+        values = (image, mean, std, np.ones((1, 1, 1, 1), np.float32), unset, unset + 1.0, np.zeros((1, 1, 1, 1), np.float32))
+        feeds.append(dict(zip(ADAIN_INPUTS, values, strict=True)))
+    return feeds
 
 
 def _refuse_unsupported(opts: QuantizeOptions) -> None:
@@ -229,6 +255,8 @@ def _refuse_unsupported(opts: QuantizeOptions) -> None:
 
 def _check_names(model: Any, opts: QuantizeOptions) -> None:
     inputs = [i.name for i in model.graph.input]
+    if inputs == list(ADAIN_INPUTS):  # the style's statistics are fed by the calibration, not named in the config
+        inputs = inputs[:1]
     outputs = [o.name for o in model.graph.output]
     if list(opts.input_tensor_names) != inputs:
         raise StyleforgeError(f"[model] input_tensor_names = {', '.join(opts.input_tensor_names)}: the model's inputs are {', '.join(inputs)}")
@@ -240,7 +268,7 @@ def _check_names(model: Any, opts: QuantizeOptions) -> None:
 def expected_preprocessing(metadata: dict[str, str]) -> tuple[str, tuple[float, ...], tuple[float, ...]]:
     """(color_mode, mean, std) on 0-255 pixels that produce the model's input."""
     kind = metadata.get("styleforge_format")
-    if kind == STYLE_FORMAT:
+    if kind in (STYLE_FORMAT, ADAIN_FORMAT):
         return "rgb", (0.0,), (1.0,)
     if kind == CLASSIFIER_FORMAT:
         convention = Convention.from_json(metadata["convention"])

@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 #: ``styleforge_format`` metadata of the two kinds of exported file.
 STYLE_FORMAT = "styleforge-onnx-transformnet"
 CLASSIFIER_FORMAT = "styleforge-onnx-vgg19"
+ADAIN_FORMAT = "styleforge-onnx-adain"
+
+#: Inputs and outputs of an exported AdaIN graph (:class:`OnnxAdaINNet`).
+ADAIN_INPUTS = ("image", "style_mean", "style_std", "alpha", "content_mean", "content_std", "freeze")
+ADAIN_OUTPUTS = ("stylized", "image_mean", "image_std")
 
 
 def _expect_format(file: Path | str, metadata: dict[str, str], expected: str, what: str) -> None:
@@ -136,6 +141,86 @@ class OnnxTransformNet:
 
     def requires_grad_(self, flag: bool = True) -> OnnxTransformNet:
         """For interface compatibility (an exported graph has no gradients)."""
+        return self
+
+
+class OnnxAdaINNet:
+    """An exported AdaIN model, callable like :class:`~styleforge.adain.network.AdaINStylizer`
+    once :meth:`set_style` has fixed the style.
+
+    The graph takes ``image`` (N, 3, H, W) 0-255 with H and W multiples of 8 (padded here
+    by edge replication, as the PyTorch stylizer pads, and cropped back), the style's
+    relu4_1 ``style_mean`` and ``style_std`` (1, C, 1, 1), ``alpha`` (1, 1, 1, 1), and
+    ``content_mean``/``content_std`` used instead of each image's own statistics when
+    ``freeze`` is 1 (tiles). Besides ``stylized`` it outputs ``image_mean`` and
+    ``image_std``, the input's own relu4_1 statistics: run on a painting, they are that
+    painting's style (:meth:`statistics`), so one file serves any style.
+    """
+
+    #: Tile crops must start on this grid (three poolings by 2).
+    alignment = 8
+
+    def __init__(self, source: str | os.PathLike[str] | bytes, device: str = "cpu", runtime: str = "auto") -> None:
+        self.session = open_session(source, device, runtime)
+        self.metadata = self.session.metadata
+        _expect_format(_label(source), self.metadata, ADAIN_FORMAT, "AdaIN model")
+        self.device_description = self.session.description
+        channels = int(self.metadata.get("channels", "512"))
+        self._unset = np.zeros((1, channels, 1, 1), np.float32)
+        self.style: tuple[np.ndarray, np.ndarray] | None = None
+        self.alpha = 1.0
+        self.content: tuple[np.ndarray, np.ndarray] | None = None
+
+    def statistics(self, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """relu4_1 channel (mean, std) of a (1, 3, H, W) 0-255 image (padded as :meth:`__call__` pads)."""
+        _, mean, std = self._run(pixels, (self._unset, self._unset + 1.0), 1.0, None)
+        return mean, std
+
+    def set_style(self, mean: np.ndarray, std: np.ndarray, alpha: float = 1.0) -> None:
+        """Stylise toward relu4_1 statistics ``mean``/``std`` (1, C, 1, 1) with content-style trade-off ``alpha``."""
+        from styleforge.adain.network import check_alpha
+
+        check_alpha(alpha)
+        self.style, self.alpha = (np.asarray(mean, np.float32).reshape(1, -1, 1, 1), np.asarray(std, np.float32).reshape(1, -1, 1, 1)), alpha
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Stylise an (N, 3, H, W) 0-255 batch toward the style; same shape, on ``x``'s device."""
+        import torch
+
+        if self.style is None:
+            raise StyleforgeError("an AdaIN model needs a style first (set_style, or transfer --style IMAGE)")
+        height, width = x.shape[2:]
+        out, _, _ = self._run(x, self.style, self.alpha, self.content)
+        return torch.from_numpy(out[:, :, :height, :width]).to(x.device)
+
+    def _run(self, x: torch.Tensor, style: tuple[np.ndarray, np.ndarray], alpha: float,
+             content: tuple[np.ndarray, np.ndarray] | None) -> list[np.ndarray]:
+        from styleforge.adain.network import pad_for_decoder
+
+        frozen = content if content is not None else (self._unset, self._unset + 1.0)
+        feeds = dict(zip(ADAIN_INPUTS, (pad_for_decoder(x.float())[0].contiguous().cpu().numpy(), *style,
+                                        np.full((1, 1, 1, 1), alpha, np.float32), *frozen,
+                                        np.full((1, 1, 1, 1), 1.0 if content is not None else 0.0, np.float32)), strict=True))
+        return self.session.run(feeds, list(ADAIN_OUTPUTS))
+
+    def record_norm_statistics(self, x: torch.Tensor) -> None:
+        """Use the (1, 3, H, W) image ``x``'s content statistics for every later call (tiles)."""
+        self.content = self.statistics(x)
+
+    def clear_norm_statistics(self) -> None:
+        """Back to each input's own content statistics."""
+        self.content = None
+
+    def to(self, *args: object, **kwargs: object) -> OnnxAdaINNet:
+        """The session lives where it was opened; for interface compatibility."""
+        return self
+
+    def eval(self) -> OnnxAdaINNet:
+        """For interface compatibility."""
+        return self
+
+    def requires_grad_(self, flag: bool = True) -> OnnxAdaINNet:
+        """For interface compatibility."""
         return self
 
 
