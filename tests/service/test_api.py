@@ -325,3 +325,49 @@ def test_each_style_of_a_multistyle_model_is_offered(servers: list[Server], tmp_
         expected = np.asarray(model.stylize(Image.open(io.BytesIO(upload))), dtype=np.int16)
         difference = np.abs(got - expected)  # bf16 on both sides, other thread counts (as above)
         assert difference.mean() < 0.8 and difference.max() <= 8, (index, difference.mean(), difference.max())
+
+
+def test_any_style_models_take_the_painting_with_the_job(servers: list[Server], weight_files: dict[str, Path], tmp_path: Path) -> None:
+    """An AdaIN model (and its ONNX export) is offered as kind adain; a job sends the photo
+    and the painting (multipart or JSON) and gets the model's own output; a job without
+    the painting, or a painting sent to a fixed style, is refused with a 400."""
+    import styleforge as sf
+    from styleforge.config import TransferOptions
+    from styleforge.deploy.export import export_style_model
+    from styleforge.transfer import load_style_model, save_style_model
+    from tests.synthetic import random_adain_network
+
+    models = tmp_path / "models"
+    models.mkdir()
+    model = save_style_model(random_adain_network(sf.load_vgg19(str(weight_files["pth"])), seed=6), models / "anystyle.safetensors",
+                             {"name": "Any painting"})
+    export_style_model(model, models / "anystyle_onnx.onnx")
+    server = serve(servers, models, tmp_path / "data", env={"STYLEFORGE_DEVICE": "cpu"})
+    styles = {s["id"]: s for s in httpx.get(server.url("/api/styles")).json()}
+    assert {k: (v["kind"], v["needs_style_image"]) for k, v in styles.items()} == {
+        "anystyle": ("adain", True), "anystyle_onnx": ("adain", True)}
+    upload, painting = photo_bytes(tmp_path, "p.png", size=(64, 48)), photo_bytes(tmp_path, "art.png", size=(56, 72), seed=9)
+    (tmp_path / "art.png").write_bytes(painting)
+    expected = np.asarray(load_style_model(model, options=TransferOptions(device="cpu", styles=(str(tmp_path / "art.png"),)))
+                          .stylize(Image.open(io.BytesIO(upload))), dtype=np.int16)
+    multipart = httpx.post(server.url("/api/jobs"), files={"file": ("p.png", upload), "style_image": ("art.png", painting)},
+                           data={"style": "anystyle"}, timeout=30)
+    as_json = httpx.post(server.url("/api/jobs"), json={"image": base64.b64encode(upload).decode(), "style": "anystyle_onnx",
+                                                         "style_image": base64.b64encode(painting).decode()}, timeout=30)
+    for created in (multipart, as_json):
+        assert created.status_code == 202, created.text
+        assert wait_for_job(server, created.json()["id"])["status"] == "done"
+        got = np.asarray(Image.open(io.BytesIO(httpx.get(server.url(created.json()["result_url"])).content)), dtype=np.int16)
+        difference = np.abs(got - expected)  # bf16 (PyTorch) or fp32 (ONNX Runtime) against bf16 here
+        assert got.shape == (48, 64, 3) and difference.mean() < 1.5 and difference.max() <= 12, (difference.mean(), difference.max())
+    missing = submit(server, upload, "p.png", style="anystyle")
+    assert missing.status_code == 400 and "send it as 'style_image'" in missing.json()["detail"]
+    broken = httpx.post(server.url("/api/jobs"), files={"file": ("p.png", upload), "style_image": ("art.png", b"not an image")},
+                        data={"style": "anystyle"}, timeout=30)
+    assert broken.status_code == 415, broken.text
+
+
+def test_a_painting_sent_to_a_fixed_style_is_refused(server: Server, tmp_path: Path) -> None:
+    refused = httpx.post(server.url("/api/jobs"), files={"file": ("p.png", photo_bytes(tmp_path)), "style_image": ("a.png", photo_bytes(tmp_path))},
+                         data={"style": "wave"}, timeout=30)
+    assert refused.status_code == 400 and "has its style built in" in refused.json()["detail"]

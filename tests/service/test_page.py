@@ -118,3 +118,38 @@ def test_file_picker_and_a_refusal_message(page: tuple[object, Server], tmp_path
 
     drop_file(page, b"GIF89a", "anim.gif", "image/gif")  # refused in the page before any upload
     assert '"anim.gif" is not a JPEG, PNG, WebP or BMP image.' == message.inner_text()
+
+
+def test_an_any_style_model_asks_for_the_painting(browser: object, servers: list[Server], weight_files: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    """Choosing an AdaIN ("any painting") style shows the painting picker; Stylise stays
+    off until a painting is chosen; the job then runs and its result shows."""
+    import styleforge as sf
+    from styleforge.transfer import save_style_model
+    from tests.synthetic import random_adain_network
+
+    models = tmp_path / "models"
+    models.mkdir()
+    save_style_model(random_adain_network(sf.load_vgg19(str(weight_files["pth"])), seed=7), models / "anystyle.safetensors", {})
+    server = serve(servers, models, tmp_path / "data", env={"STYLEFORGE_DEVICE": "cpu"})
+    context = browser.new_context(viewport={"width": 1100, "height": 1000})  # type: ignore[attr-defined]
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url("/"))
+    page.locator(".style-card").first.wait_for()
+    assert page.locator("#painting-box").is_hidden()
+    page.click(".style-card[data-style=anystyle]")
+    assert page.locator("#painting-box").is_visible() and page.inner_text(".style-card .kind") == "any painting"
+    drop_file(page, photo_bytes(tmp_path, "beach.png", size=(96, 64)), "beach.png", "image/png")
+    page.wait_for_selector("#preview", state="visible")
+    assert page.locator("#submit").is_disabled()  # no painting yet
+    painting = tmp_path / "art.png"
+    painting.write_bytes(photo_bytes(tmp_path, "art.png", size=(60, 80), seed=11))
+    page.set_input_files("#painting", str(painting))
+    page.select_option("#size", "256")
+    page.click("#submit")
+    page.wait_for_selector("#result-box", state="visible", timeout=30_000)
+    assert loaded_width(page, "#result") == 256
+    context.close()
+    assert errors == [], errors

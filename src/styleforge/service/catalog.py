@@ -6,6 +6,8 @@ optimise an image with VGG19 for a bounded number of iterations, so they are off
 when the VGG19 weights are present. The style id is the file's stem; the first folder
 that holds a stem wins; stems outside the cache's naming rule (they appear in URLs) are skipped.
 A multi-style model (conditional instance norm) offers each of its styles, as ``STEM-K``.
+An AdaIN model (``styleforge train-adain``, or its export) is one style of kind ``adain``:
+"any style", whose jobs carry the painting to take the style from.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from styleforge.weights.registry import NAME_PATTERN
 
 log = logging.getLogger("styleforge.service")
 
-FAST, GATYS = "fast", "gatys"
+FAST, GATYS, ADAIN = "fast", "gatys", "adain"
 MODEL_SUFFIXES = (".safetensors", ".onnx")
 
 
 @dataclass(frozen=True)
 class Style:
-    """One style: ``id`` (URL-safe), display ``name``, ``kind`` (fast | gatys), and the
-    file that defines it (a model, or the painting for Gatys)."""
+    """One style: ``id`` (URL-safe), display ``name``, ``kind`` (fast | gatys | adain), and
+    the file that defines it (a model, or the painting for Gatys)."""
 
     id: str
     name: str
@@ -42,7 +44,8 @@ class Style:
 
     def public(self) -> dict:
         """The JSON the API shows (no file paths)."""
-        return {"id": self.id, "name": self.name, "kind": self.kind, "thumbnail_url": f"/api/styles/{self.id}/thumbnail"}
+        return {"id": self.id, "name": self.name, "kind": self.kind, "thumbnail_url": f"/api/styles/{self.id}/thumbnail",
+                "needs_style_image": self.kind == ADAIN}
 
 
 def discover_styles(folders: list[Path], settings: ServiceSettings) -> dict[str, Style]:
@@ -71,6 +74,8 @@ def discover_styles(folders: list[Path], settings: ServiceSettings) -> dict[str,
 
 def _styles_of(file: Path, kind: str) -> list[Style]:
     """The style a file defines, or for a multi-style model one per style (ids ``STEM-K``)."""
+    if kind == FAST and _is_adain(file):
+        return [Style(file.stem, _display_name(file), ADAIN, file)]
     entries = _sidecar(file).get("styles") if file.suffix.lower() == ".safetensors" else None
     if not (isinstance(entries, list) and len(entries) > 1):
         return [Style(file.stem, _display_name(file), kind, file)]
@@ -80,6 +85,23 @@ def _styles_of(file: Path, kind: str) -> list[Style]:
         label = str(name).replace("_", " ").replace("-", " ").title()[:80] if name else f"Style {index}"
         styles.append(Style(f"{file.stem}-{index}", f"{_display_name(file)}: {label}", kind, file, index))
     return styles
+
+
+def _is_adain(file: Path) -> bool:
+    """Whether a model file is an AdaIN model (read from its header or ONNX metadata)."""
+    from styleforge.errors import StyleforgeError
+
+    try:
+        if file.suffix.lower() == ".onnx":
+            from styleforge.deploy.runtime import ADAIN_FORMAT
+            from styleforge.deploy.sessions import read_model_info
+
+            return read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT
+        from styleforge.transfer import is_adain_model
+
+        return is_adain_model(file)
+    except (StyleforgeError, ImportError, OSError):
+        return False  # an unreadable file is offered as a fast style and fails its jobs with the reason
 
 
 def _kind_of(file: Path) -> str | None:

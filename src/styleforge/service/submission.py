@@ -24,7 +24,7 @@ from styleforge.config import ServiceSettings
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import write_bytes_atomic
 from styleforge.images import READ_FORMATS, long_side_size, read_image
-from styleforge.service.catalog import Catalog, Style
+from styleforge.service.catalog import ADAIN, Catalog, Style
 from styleforge.service.jobs.runner import result_long_side
 from styleforge.service.jobs.store import QUEUED, Job, JobStore, new_job_id
 from styleforge.service.limits import RateLimiter
@@ -45,18 +45,22 @@ UPLOAD_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp"
 #: A pragmatic address check (RFC 5321 limits; one @; a dot in the domain; no spaces).
 EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 MIN_SIZE = 16
+#: An AdaIN job's painting is stored in the job's folder as ``style_image.<suffix>``.
+STYLE_IMAGE_STEM = "style_image"
 
 
 @dataclass(frozen=True)
 class Upload:
     """What a client sent: image bytes, its file name (may be empty), the style id, an
-    optional e-mail address and long side."""
+    optional e-mail address and long side, and for an "any style" (AdaIN) style the
+    painting to take the style from."""
 
     data: bytes
     filename: str
     style: str
     email: str | None = None
     size: int | None = None
+    style_image: bytes | None = None
 
 
 class Submissions:
@@ -87,17 +91,19 @@ class Submissions:
         email = check_email(upload.email)
         size = self._check_size(upload.size)
         fmt, image_size = sniff_image(upload.data, self.settings.max_pixels)
+        style_fmt = self._check_style_image(style, upload.style_image)
         self._check_result_pixels(style, size, image_size)
         self._check_queue()
         job_id = new_job_id()
         input_name = f"upload{UPLOAD_SUFFIXES[fmt]}"
         folder = self.store.folder(job_id)
         try:
-            path = write_bytes_atomic(folder / input_name, upload.data)
-            read_image(path, max_pixels=self.settings.max_pixels)
-        except StyleforgeError as exc:
+            self._store_image(folder / input_name, upload.data, "the image")
+            if upload.style_image is not None and style_fmt is not None:
+                self._store_image(folder / f"{STYLE_IMAGE_STEM}{UPLOAD_SUFFIXES[style_fmt]}", upload.style_image, "the style image")
+        except Refusal:
             shutil.rmtree(folder, ignore_errors=True)
-            raise bad_image(f"the image cannot be read: {_reason(exc)}") from None
+            raise
         job = self.store.create(job_id, style.id, style.kind, safe_filename(upload.filename, fmt), input_name, email, size)
         try:
             self.queue.submit(job.id)  # type: ignore[attr-defined]
@@ -107,6 +113,31 @@ class Submissions:
             raise Refusal(503, "the job queue is unreachable right now: try again in a minute", SERVICE_UNAVAILABLE,
                           {"Retry-After": "60"}) from None
         return job
+
+    def _store_image(self, path: object, data: bytes, what: str) -> None:
+        """Write an uploaded image and decode it fully with the CLI's reader.
+
+        Raises:
+            Refusal: 400 when it cannot be decoded."""
+        try:
+            read_image(write_bytes_atomic(path, data), max_pixels=self.settings.max_pixels)  # type: ignore[arg-type]
+        except StyleforgeError as exc:
+            raise bad_image(f"{what} cannot be read: {_reason(exc)}") from None
+
+    def _check_style_image(self, style: Style, data: bytes | None) -> str | None:
+        """The sniffed format of an AdaIN job's painting (None for other styles).
+
+        Raises:
+            Refusal: 400 when an AdaIN style has no painting or another style has one; the
+                image checks of :func:`sniff_image` otherwise."""
+        if style.kind != ADAIN:
+            if data is not None:
+                raise bad_params(f"style '{style.id}' has its style built in; 'style_image' is only for styles whose "
+                                 "kind is adain (any style)")
+            return None
+        if not data:
+            raise bad_params(f"style '{style.id}' takes any painting: send it as 'style_image'")
+        return sniff_image(data, self.settings.max_pixels)[0]
 
     def style(self, style_id: str) -> Style:
         """The style named ``style_id``.
@@ -166,22 +197,23 @@ def sniff_image(data: bytes, max_pixels: int) -> tuple[str, tuple[int, int]]:
     return fmt, (width, height)
 
 
-def decode_base64_image(text: object) -> bytes:
-    """Bytes of a base64 image, with or without a ``data:image/...;base64,`` prefix.
+def decode_base64_image(text: object, field: str = "image") -> bytes:
+    """Bytes of a base64 image, with or without a ``data:image/...;base64,`` prefix
+    (``field`` names it in messages).
 
     Raises:
         Refusal: 400 when ``text`` is not a string or not valid base64.
     """
     if not isinstance(text, str) or not text:
-        raise bad_params("'image' must be a non-empty base64 string")
+        raise bad_params(f"'{field}' must be a non-empty base64 string")
     if text.startswith("data:"):
         header, _, text = text.partition(",")
         if ";base64" not in header:
-            raise bad_image("'image' is a data URL without base64 content")
+            raise bad_image(f"'{field}' is a data URL without base64 content")
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise bad_image("'image' is not valid base64") from None
+        raise bad_image(f"'{field}' is not valid base64") from None
 
 
 def check_email(email: object) -> str | None:

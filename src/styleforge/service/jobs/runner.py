@@ -25,7 +25,7 @@ from styleforge.config import GatysOptions, ServiceSettings, TransferOptions
 from styleforge.errors import StyleforgeError, one_line
 from styleforge.images import read_image, write_image
 from styleforge.service import mail
-from styleforge.service.catalog import GATYS, Style
+from styleforge.service.catalog import ADAIN, GATYS, Style
 from styleforge.service.jobs.store import Job, JobStore
 
 log = logging.getLogger("styleforge.service")
@@ -136,7 +136,22 @@ class JobRunner:
     def _fast(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
         # No progress steps: a fast job takes well under a second (each step would cost
         # a write and wake every long poll).
+        if style.kind == ADAIN:
+            return self._adain(job, style, image)
         model = self._fast_model(str(style.path), style.path.stat().st_mtime_ns, style.index)
+        return model.stylize(image, size=result_long_side(self.settings, style.kind, job.size, image.size))
+
+    def _adain(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
+        """Stylise toward the painting stored with the job. The model is loaded per job (its
+        style differs every time); loading reads the file once and encodes the painting."""
+        from styleforge.service.submission import STYLE_IMAGE_STEM
+        from styleforge.transfer import load_style_model
+
+        paintings = sorted(self.store.folder(job.id).glob(f"{STYLE_IMAGE_STEM}.*"))
+        if not paintings:
+            raise StyleforgeError("the job's style image is missing")
+        options = TransferOptions(device=self.settings.device, styles=(str(paintings[0]),))
+        model = load_style_model(str(style.path), options=options)
         return model.stylize(image, size=result_long_side(self.settings, style.kind, job.size, image.size))
 
     def _fast_model(self, path: str, mtime_ns: int, index: int | None) -> object:

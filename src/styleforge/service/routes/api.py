@@ -33,8 +33,9 @@ class StyleOut(BaseModel):
 
     id: str
     name: str
-    kind: Literal["fast", "gatys"]
+    kind: Literal["fast", "gatys", "adain"]
     thumbnail_url: str
+    needs_style_image: bool = Field(description="adain (any style): jobs must send the painting as 'style_image'")
 
 
 class JobCreated(BaseModel):
@@ -88,6 +89,7 @@ _JSON_BODY = {
         "style": {"type": "string", "description": "a style id from GET /api/styles"},
         "email": {"type": "string", "description": "mail the result here (when the server has SMTP)"},
         "size": {"type": "integer", "description": "long side of the result in pixels"},
+        "style_image": {"type": "string", "description": "adain styles only: the painting to take the style from, base64"},
     },
 }
 _FORM_BODY = {
@@ -98,6 +100,7 @@ _FORM_BODY = {
         "style": {"type": "string"},
         "email": {"type": "string"},
         "size": {"type": "integer"},
+        "style_image": {"type": "string", "format": "binary", "description": "adain styles only: the painting"},
     },
 }
 
@@ -121,7 +124,9 @@ def style_thumbnail(style_id: str, service: ServiceDep) -> Response:
                  "multipart/form-data": {"schema": _FORM_BODY}, "application/json": {"schema": _JSON_BODY}}}})
 async def create_job(request: Request, service: ServiceDep) -> JobCreated:
     """Queue a style-transfer job from a multipart upload (``file``, ``style``, ``email``,
-    ``size``) or a JSON body (``image`` in base64, ``filename``, ``style``, ``email``, ``size``)."""
+    ``size``, ``style_image``) or a JSON body (``image`` in base64, ``filename``, ``style``,
+    ``email``, ``size``, ``style_image`` in base64). ``style_image`` is the painting for a
+    style of kind ``adain`` (any style), and refused for the others."""
     service.submissions.admit(client_of(request))
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -133,15 +138,17 @@ async def create_job(request: Request, service: ServiceDep) -> JobCreated:
 
 
 async def _multipart_upload(request: Request) -> Upload:
-    async with request.form(max_files=1, max_fields=8) as form:
-        file = form.get("file")
+    async with request.form(max_files=2, max_fields=8) as form:
+        file, painting = form.get("file"), form.get("style_image")
         if not isinstance(file, UploadFile):
             raise bad_params("the form needs a 'file' field holding the image")
+        if painting is not None and not isinstance(painting, UploadFile):
+            raise bad_params("'style_image' must be a file field holding the painting")
         fields = {key: form.get(key) for key in ("style", "email", "size")}
         if any(value is not None and not isinstance(value, str) for value in fields.values()):
             raise bad_params("'style', 'email' and 'size' must be text fields")
         return Upload(await file.read(), file.filename or "", _required_text(fields["style"], "style"),
-                      fields["email"], _as_size(fields["size"]))
+                      fields["email"], _as_size(fields["size"]), await painting.read() if painting is not None else None)
 
 
 def _json_upload(body: bytes) -> Upload:
@@ -157,8 +164,9 @@ def _json_upload(body: bytes) -> Upload:
     email = payload.get("email")
     if email is not None and not isinstance(email, str):
         raise bad_params("'email' must be text")
+    painting = payload.get("style_image")
     return Upload(decode_base64_image(payload.get("image")), filename, _required_text(payload.get("style"), "style"),
-                  email, _as_size(payload.get("size")))
+                  email, _as_size(payload.get("size")), None if painting is None else decode_base64_image(painting, "style_image"))
 
 
 def _required_text(value: object, name: str) -> str:

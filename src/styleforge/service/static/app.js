@@ -1,7 +1,7 @@
 // styleforge page: gallery from /api/styles, drag-and-drop upload, job polling, result.
 "use strict";
 
-const state = { style: null, file: null, previewUrl: null, polling: null, names: {} };
+const state = { style: null, file: null, painting: null, previewUrl: null, polling: null, names: {}, needsPainting: {} };
 const $ = (id) => document.getElementById(id);
 
 function showMessage(text) {
@@ -11,7 +11,8 @@ function showMessage(text) {
 }
 
 function updateSubmit() {
-  $("submit").disabled = !(state.style && state.file) || state.polling !== null;
+  const paintingMissing = state.needsPainting[state.style] && !state.painting;
+  $("submit").disabled = !(state.style && state.file) || paintingMissing || state.polling !== null;
 }
 
 async function loadStyles() {
@@ -33,6 +34,7 @@ async function loadStyles() {
   }
   for (const style of styles) {
     state.names[style.id] = style.name;
+    state.needsPainting[style.id] = Boolean(style.needs_style_image);
     const card = document.createElement("button");
     card.type = "button";
     card.className = "style-card";
@@ -46,7 +48,7 @@ async function loadStyles() {
     name.textContent = style.name;
     const kind = document.createElement("span");
     kind.className = "kind";
-    kind.textContent = style.kind === "gatys" ? "slow (optimised)" : "fast";
+    kind.textContent = { gatys: "slow (optimised)", adain: "any painting" }[style.kind] || "fast";
     card.append(img, name, kind);
     card.addEventListener("click", () => selectStyle(style.id));
     gallery.append(card);
@@ -55,6 +57,7 @@ async function loadStyles() {
 
 function selectStyle(id) {
   state.style = id;
+  $("painting-box").hidden = !state.needsPainting[id];
   for (const card of document.querySelectorAll(".style-card")) {
     card.setAttribute("aria-checked", String(card.dataset.style === id));
   }
@@ -90,6 +93,16 @@ function setupDropzone() {
   }
   zone.addEventListener("drop", (event) => chooseFile(event.dataTransfer.files[0]));
   $("file").addEventListener("change", (event) => chooseFile(event.target.files[0]));
+  $("painting").addEventListener("change", (event) => {
+    const file = event.target.files[0];
+    if (file && file.type && !ACCEPTED.includes(file.type)) {
+      showMessage(`"${file.name}" is not a JPEG, PNG, WebP or BMP image.`);
+      return;
+    }
+    showMessage("");
+    state.painting = file || null;
+    updateSubmit();
+  });
 }
 
 async function submitJob(event) {
@@ -100,6 +113,7 @@ async function submitJob(event) {
   form.append("file", state.file, state.file.name);
   form.append("style", state.style);
   form.append("size", $("size").value);
+  if (state.needsPainting[state.style]) form.append("style_image", state.painting, state.painting.name);
   const email = $("email").value.trim();
   if (email) form.append("email", email);
   let response;
