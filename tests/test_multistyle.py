@@ -194,6 +194,54 @@ def test_export_holds_the_chosen_style(tmp_path: Path) -> None:
         assert (np.abs(onnx_out - torch_out).max() <= 1) == close, spec
 
 
+def test_export_without_a_choice_keeps_every_style_as_an_input(tmp_path: Path) -> None:
+    """Exported without --style-weights, the ONNX file takes ``style_weights`` (K,) as its
+    second input: every style and blend gives the PyTorch model's output, tiles included,
+    and INT8 quantisation calibrates each style."""
+    import onnx
+
+    from styleforge.config import QuantizeOptions
+    from styleforge.deploy.export import export_style_model
+    from styleforge.deploy.quantize import quantize_model
+
+    path = save_style_model(random_multistyle(3, seed=8), tmp_path / "trio.safetensors",
+                            {"styles": [{"name": "a"}, {"name": "b"}, {"name": "c"}]})
+    report = export_style_model(path, tmp_path / "trio.onnx")
+    assert any("blend" in check for check, _ in report.checks) and report.max_difference <= 0.05
+    graph = onnx.load(str(tmp_path / "trio.onnx"))
+    assert [i.name for i in graph.graph.input] == ["image", "style_weights"]
+    assert json.loads({p.key: p.value for p in graph.metadata_props}["styles"]) == ["a", "b", "c"]
+    photo = Image.open(make_photo(tmp_path / "p.png", size=(56, 44))).convert("RGB")
+    big = Image.open(make_photo(tmp_path / "big.png", size=(160, 120), seed=4)).convert("RGB")
+    fp32 = dict(device="cpu", precision="fp32")
+    for spec in (None, "c", "a:1,b:3,c:0.5"):
+        def run(model: Path, image: Image.Image, tile: int | None = None, spec: str | None = spec) -> np.ndarray:
+            options = TransferOptions(**fp32, style_weights=spec, tile_overlap=16)
+            return np.asarray(load_style_model(model, options=options).stylize(image, tile=tile), dtype=np.int16)
+
+        assert np.abs(run(tmp_path / "trio.onnx", photo) - run(path, photo)).max() <= 1, spec
+        assert np.abs(run(tmp_path / "trio.onnx", big, tile=64) - run(path, big, tile=64)).max() <= 1, spec
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i in range(3):
+        make_photo(calibration / f"c{i}.png", size=(60, 52), seed=20 + i)
+    quantize_model(QuantizeOptions(mean=(0.0,), std=(1.0,), crop=(48, 48), original_models_path=str(tmp_path / "trio.onnx"),
+                                   save_model_path=str(tmp_path / "int8.onnx"), data_path=str(calibration), batch_size=1,
+                                   num_runs=3, output_tensor_names=("stylized",)))
+    int8 = np.asarray(load_style_model(tmp_path / "int8.onnx", options=TransferOptions(**fp32, style_weights="b")).stylize(photo), dtype=float)
+    float_b = np.asarray(load_style_model(tmp_path / "trio.onnx", options=TransferOptions(**fp32, style_weights="b")).stylize(photo), dtype=float)
+    assert 20 < 10 * np.log10(255.0**2 / np.mean((int8 - float_b) ** 2)) < 80
+
+
+def test_style_weights_on_a_single_style_onnx_file_are_refused(tmp_path: Path) -> None:
+    from styleforge.deploy.export import export_style_model
+
+    path = save_style_model(random_multistyle(2, seed=6), tmp_path / "duo.safetensors", {"styles": [{"name": "a"}, {"name": "b"}]})
+    export_style_model(path, tmp_path / "b.onnx", style_weights="b")
+    with pytest.raises(StyleforgeError, match="holds one style"):
+        load_style_model(tmp_path / "b.onnx", options=TransferOptions(device="cpu", style_weights="a"))
+
+
 @pytest.mark.parametrize("extend", [False, True], ids=["two-styles", "extend"])
 def test_resume_continues_exactly_with_several_styles(tmp_path: Path, weight_files: dict[str, Path], extend: bool) -> None:
     """Stopped after 3 steps (mid-rotation) and resumed, a multi-style run (and an --extend

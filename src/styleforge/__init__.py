@@ -39,6 +39,8 @@ _LAZY = {
     "download_model": "styleforge.models.store",
     "TransformNet": "styleforge.transform_net",
     "train": "styleforge.training",
+    "train_adain": "styleforge.adain.training",
+    "AdaINTrainOptions": "styleforge.config",
     "load_style_model": "styleforge.transfer",
     "read_image": "styleforge.images",
     "write_image": "styleforge.images",

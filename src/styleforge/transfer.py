@@ -310,14 +310,18 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
         return StyleModel(adain_net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
     if opts.styles or opts.alpha != 1.0:
         raise StyleforgeError(f"--style and --alpha are for AdaIN models; '{file}' has its style built in")
-    if opts.style_weights is not None:
-        raise StyleforgeError("--style-weights needs the multi-style .safetensors model (an ONNX file holds one style)")
     if opts.strength_mode == "norm":
         raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
                               "use --strength-mode pixel, or the .safetensors model")
     from styleforge.models.formats.onnx_zoo import ZooOnnxNet, is_zoo_file
 
     net = ZooOnnxNet(file, opts.device, opts.runtime) if is_zoo_file(file) else OnnxTransformNet(file, opts.device, opts.runtime)
+    if opts.style_weights is not None:
+        if getattr(net, "styles", 1) == 1:
+            raise StyleforgeError(f"--style-weights needs a multi-style model; '{file}' holds one style (export a multi-style "
+                                  "model without --style-weights to keep every style)")
+        names = json.loads(net.metadata["styles"])
+        net.select_styles(style_mix(opts.style_weights, names, net.styles))
     metadata = {"style_image": net.metadata.get("style_image"), "runtime": net.device_description, **net.metadata}
     return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
 

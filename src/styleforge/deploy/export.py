@@ -94,14 +94,16 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
     With ``power_difference``, each instance norm is exported written out (mean, the
     variance through one ``styleforge.PowerDifference`` node, normalisation): 15 custom
     nodes for the default network (:mod:`~styleforge.deploy.custom_ops`). A multi-style
-    model is exported in one style or blend, ``style_weights`` as ``transfer
-    --style-weights`` takes it (style 0 by default), recorded in the metadata.
+    model is exported with a second input, ``style_weights`` (K,), >= 0 with a positive
+    sum (normalised in the graph), so the file keeps every style and blend; or, with
+    ``style_weights`` given as ``transfer --style-weights`` takes it, in that one style
+    or blend, recorded in the metadata.
 
     Returns:
         An :class:`ExportReport`; raises StyleforgeError (writing nothing) when the
         exported graph disagrees with PyTorch beyond :data:`STYLE_TOLERANCE`.
     """
-    from styleforge.transfer import is_adain_model, load_style_model
+    from styleforge.transfer import is_adain_model, load_style_model, style_names
     from styleforge.transform_net import export_mode, use_power_difference
 
     target = check_output_file(output, "output", [model_path])
@@ -118,8 +120,15 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
     # when a custom operator (PowerDifference) takes it, whatever Dim says.
     example = torch.rand(2, 3, 64, 48, generator=torch.Generator().manual_seed(0)) * 255
     batch, height, width = (torch.export.Dim(name, min=low, max=16384) for name, low in (("batch", 1), ("height", 5), ("width", 5)))
+    image_dims = {0: batch, 2: height, 3: width}
+    selectable = net.styles > 1 and style_weights is None
     with export_mode(net):
-        data = _export(net, example, ["stylized"], {"x": {0: batch, 2: height, 3: width}}, custom_ops=power_difference)
+        if selectable:
+            mix = torch.linspace(1.0, 2.0, net.styles)  # every style weighs in the traced example
+            data = _export(StyleWeightsGraph(net), (example, mix), ["stylized"], {"image": image_dims, "style_weights": None},
+                           custom_ops=power_difference, input_names=["image", "style_weights"])
+        else:
+            data = _export(net, example, ["stylized"], {"x": image_dims}, custom_ops=power_difference)
     metadata = {
         "styleforge_format": STYLE_FORMAT,
         **net.convention(),
@@ -129,10 +138,27 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
         "source_sha256": _sha256(Path(model_path)),
         "power_difference": str(power_difference).lower(),
         **({"style_weights": style_weights} if style_weights else {}),
+        **({"styles": json.dumps(style_names(model.metadata, net.styles))} if selectable else {}),
     }
     data = _with_metadata(data, metadata)
     checks = _verify_style(net, data)
     return _write_verified(target, data, "style model", checks, STYLE_TOLERANCE)
+
+
+class StyleWeightsGraph(torch.nn.Module):
+    """A multi-style network whose style weights are an input: ``(image, style_weights)``,
+    the weights (K,) normalised to sum 1 and given to every conditional instance norm."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        from styleforge.transform_net import InstanceNorm
+
+        self.net = net
+        self.mix_names = [f"{name}.mix" for name, m in net.named_modules() if isinstance(m, InstanceNorm) and m.styles > 1]
+
+    def forward(self, image: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        mix = style_weights / style_weights.sum()
+        return torch.func.functional_call(self.net, dict.fromkeys(self.mix_names, mix), (image,))
 
 
 class _AdaINGraph(torch.nn.Module):
@@ -319,6 +345,15 @@ def _verify_style(net: torch.nn.Module, data: bytes) -> list[tuple[str, float]]:
         for name, x in cases:
             expected = torch.cat([net(x[i : i + 1]) for i in range(x.shape[0])])
             checks.append((name, float((onnx_net(x) - expected).abs().max())))
+        if onnx_net.styles > 1:  # a blend of every style through the graph's style_weights input
+            blend = list(range(1, onnx_net.styles + 1))
+            onnx_net.select_styles(blend)
+            net.select_styles(blend)
+            try:
+                x = cases[0][1]
+                checks.append((f"the photo in the blend {blend}", float((onnx_net(x) - net(x)).abs().max())))
+            finally:
+                net.select_styles(None)
     return checks
 
 

@@ -50,7 +50,7 @@ from styleforge.config import QuantizeOptions
 from styleforge.deploy.calibration import calibration_batches
 from styleforge.deploy.convfirst import RAW_PIXELS, fold_input_normalization
 from styleforge.deploy.custom_ops import uses_custom_domain
-from styleforge.deploy.runtime import ADAIN_FORMAT, ADAIN_INPUTS, CLASSIFIER_FORMAT, STYLE_FORMAT
+from styleforge.deploy.runtime import ADAIN_FORMAT, ADAIN_INPUTS, CLASSIFIER_FORMAT, STYLE_FORMAT, STYLE_WEIGHTS
 from styleforge.deploy.sessions import require_onnxruntime
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_file, check_regular_file, write_bytes_atomic
@@ -88,7 +88,7 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
         opts = replace(opts, mean=(0.0,), std=(1.0,))  # the folded graph is calibrated on raw pixels
     batches = calibration_batches(opts)
     feeds = _adain_feeds(model, batches) if metadata.get("styleforge_format") == ADAIN_FORMAT else \
-        [{opts.input_tensor_names[0]: batch} for batch in batches]
+        [{opts.input_tensor_names[0]: batch, **_style_weights_feed(model, i)} for i, batch in enumerate(batches)]
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -245,6 +245,15 @@ def _adain_feeds(model: Any, batches: list[np.ndarray]) -> list[dict[str, np.nda
     return feeds
 
 
+def _style_weights_feed(model: Any, index: int) -> dict[str, np.ndarray]:
+    """For a multi-style export, batch ``index`` in style ``index mod K`` (every style calibrated); else nothing."""
+    inputs = {i.name: i for i in model.graph.input}
+    if STYLE_WEIGHTS not in inputs:
+        return {}
+    count = inputs[STYLE_WEIGHTS].type.tensor_type.shape.dim[0].dim_value
+    return {STYLE_WEIGHTS: np.eye(count, dtype=np.float32)[index % count]}
+
+
 def _refuse_unsupported(opts: QuantizeOptions) -> None:
     if opts.weight_quantization_alg == "threshold_search":
         raise StyleforgeError("weight_quantization_alg = threshold_search is not supported: weights have no outliers to "
@@ -255,7 +264,7 @@ def _refuse_unsupported(opts: QuantizeOptions) -> None:
 
 def _check_names(model: Any, opts: QuantizeOptions) -> None:
     inputs = [i.name for i in model.graph.input]
-    if inputs == list(ADAIN_INPUTS):  # the style's statistics are fed by the calibration, not named in the config
+    if inputs in (list(ADAIN_INPUTS), ["image", STYLE_WEIGHTS]):  # style inputs are fed by the calibration
         inputs = inputs[:1]
     outputs = [o.name for o in model.graph.output]
     if list(opts.input_tensor_names) != inputs:

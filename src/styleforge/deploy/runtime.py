@@ -44,6 +44,9 @@ STYLE_FORMAT = "styleforge-onnx-transformnet"
 CLASSIFIER_FORMAT = "styleforge-onnx-vgg19"
 ADAIN_FORMAT = "styleforge-onnx-adain"
 
+#: The second input of a multi-style export: the style weights (K,).
+STYLE_WEIGHTS = "style_weights"
+
 #: Inputs and outputs of an exported AdaIN graph (:class:`OnnxAdaINNet`).
 ADAIN_INPUTS = ("image", "style_mean", "style_std", "alpha", "content_mean", "content_std", "freeze")
 ADAIN_OUTPUTS = ("stylized", "image_mean", "image_std")
@@ -71,6 +74,9 @@ class OnnxTransformNet:
 
         self.min_side = INPUT_MIN_SIDE if self.metadata.get("padding") == "input" else MIN_SIDE
         self.input_name = self.session.input_names[0]
+        # A multi-style export takes the style weights as a second input (style 0 by default).
+        self.styles = len(json.loads(self.metadata["styles"])) if STYLE_WEIGHTS in self.session.input_names else 1
+        self.style_weights = np.eye(self.styles, dtype=np.float32)[0]
         self.norm_statistics: dict[str, np.ndarray] | None = None
         self._derived: dict[str, Session] = {}
         self._onnx_model: Any = None
@@ -86,7 +92,7 @@ class OnnxTransformNet:
         from styleforge.transform_net import _pad_to_fit
 
         height, width = x.shape[2:]
-        feeds = {self.input_name: _pad_to_fit(x.float(), self.min_side).contiguous().cpu().numpy()}
+        feeds = self._feeds(_pad_to_fit(x.float(), self.min_side))
         session = self.session
         if self.norm_statistics is not None:
             if x.shape[0] != 1:
@@ -106,12 +112,26 @@ class OnnxTransformNet:
             raise StyleforgeError("instance-norm statistics are recorded one image at a time")
         session = self._derived_session("statistics")
         names = [n.format(i) for i in range(len(instance_norm_nodes(self._model()))) for n in (MEAN, VAR)]
-        values = session.run({self.input_name: _pad_to_fit(x.float(), self.min_side).contiguous().cpu().numpy()}, names)
+        values = session.run(self._feeds(_pad_to_fit(x.float(), self.min_side)), names)
         self.norm_statistics = {name: value[0] for name, value in zip(names, values, strict=True)}
 
     def clear_norm_statistics(self) -> None:
         """Back to per-image statistics."""
         self.norm_statistics = None
+
+    def select_styles(self, weights: Iterable[float]) -> None:
+        """Blend a multi-style export's styles with ``weights`` (K numbers >= 0, positive sum)."""
+        values = np.asarray(list(weights), dtype=np.float32)
+        if self.styles == 1 or values.shape != (self.styles,) or (values < 0).any() or not values.sum() > 0:
+            raise StyleforgeError(f"style weights need {self.styles} numbers >= 0 with a positive sum; "
+                                  f"this file {'takes' if self.styles > 1 else 'holds one style and takes'} none other")
+        self.style_weights = values
+
+    def _feeds(self, padded: torch.Tensor) -> dict[str, np.ndarray]:
+        feeds = {self.input_name: padded.contiguous().cpu().numpy()}
+        if self.styles > 1:
+            feeds[STYLE_WEIGHTS] = self.style_weights
+        return feeds
 
     def _model(self) -> Any:
         """The file's ModelProto (read on first use: only tiling needs it)."""
