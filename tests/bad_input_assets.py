@@ -62,6 +62,7 @@ class Assets:
     text_mp4: Path  # text named .mp4
     truncated_mp4: Path  # the clip cut in half (its index is at the end: unreadable)
     text_t7: Path  # text named .t7
+    adain_model: Path  # an AdaIN model (random decoder on the tiny VGG19)
 
 
 def _trained_model(root: Path, style: Path, data: Path, pth: Path) -> tuple[Path, Path]:
@@ -163,6 +164,11 @@ def build_assets(root: Path) -> Assets:
     (root / "text.mp4").write_text("this is not a video")
     (root / "text.t7").write_text("this is not a Torch7 file")
     (root / "truncated.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    from styleforge.transfer import save_style_model
+    from styleforge.vgg import load_vgg19
+    from tests.synthetic import random_adain_network
+
+    adain_model = save_style_model(random_adain_network(load_vgg19(str(pth))), root / "adain.safetensors", {})
 
     return Assets(
         root=root, photo=photo, photo_b=photo_b, style=style, pth=pth, mat=mat, model=model, run=run, data=data,
@@ -177,5 +183,5 @@ def build_assets(root: Path) -> Assets:
         batchnorm_pth=root / "batchnorm.pth", a_file=root / "a_file",
         service_unknown_key=root / "unknown_key.toml", service_bad_value=root / "bad_value.toml",
         clip=clip, text_mp4=root / "text.mp4", truncated_mp4=root / "truncated.mp4",
-        text_t7=root / "text.t7",
+        text_t7=root / "text.t7", adain_model=adain_model,
     )

@@ -256,6 +256,10 @@ class TrainingLoop:
         """What the first progress line says about the run after the device."""
         return ""
 
+    def _data_folders(self) -> list[Path]:
+        """The folders the data comes from (named when none of it is readable)."""
+        return [self.dataset.root]
+
     def _sampler(self, start: int) -> Sampler:
         """This epoch's data order from position ``start`` (per rank)."""
         return EpochSampler(len(self.dataset), self.opts.seed, self.state.epoch, start, self.dist.rank, self.dist.world)
@@ -303,9 +307,11 @@ class TrainingLoop:
                         break
                 else:
                     if self.state.step == steps_before_epoch:
+                        folders = self._data_folders()
                         raise StyleforgeError(
                             f"a whole epoch gave no batch of readable images ({self.state.skipped} unreadable files met in "
-                            f"'{self.dataset.root}'): nothing was trained; run 'styleforge check-data {self.dataset.root}'"
+                            f"{' or '.join(repr(str(f)) for f in folders)}): nothing was trained; run "
+                            f"{' and '.join(f'styleforge check-data {f}' for f in folders)}"
                         )
                     self.state.epoch += 1
                     self.state.batch_in_epoch = 0

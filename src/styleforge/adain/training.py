@@ -108,6 +108,9 @@ class AdaINTrainer(TrainingLoop):
         return (f"weights {self.opts.content_weight:g}/{self.opts.style_weight:g} (content/style), "
                 f"VGG convention {self.net.encoder.convention.name}")
 
+    def _data_folders(self) -> list[Path]:
+        return [self.dataset.photos.root, self.dataset.styles.root]
+
     def _sampler(self, start: int) -> Sampler:
         return PairSampler(super()._sampler(start), len(self.dataset.styles))  # type: ignore[arg-type]
 
