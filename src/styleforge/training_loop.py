@@ -286,7 +286,7 @@ class TrainingLoop:
                 f"the data folder has {len(self.dataset)} image file(s), fewer than one batch of {opts.batch_size} "
                 f"per process: add images or lower --batch-size"
             )
-        total_steps = opts.max_steps or opts.epochs * batches_per_epoch
+        total_steps = min(opts.max_steps or math.inf, opts.epochs * batches_per_epoch)  # the epochs may end first
         self._announce(total_steps)
         start, start_step = time.perf_counter(), self.state.step
         try:

@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     unit = "grey levels" if report.kind in ("style model", "AdaIN model") else ""
     for check, diff in report.checks:
-        print(f"  onnxruntime vs pytorch, {check}: max |diff| {diff:.2e} {unit}".rstrip())
+        print(f"  onnxruntime vs pytorch, {check}: max |diff| {diff:.2e} {'' if 'statistics' in check else unit}".rstrip())
     print(f"wrote {report.path} ({report.kind}, {report.size_bytes / 1e6:.1f} MB); "
           f"largest difference {report.max_difference:.2e} <= {report.tolerance:g}")
     return 0
