@@ -311,20 +311,27 @@ def test_each_style_of_a_multistyle_model_is_offered(servers: list[Server], tmp_
     path = save_style_model(random_multistyle(2, seed=5), models / "duo.safetensors", {
         "name": "Duo", "styles": [{"name": "red_sky", "thumbnail_png_base64": thumbnail_png_base64(swatches[0])},
                                   {"name": "blue", "thumbnail_png_base64": thumbnail_png_base64(swatches[1])}]})
+    from styleforge.deploy.export import export_style_model
+
+    export_style_model(path, models / "duo_onnx.onnx")  # keeps both styles (a style_weights input)
     server = serve(servers, models, tmp_path / "data", env={"STYLEFORGE_DEVICE": "cpu"})
     styles = httpx.get(server.url("/api/styles")).json()
-    assert [(s["id"], s["name"]) for s in styles] == [("duo-0", "Duo: Red Sky"), ("duo-1", "Duo: Blue")]
+    assert [(s["id"], s["name"]) for s in styles] == [("duo-0", "Duo: Red Sky"), ("duo-1", "Duo: Blue"),
+                                                      ("duo_onnx-0", "Duo Onnx: Red Sky"), ("duo_onnx-1", "Duo Onnx: Blue")]
     thumb = Image.open(io.BytesIO(httpx.get(server.url(styles[1]["thumbnail_url"])).content)).convert("RGB")
     assert thumb.getpixel((5, 5)) == (40, 40, 200)
+    assert httpx.get(server.url(styles[3]["thumbnail_url"])).status_code == 200  # no JSON beside the .onnx: a placeholder
     upload = photo_bytes(tmp_path, "p.png", size=(64, 48))
-    for index in (0, 1):
-        job = submit(server, upload, "p.png", style=f"duo-{index}").json()
-        assert wait_for_job(server, job["id"])["status"] == "done"
-        got = np.asarray(Image.open(io.BytesIO(httpx.get(server.url(job["result_url"])).content)), dtype=np.int16)
-        model = load_style_model(path, options=TransferOptions(device="cpu", style_weights=str(index)))
-        expected = np.asarray(model.stylize(Image.open(io.BytesIO(upload))), dtype=np.int16)
-        difference = np.abs(got - expected)  # bf16 on both sides, other thread counts (as above)
-        assert difference.mean() < 0.8 and difference.max() <= 8, (index, difference.mean(), difference.max())
+    for stem in ("duo", "duo_onnx"):
+        for index in (0, 1):
+            job = submit(server, upload, "p.png", style=f"{stem}-{index}").json()
+            assert wait_for_job(server, job["id"])["status"] == "done"
+            got = np.asarray(Image.open(io.BytesIO(httpx.get(server.url(job["result_url"])).content)), dtype=np.int16)
+            precision = "fp32" if stem == "duo_onnx" else "auto"  # ONNX Runtime computes in fp32
+            model = load_style_model(path, options=TransferOptions(device="cpu", style_weights=str(index), precision=precision))
+            expected = np.asarray(model.stylize(Image.open(io.BytesIO(upload))), dtype=np.int16)
+            difference = np.abs(got - expected)  # the same precision on both sides, other thread counts
+            assert difference.mean() < 0.8 and difference.max() <= 8, (stem, index, difference.mean(), difference.max())
 
 
 def test_any_style_models_take_the_painting_with_the_job(servers: list[Server], weight_files: dict[str, Path], tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def _styles_of(file: Path, kind: str) -> list[Style]:
     """The style a file defines, or for a multi-style model one per style (ids ``STEM-K``)."""
     if kind == FAST and _is_adain(file):
         return [Style(file.stem, _display_name(file), ADAIN, file)]
-    entries = _sidecar(file).get("styles") if file.suffix.lower() == ".safetensors" else None
+    entries = _sidecar(file).get("styles") if file.suffix.lower() == ".safetensors" else _onnx_styles(file)
     if not (isinstance(entries, list) and len(entries) > 1):
         return [Style(file.stem, _display_name(file), kind, file)]
     styles = []
@@ -85,6 +85,19 @@ def _styles_of(file: Path, kind: str) -> list[Style]:
         label = str(name).replace("_", " ").replace("-", " ").title()[:80] if name else f"Style {index}"
         styles.append(Style(f"{file.stem}-{index}", f"{_display_name(file)}: {label}", kind, file, index))
     return styles
+
+
+def _onnx_styles(file: Path) -> list | None:
+    """The style names of a multi-style ONNX export (its ``style_weights`` input), else None."""
+    from styleforge.errors import StyleforgeError
+
+    try:
+        from styleforge.deploy.sessions import read_model_info
+
+        names = read_model_info(file)[0].get("styles")
+        return [{"name": name} for name in json.loads(names)] if names else None
+    except (StyleforgeError, ImportError, OSError, ValueError):
+        return None
 
 
 def _is_adain(file: Path) -> bool:
@@ -158,7 +171,9 @@ def thumbnail(style: Style, side: int = 128) -> Image.Image:
         sidecar = _sidecar(style.path)
         encoded = sidecar.get("style_thumbnail_png_base64")
         if style.index is not None:
-            encoded = (sidecar["styles"][style.index] or {}).get("thumbnail_png_base64")
+            entries = sidecar.get("styles")
+            entry = entries[style.index] if isinstance(entries, list) and style.index < len(entries) else None
+            encoded = entry.get("thumbnail_png_base64") if isinstance(entry, dict) else None
         img = _decoded(encoded) if isinstance(encoded, str) else None
         if img is None:
             img = _placeholder(style.name, side)
