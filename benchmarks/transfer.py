@@ -1,7 +1,11 @@
-"""Feed-forward stylisation latency: plain fp32 eager baseline vs styleforge's paths.
+"""Feed-forward stylisation latency: plain baselines vs styleforge's paths, beside the floor.
 
-The baseline is the same architecture written plainly here (nn.InstanceNorm2d,
-contiguous NCHW, fp32, no_grad) and loaded with the same weights; styleforge's paths are
+The baselines are pytorch/examples' TransformerNet layout written plainly here
+(reflection-padded convolutions, nn.InstanceNorm2d, nearest-upsample-then-conv, contiguous
+NCHW, no_grad) and loaded with the same weights: ``baseline-fp32`` (fp32 eager, what the
+example runs) and ``baseline-bf16-cl`` (bf16 autocast on channels_last tensors, the best
+simple setting a user would try; fp16 on CUDA). The floor is the network's FLOPs over the
+measured matrix-multiply throughput of this machine in the path's precision. styleforge's paths are
 ``StyleModel.stylize``'s: channels_last + inference_mode in fp32, and under bf16/fp16
 autocast (the default where the hardware has it), optionally through torch.compile
 (``--compile``; compilation time is excluded: it happens in the warm-up). Weights are random (the arithmetic is what is timed); fidelity is the PSNR
@@ -23,6 +27,7 @@ reporting frames per second and the warping error (flow-based, 0-255 units).
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -32,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, median, print_table, time_call, write_json  # noqa: E402
+from common import environment, matmul_gflops, median, model_gflops, print_table, time_call, write_json  # noqa: E402
 
 from styleforge.config import TransferOptions, VideoOptions  # noqa: E402
 from styleforge.devices import autocast, resolve_device  # noqa: E402
@@ -54,6 +59,8 @@ class PlainTransformNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        # pytorch/examples' TransformerNet: the same layers; its output is the last conv's
+        # (styleforge maps it through tanh to 0-255, a negligible cost kept here for equal outputs).
 
         def conv(c_in: int, c_out: int, k: int, s: int = 1) -> nn.Sequential:
             return nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(c_in, c_out, k, s))
@@ -128,11 +135,20 @@ def main() -> None:
     device = resolve_device(args.device)
     net = _noisy(TransformNet()).eval().requires_grad_(False)
     plain = load_plain(net).to(device)
+    plain_cl = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    low = "fp16" if device.type == "cuda" else "bf16"
+    baselines = ["baseline-fp32", f"baseline-{low}-cl"]
     if args.paths:
-        paths = ["baseline-fp32", *args.paths.split(",")]
+        paths = [*baselines, *args.paths.split(",")]
     else:
-        paths = ["baseline-fp32", "cl-fp32", "cl-bf16"] + (["nchw-fp16", "cl-fp16"] if device.type == "cuda" else [])
-        paths += [f"{p}-compiled" for p in paths[2:]] if args.compile else []
+        paths = [*baselines, "cl-fp32", "cl-bf16"] + (["nchw-fp16", "cl-fp16"] if device.type == "cuda" else [])
+        paths += [f"{p}-compiled" for p in paths[3:]] if args.compile else []
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # cuDNN runs fp32 convolutions as TF32: their floor
+    n = 8192 if device.type == "cuda" else 2048
+    rates = {p: matmul_gflops(d, n=n, device=device) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16),
+                                                                    ("fp16", torch.float16 if device.type == "cuda" else torch.bfloat16))}
+    torch.backends.cuda.matmul.allow_tf32 = False
     compiled = {}
     rows = []
     for token in args.sizes.split(","):
@@ -142,10 +158,13 @@ def main() -> None:
         small = torch.from_numpy(rng.integers(0, 256, (1, 3, 16, 16)).astype(np.float32))
         x = F.interpolate(small, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 255).to(device)
         reference = None
-        base_ms = None
+        base_ms: dict[str, float] = {}
+        gflop = model_gflops(lambda x=x: net.to(device)(x))
         for name in paths:
             if name == "baseline-fp32":
                 model, fmt, precision = plain, torch.contiguous_format, "fp32"
+            elif name.startswith("baseline-"):
+                model, fmt, precision = plain_cl, torch.channels_last, name.split("-")[1]
             else:
                 layout, precision = name.split("-")[:2]
                 fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
@@ -161,16 +180,22 @@ def main() -> None:
             out = run().float().clamp(0, 255).round().byte().cpu().numpy()
             ms = 1000 * median(times)
             if reference is None:
-                reference, base_ms = out, ms
-            rows.append({"device": device.type, "size": size, "path": name, "ms": ms, "fps": 1000 / ms, "speedup": base_ms / ms,
+                reference = out
+            if name.startswith("baseline-"):
+                base_ms[name] = ms
+            floor_ms = 1000 * gflop / rates[precision]
+            rows.append({"device": device.type, "size": size, "path": name, "ms": ms, "fps": 1000 / ms,
+                         "speedup": base_ms["baseline-fp32"] / ms, "speedup_low": base_ms[baselines[1]] / ms if baselines[1] in base_ms else None,
+                         "gflop": gflop, "floor_ms": floor_ms, "x_floor": ms / floor_ms,
                          "psnr_db": psnr(out, reference), "max_err": int(np.abs(out.astype(int) - reference.astype(int)).max()),
                          "times_ms": [1000 * t for t in times]})
             print(f"  {size}px {name}: {ms:.1f} ms", file=sys.stderr)
     print(f"TransformNet stylisation, batch 1, median of {args.repeats} after {args.warmup} warm-up (random weights)")
     print_table(rows, [("device", "device", "s"), ("size", "size", "s"), ("path", "path", "s"), ("ms", "ms/image", ".1f"),
-                       ("fps", "images/s", ".2f"),
-                       ("speedup", "x baseline", ".2f"), ("psnr_db", "PSNR dB", ".1f"), ("max_err", "max err", "d")])
-    result = {"benchmark": "transfer", "environment": environment(device), "args": vars(args), "results": rows}
+                       ("fps", "images/s", ".2f"), ("speedup", "x fp32 base", ".2f"), ("speedup_low", f"x {low}-cl base", ".2f"),
+                       ("floor_ms", "floor ms", ".1f"), ("x_floor", "x floor", ".1f"),
+                       ("psnr_db", "PSNR dB", ".1f"), ("max_err", "max err", "d")])
+    result = {"benchmark": "transfer", "environment": environment(device), "args": vars(args), "matmul_gflops": rates, "results": rows}
     if args.conventions:
         result["conventions"] = time_conventions(device, args)
     if args.video:

@@ -302,6 +302,9 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
     if opts.power_difference:
         raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
                               "it was exported with 'styleforge export --power-difference'")
+    if opts.strength_mode == "norm":
+        raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
+                              "use --strength-mode pixel, or the .safetensors model")
     if read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT:
         adain_net = OnnxAdaINNet(file, opts.device, opts.runtime)
         mean, std, styles = adain_style(file, opts, adain_net.statistics)
@@ -310,9 +313,6 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
         return StyleModel(adain_net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
     if opts.styles or opts.alpha != 1.0:
         raise StyleforgeError(f"--style and --alpha are for AdaIN models; '{file}' has its style built in")
-    if opts.strength_mode == "norm":
-        raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
-                              "use --strength-mode pixel, or the .safetensors model")
     from styleforge.models.formats.onnx_zoo import ZooOnnxNet, is_zoo_file
 
     net = ZooOnnxNet(file, opts.device, opts.runtime) if is_zoo_file(file) else OnnxTransformNet(file, opts.device, opts.runtime)

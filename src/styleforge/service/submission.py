@@ -26,7 +26,7 @@ from styleforge.fsutil import write_bytes_atomic
 from styleforge.images import READ_FORMATS, long_side_size, read_image
 from styleforge.service.catalog import ADAIN, Catalog, Style
 from styleforge.service.jobs.runner import result_long_side
-from styleforge.service.jobs.store import QUEUED, Job, JobStore, new_job_id
+from styleforge.service.jobs.store import QUEUED, STYLE_IMAGE_STEM, Job, JobStore, new_job_id
 from styleforge.service.limits import RateLimiter
 from styleforge.service.refusals import (
     EMAIL_FORMAT_ERROR,
@@ -45,8 +45,6 @@ UPLOAD_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp"
 #: A pragmatic address check (RFC 5321 limits; one @; a dot in the domain; no spaces).
 EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 MIN_SIZE = 16
-#: An AdaIN job's painting is stored in the job's folder as ``style_image.<suffix>``.
-STYLE_IMAGE_STEM = "style_image"
 
 
 @dataclass(frozen=True)

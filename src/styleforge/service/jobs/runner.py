@@ -26,7 +26,7 @@ from styleforge.errors import StyleforgeError, one_line
 from styleforge.images import read_image, write_image
 from styleforge.service import mail
 from styleforge.service.catalog import ADAIN, GATYS, Style
-from styleforge.service.jobs.store import Job, JobStore
+from styleforge.service.jobs.store import STYLE_IMAGE_STEM, Job, JobStore
 
 log = logging.getLogger("styleforge.service")
 
@@ -144,7 +144,6 @@ class JobRunner:
     def _adain(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
         """Stylise toward the painting stored with the job. The model is loaded per job (its
         style differs every time); loading reads the file once and encodes the painting."""
-        from styleforge.service.submission import STYLE_IMAGE_STEM
         from styleforge.transfer import load_style_model
 
         paintings = sorted(self.store.folder(job.id).glob(f"{STYLE_IMAGE_STEM}.*"))

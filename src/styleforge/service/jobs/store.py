@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+#: An AdaIN job's painting is kept in the job's folder as ``style_image.<suffix>``.
+STYLE_IMAGE_STEM = "style_image"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
