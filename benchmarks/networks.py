@@ -42,6 +42,7 @@ from classify import random_imagenet_vgg  # noqa: E402
 from common import environment, matmul_gflops, median, model_gflops, print_table, time_call, write_json  # noqa: E402
 
 from styleforge.adain.network import AdaINStylizer  # noqa: E402
+from styleforge.cuda_graphs import GraphedCalls  # noqa: E402
 from styleforge.devices import autocast, resolve_device, synchronize  # noqa: E402
 from styleforge.transform_net import InstanceNorm, TransformNet  # noqa: E402
 from tests.synthetic import random_adain_network  # noqa: E402
@@ -86,30 +87,15 @@ def runner(net: torch.nn.Module, x: torch.Tensor, path: str) -> Callable[[], tor
     module = copy.deepcopy(net).to(memory_format=layout) if layout == torch.channels_last else net
     xin = x.contiguous(memory_format=layout)
 
+    # -graph: the product's CUDA-graph replay, as ``transfer`` runs a repeated size on
+    # CUDA (captured on the first call, which the warm-up pays; copy in and out included).
+    forward = GraphedCalls(module, capture_after=0) if path.endswith("-graph") else module
+
     def call() -> torch.Tensor:
         with torch.inference_mode(), autocast(device, precision):
-            return module(xin)
+            return forward(xin)
 
-    return cuda_graph(call) if path.endswith("-graph") else call
-
-
-def cuda_graph(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """``fn()`` (fixed inputs) captured as a CUDA graph; the callable replays it."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):  # warm up cuDNN's algorithm choice and the allocator outside the capture
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        output = fn()
-
-    def replay() -> torch.Tensor:
-        graph.replay()
-        return output
-
-    return replay
+    return call
 
 
 def reference(net: torch.nn.Module, x: torch.Tensor) -> np.ndarray:

@@ -100,9 +100,17 @@ class StyleModel:
         return torch.contiguous_format
 
     def __post_init__(self) -> None:
-        # Whole images go through the compiled network when asked; tiles always use the
-        # eager one (their varying shapes would each trigger a recompilation).
-        self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.net) if self.options.compile else self.net  # type: ignore[assignment]
+        # Whole images go through the compiled network when asked, else on CUDA through
+        # CUDA graphs for repeated shapes (video frames, folders of one size); tiles always
+        # use the eager network (their varying shapes would each trigger a recompilation).
+        if self.options.compile:
+            self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.net)  # type: ignore[assignment]
+        elif self.options.cuda_graphs and self.device.type == "cuda" and isinstance(self.net, torch.nn.Module):
+            from styleforge.cuda_graphs import GraphedCalls
+
+            self.forward = GraphedCalls(self.net)
+        else:
+            self.forward = self.net  # type: ignore[assignment]
 
     def stylize(self, image: Image.Image, size: int | None = None, tile: int | None = None,
                 resize: bool = True) -> Image.Image:

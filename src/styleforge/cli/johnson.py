@@ -113,6 +113,8 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("--precision", default=d.precision, choices=("auto", *PRECISION_CHOICES),
                    help="auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the network: ~25 s once per image size, then several times faster")
+    p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                   help="CUDA: run every image eagerly instead of replaying repeated sizes as CUDA graphs")
     p.add_argument("--strength", type=float, default=d.strength,
                    help="0..1: how much style (1 = full style); see --strength-mode")
     p.add_argument("--strength-mode", default=d.strength_mode, choices=STRENGTH_MODES,
@@ -171,7 +173,7 @@ def run_transfer(args: argparse.Namespace) -> int:
                               device=args.device, precision=args.precision, compile=args.compile, runtime=args.runtime,
                               power_difference=args.power_difference, strength=args.strength, strength_mode=args.strength_mode, style_weights=args.style_weights,
                               preserve_color=args.preserve_color, styles=tuple(args.styles or ()), alpha=args.alpha,
-                              style_size=args.style_size)
+                              style_size=args.style_size, cuda_graphs=args.cuda_graphs)
     inputs = input_paths(args, "IN", many=True)
     if any(is_video(path) for path in inputs):
         from styleforge.cli.video import run_video_transfer
