@@ -25,11 +25,18 @@ def check_plot_path(path: str | os.PathLike[str]) -> str:
 
 def load_plotting() -> None:
     """Import matplotlib (Agg backend) now: a long run calls this before it starts, so a
-    Ctrl-C never lands in the middle of this slow first import at its first checkpoint."""
-    import matplotlib
+    Ctrl-C never lands in the middle of this slow first import at its first checkpoint.
 
-    matplotlib.use("Agg")  # no display needed; must precede pyplot's import
-    import matplotlib.pyplot  # noqa: F401
+    The import holds Ctrl-C and SIGTERM until it is done: a KeyboardInterrupt raised
+    inside it can be swallowed by NumPy's C code building matplotlib's colormaps, which
+    then fails later with an unrelated error instead of stopping."""
+    from styleforge.interrupts import deferred_interrupt
+
+    with deferred_interrupt():
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed; must precede pyplot's import
+        import matplotlib.pyplot  # noqa: F401
 
 
 @dataclass

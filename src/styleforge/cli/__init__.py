@@ -33,7 +33,7 @@ from styleforge.cli import weights as weights_cmd
 from styleforge.cli.common import ArgumentParser
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import os_reason
-from styleforge.interrupts import Terminated, raise_on_sigterm
+from styleforge.interrupts import Terminated, deferred_interrupt, raise_on_sigterm
 
 COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd, adain_cmd, deploy_cmd, graph_cmd, service_cmd, models_cmd)
 
@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_on_sigterm()
     try:
         args = build_parser().parse_args(argv)
+        with deferred_interrupt():  # a Ctrl-C inside NumPy's import leaves it half-initialised
+            import numpy  # noqa: F401
         status = int(args.handler(args) or 0)
     except StyleforgeError as exc:
         return _fail(str(exc), exc.exit_status)
