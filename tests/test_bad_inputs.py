@@ -93,6 +93,8 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "stylize-seed-negative": lambda a: Case(_stylize(a, "--init", "noise", "--seed", "-1"), "--seed: -1 must be >= 0"),
     "stylize-save-every-negative": lambda a: Case(_stylize(a, "--save-every", "-1"), "--save-every: -1 must be >= 0"),
     "stylize-iterations-zero": lambda a: Case(_stylize(a, "--iterations", "0"), "--iterations: 0 must be >= 1"),
+    "stylize-fp16-on-cpu": lambda a: Case(_stylize(a, "--precision", "fp16", "--device", "cpu"), "fp16 needs CUDA"),
+    "stylize-numpy-bf16": lambda a: Case(_stylize(a, "--engine", "numpy", "--precision", "bf16"), "is for the torch engine"),
     "stylize-bad-style-layer": lambda a: Case(_stylize(a, "--style-layers", "conv9_1"), "bad layer name 'conv9_1'"),
     "stylize-classifier-content-layer": lambda a: Case(_stylize(a, "--content-layers", "fc7"), "bad layer name 'fc7'"),
     "stylize-scales-too-small": lambda a: Case(_stylize(a, "--scales", "8,16"), "sizes must be >= 16"),

@@ -229,3 +229,48 @@ def test_cuda_run_matches_cpu_first_losses(weight_files: dict[str, Path]) -> Non
                       vgg=sf.load_vgg19(str(weight_files["pth"]), device="cuda"))
     assert gpu.device.startswith("cuda")
     np.testing.assert_allclose(gpu.history.column("total"), cpu.history.column("total"), rtol=1e-2)
+
+
+def test_bf16_runs_vgg_in_bf16_but_keeps_features_losses_and_the_image_fp32(weight_files: dict[str, Path]) -> None:
+    vgg = sf.load_vgg19(str(weight_files["pth"]))  # the engine sets channels_last on the network it is given
+    engine = TorchEngine(vgg, _opts(precision="bf16"), torch.device("cpu"))
+    assert engine.precision == "bf16" and engine.memory_format == torch.channels_last
+    image = torch.from_numpy(image_to_array(CONTENT)).requires_grad_(True)
+    seen: list[torch.dtype] = []
+    hook = vgg.conv1_1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    feats = engine.features(image, ["relu1_1", "relu3_1"])
+    hook.remove()
+    assert seen == [torch.bfloat16]  # the convolutions ran in bf16 ...
+    assert all(f.dtype == torch.float32 for f in feats.values())  # ... and came back fp32
+    problem = ScaleProblem(content=image_to_array(CONTENT), styles=[image_to_array(STYLE_A.resize(CONTENT.size))],
+                           init=image_to_array(CONTENT))
+    content_targets, style_targets = engine.targets(problem)
+    assert all(t.dtype == torch.float32 for t in (*content_targets.values(), *style_targets.values()))
+    total = engine.losses(image, content_targets, style_targets)["total"]
+    total.backward()
+    assert total.dtype == torch.float32 and image.grad is not None and image.grad.dtype == torch.float32
+
+
+def test_bf16_lbfgs_follows_the_fp32_run(weight_files: dict[str, Path]) -> None:
+    # 30 steps on the tiny network take the loss down ~800x and it is still falling fast,
+    # so a small lag shows as ~15 %; the 1 % criterion is for 100 steps at 512 px with the
+    # real VGG19 (benchmarks/gatys.py).
+    def final_loss(precision: str) -> float:
+        vgg = sf.load_vgg19(str(weight_files["pth"]))
+        result = run_stylize(CONTENT, STYLE_A, _opts(precision=precision, iterations=30, init="noise"), vgg=vgg, progress=False)
+        totals = result.history.column("total")
+        assert totals[-1] < 0.01 * totals[0]
+        return min(totals)
+
+    fp32, bf16 = final_loss("fp32"), final_loss("bf16")
+    assert abs(bf16 - fp32) < 0.25 * fp32
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"precision": "fp64"}, "unknown precision 'fp64'"),
+    ({"precision": "fp16"}, "fp16 needs CUDA"),
+    ({"precision": "bf16", "engine": "numpy"}, "is for the torch engine"),
+])
+def test_bad_precisions_are_refused(vgg: sf.VGG19, changes: dict, message: str) -> None:
+    with pytest.raises(StyleforgeError, match=message):
+        run_stylize(CONTENT, STYLE_A, _opts(**changes), vgg=vgg, progress=False)

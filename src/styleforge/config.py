@@ -199,6 +199,12 @@ class GatysOptions:
             PowerDifference operator (``torch.ops.styleforge.power_difference``, z = 2)
             instead of ``(x - y)^2``: the course's section 4.4 switch; same results
             (docs/power-difference.md).
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (as for training: bf16 on
+            CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32).
+            Reduced precision runs VGG19 under autocast with channels_last; the image,
+            the Gram matrices, the losses and L-BFGS's history stay fp32. The default
+            stays fp32 until the loss after 100 steps is shown within 1 % of fp32 on
+            native-bf16 hardware (``benchmarks/gatys.py`` prints both).
     """
 
     size: int = 512
@@ -225,6 +231,7 @@ class GatysOptions:
     pooling: str = "max"
     engine: str = "torch"
     power_difference: bool = False
+    precision: str = "fp32"
     extend: str | None = None
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float]:

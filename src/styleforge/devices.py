@@ -94,5 +94,8 @@ def auto_precision(device: torch.device, training: bool = False) -> str:
 
 
 def resolve_precision(precision: str, device: torch.device, training: bool = False) -> str:
-    """Turn ``auto`` into a concrete precision for ``device``; others pass through."""
-    return auto_precision(device, training) if precision == "auto" else precision
+    """Turn ``auto`` into a concrete precision for ``device``; others pass through once
+    :func:`autocast` accepts them there (raises StyleforgeError otherwise)."""
+    concrete = auto_precision(device, training) if precision == "auto" else precision
+    autocast(device, concrete)
+    return concrete

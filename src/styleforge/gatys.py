@@ -35,6 +35,7 @@ from PIL import Image
 from styleforge.color import check_mode, luminance_image, match_color_histogram, restore_chroma
 from styleforge.config import (
     CONTENT_NORMALIZATIONS,
+    PRECISION_CHOICES,
     STYLE_NORMALIZATIONS,
     TV_KINDS,
     GatysOptions,
@@ -196,6 +197,9 @@ def validate_options(opts: GatysOptions) -> GatysOptions:
         (bool(opts.content_layers) and bool(opts.style_layers), "content and style layers must not be empty"),
         (not (opts.power_difference and opts.engine == "numpy"),
          "--power-difference is a PyTorch operator; the NumPy engine computes its own squares (drop one of the two)"),
+        (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}; use one of auto, {', '.join(PRECISION_CHOICES)}"),
+        (opts.engine != "numpy" or opts.precision in ("auto", "fp32"),
+         f"--precision {opts.precision} is for the torch engine; the NumPy engine computes in fp32"),
     ]
     for ok, message in checks:
         if not ok:

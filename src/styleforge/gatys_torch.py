@@ -35,22 +35,35 @@ class TorchEngine:
         return cls(vgg, opts, device)
 
     def __init__(self, vgg: torch.nn.Module, opts: GatysOptions, device: torch.device) -> None:
-        from styleforge.devices import describe_device
+        from styleforge.devices import describe_device, resolve_precision
 
-        # channels_last feeds tensor cores on CUDA; on the CPU it measured no faster here
-        # (benchmarks/gatys.py) and plain NCHW keeps results bit-identical to a naive loop.
-        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.precision = resolve_precision(opts.precision, device, training=True)
+        # channels_last feeds tensor cores on CUDA and oneDNN's bf16 kernels on the CPU; in
+        # fp32 on the CPU it measured no faster (benchmarks/gatys.py), and plain NCHW keeps
+        # results bit-identical to a naive loop.
+        reduced = self.precision != "fp32"
+        self.memory_format = torch.channels_last if device.type == "cuda" or reduced else torch.contiguous_format
         self.vgg = vgg.to(device, memory_format=self.memory_format)
         self.opts = opts
         self.device = device
-        self.device_description = describe_device(device)
+        self.device_description = describe_device(device) + (f", {self.precision}" if reduced else "")
         self.alpha, self.beta = opts.loss_weights(vgg.convention.name, vgg.convention.input_scale)
         self.layer_weights = normalized_layer_weights(opts.style_layers, opts.style_layer_weights)
         self.layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
 
     def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """VGG19 features of an image batch in [0, 1], in the weights' convention."""
-        return self.vgg.extract(self.vgg.normalize(image).contiguous(memory_format=self.memory_format), layers)
+        """VGG19 features (float32) of an image batch in [0, 1], in the weights' convention.
+
+        In reduced precision only VGG19 runs under autocast: its features come back as
+        float32, so the Gram matrices (sums of H*W products), the losses and the gradient
+        that reaches the fp32 image and L-BFGS's curvature pairs are all fp32; bf16 noise in
+        the features then only perturbs the objective slightly instead of the optimiser.
+        """
+        from styleforge.devices import autocast
+
+        with autocast(self.device, self.precision):
+            feats = self.vgg.extract(self.vgg.normalize(image).contiguous(memory_format=self.memory_format), layers)
+        return {name: f.float() for name, f in feats.items()}
 
     @torch.no_grad()
     def targets(self, problem: ScaleProblem) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -10,12 +10,13 @@ from typing import Any
 from styleforge.cli.common import (
     add_command,
     add_device_option,
+    add_precision_option,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
 )
-from styleforge.config import PRECISION_CHOICES, AdaINTrainOptions
+from styleforge.config import AdaINTrainOptions
 
 DESCRIPTION = """\
 Train an arbitrary-style network (Huang & Belongie 2017): VGG19 up to relu4_1 as a frozen
@@ -54,8 +55,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=non_negative_int, default=d.workers, help="background data-loading processes")
     p.add_argument("--seed", type=non_negative_int, default=d.seed, help="seeds initialisation, data order and every RNG")
     p.add_argument("--weights", default=d.weights, help="VGG19 weights for the encoder: cache name or file")
-    p.add_argument("--precision", default=d.precision, choices=("auto", *PRECISION_CHOICES),
-                   help="auto = bf16 on CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32")
+    add_precision_option(p, d.precision, "optimisation")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
     p.set_defaults(handler=run_train_adain)

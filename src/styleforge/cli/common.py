@@ -69,6 +69,22 @@ def add_power_difference_option(parser: argparse.ArgumentParser, where: str) -> 
                              "same results; the course's section 4.4)")
 
 
+#: What ``--precision auto`` means, for commands that only run networks and for those
+#: that optimise through them (training, Gatys: fp16's range is too narrow for gradients
+#: where bf16 is available).
+PRECISION_HELP = {
+    "inference": "auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32",
+    "optimisation": "auto = bf16 on CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32",
+}
+
+
+def add_precision_option(parser: argparse.ArgumentParser, default: str, kind: str) -> None:
+    """Add ``--precision auto|fp32|bf16|fp16``; ``kind`` (a :data:`PRECISION_HELP` key) says what auto picks."""
+    from styleforge.config import PRECISION_CHOICES
+
+    parser.add_argument("--precision", default=default, choices=("auto", *PRECISION_CHOICES), help=PRECISION_HELP[kind])
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--json`` (machine-readable output on stdout)."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")

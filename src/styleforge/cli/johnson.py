@@ -13,6 +13,7 @@ from styleforge.cli.common import (
     add_input_paths,
     add_json_option,
     add_power_difference_option,
+    add_precision_option,
     add_runtime_option,
     input_paths,
     non_negative_float,
@@ -22,7 +23,7 @@ from styleforge.cli.common import (
     positive_int,
     print_json,
 )
-from styleforge.config import PRECISION_CHOICES, STRENGTH_MODES, TrainOptions, TransferOptions, VideoOptions
+from styleforge.config import STRENGTH_MODES, TrainOptions, TransferOptions, VideoOptions
 from styleforge.errors import StyleforgeError
 
 TRAIN_DESCRIPTION = """\
@@ -91,8 +92,7 @@ def _register_train(subparsers: Any) -> None:
     p.add_argument("--norm", default=d.norm, choices=("instance", "batch"), help="normalisation layers of the network")
     p.add_argument("--upsample", default=d.upsample, choices=("resize", "deconv"),
                    help="resize = nearest x2 + conv (no checkerboard); deconv = the course's transposed convolution")
-    p.add_argument("--precision", default=d.precision, choices=("auto", *PRECISION_CHOICES),
-                   help="auto = bf16 on CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32")
+    add_precision_option(p, d.precision, "optimisation")
     add_power_difference_option(p, "instance norm's variance and the content, style and TV losses")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
@@ -110,8 +110,7 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("--tile", type=positive_int, default=d.tile, help="tile side for large images (default: automatic)")
     p.add_argument("--tile-overlap", type=non_negative_int, default=d.tile_overlap, help="pixels shared by neighbouring tiles, blended")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="same-size images per pass")
-    p.add_argument("--precision", default=d.precision, choices=("auto", *PRECISION_CHOICES),
-                   help="auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
+    add_precision_option(p, d.precision, "inference")
     p.add_argument("--compile", action="store_true", help="torch.compile the network: ~25 s once per image size, then several times faster")
     p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="CUDA: run every image eagerly instead of replaying repeated sizes as CUDA graphs")

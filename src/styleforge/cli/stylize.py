@@ -12,6 +12,7 @@ from styleforge.cli.common import (
     add_input_paths,
     add_json_option,
     add_power_difference_option,
+    add_precision_option,
     check_output_suffix,
     input_paths,
     non_negative_float,
@@ -64,6 +65,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=non_negative_int, default=d.seed, help="seed of the noise initialisation")
     p.add_argument("--weights", default=d.weights, help="VGG19 weights: cache name or file")
     p.add_argument("--engine", default=d.engine, choices=("torch", "numpy"), help="torch, or the from-scratch NumPy engine")
+    add_precision_option(p, d.precision, "optimisation")
     add_power_difference_option(p, "the content, style and TV losses")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
@@ -97,6 +99,7 @@ def options_from_args(args: argparse.Namespace) -> GatysOptions:
         pooling=args.pooling,
         engine=args.engine,
         power_difference=args.power_difference,
+        precision=args.precision,
     )
 
 
