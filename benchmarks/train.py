@@ -1,37 +1,63 @@
-"""Johnson training throughput: steps per second at batch 4, 256 px, styleforge vs a plain loop.
+"""Johnson training steps per second at batch 4, 256 px: fair baselines beside the floor.
 
-Both optimise the same transform network with the same losses and weights on the same
-batches, with full-size VGG19 (random weights; the arithmetic is what is timed).
+One run, one machine, full-size VGG19 (random weights; the arithmetic is what is timed),
+the same batches:
 
-* ``baseline``: a plain loop as tutorials write it: fp32 eager, contiguous tensors, the
-  full VGG19 (through fc8) run on the output and on the input every step, and the style
-  image's Gram targets recomputed every step.
-* ``styleforge``: ``styleforge.training.Trainer.step``: style targets once, VGG19 stops
-  at relu5_1, the weights' precision ``auto`` (bf16 autocast on CPUs with native bf16 and
-  on CUDA), losses reduced in fp32.
+* ``examples-fp32``: pytorch/examples' training step written plainly here, which is what
+  a careful user runs: their TransformerNet layout (the transfer benchmark's
+  ``PlainTransformNet``), their loss layout on our VGG19 (content at relu2_2, style Grams
+  ``F F^T / (C H W)`` at relu1_2, relu2_2, relu3_3 and relu4_3, the network cut after
+  relu4_3, style Grams computed once, MSE losses, weights 1e5 and 1e10), Adam, fp32.
+* ``examples-bf16``: the same under bf16 autocast (fp16 on GPUs without bf16), the
+  simple setting a user would try.
+* ``naive``: the full VGG19 on output and input every step and the style targets
+  recomputed every step (the plain loop the first version of this benchmark used).
+* ``styleforge-<precision>``: ``styleforge.training.Trainer.step``, fp32 and the native
+  reduced precision (bf16 on CPUs with AVX512-BF16/AMX and on bf16-capable GPUs), with
+  pytorch/examples' layers (the like-for-like rows) and with styleforge's default
+  layers (content relu4_2, style relu1_1..relu5_1: deeper, so more work per step).
+  ``loss vs fp32`` compares the first step's loss with the fp32 trainer's of the same
+  layers on the same batch from the same initial weights.
 
-    python benchmarks/train.py --device cpu --steps 6 --json bench-results/train-cpu.json
+Floor: the FLOPs of one styleforge step with the row's layers (forward and backward,
+counted with ``FlopCounterMode``; pytorch/examples' layers for its rows, the default
+ones for the naive loop) over the measured matrix-multiply throughput in that precision.
+
+    python benchmarks/train.py --device cpu --steps 6 --json docs/benchmarks/train-fair-cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, print_table, write_json  # noqa: E402
+from common import environment, matmul_gflops, model_gflops, print_table, write_json  # noqa: E402
+from transfer import PlainTransformNet  # noqa: E402
 
 from styleforge.config import TrainOptions  # noqa: E402
-from styleforge.devices import resolve_device, synchronize  # noqa: E402
+from styleforge.devices import autocast, cpu_has_bf16, resolve_device, synchronize  # noqa: E402
 from styleforge.losses import content_loss, style_loss, style_target, total_variation  # noqa: E402
 from styleforge.training import Trainer  # noqa: E402
 from styleforge.transform_net import TransformNet  # noqa: E402
+from styleforge.vgg import VGG19  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: pytorch/examples' loss layout (their VGG16 slices end at these layers).
+EXAMPLES_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+EXAMPLES_CONTENT_LAYER = "relu2_2"
+EXAMPLES_WEIGHTS = (1e5, 1e10)
+#: The layers of styleforge's rows: pytorch/examples' (like for like) and its own defaults.
+LAYOUTS = {"examples": {"content_layer": EXAMPLES_CONTENT_LAYER, "style_layers": EXAMPLES_STYLE_LAYERS}, "default": {}}
 
 
 def make_folder(root: Path, count: int, size: int) -> Path:
@@ -46,8 +72,9 @@ def make_folder(root: Path, count: int, size: int) -> Path:
     return root
 
 
-def baseline_steps(trainer: Trainer, batches: list[torch.Tensor], style: torch.Tensor) -> tuple[float, list[float]]:
-    """The plain loop on a fresh network with the trainer's initial weights and loss weights."""
+def naive_steps(trainer: Trainer, batches: list[torch.Tensor], style: torch.Tensor) -> tuple[float, list[float]]:
+    """The naive loop on a fresh network with the trainer's initial weights and loss weights;
+    returns (seconds, losses)."""
     torch.manual_seed(trainer.opts.seed)
     net = TransformNet(trainer.opts.norm, trainer.opts.upsample).to(trainer.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=trainer.opts.lr)
@@ -74,68 +101,147 @@ def baseline_steps(trainer: Trainer, batches: list[torch.Tensor], style: torch.T
     return time.perf_counter() - start, losses
 
 
+def examples_gram(features: torch.Tensor) -> torch.Tensor:
+    """pytorch/examples' Gram matrix: ``F F^T / (C H W)`` per image, (N, C, C)."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return flat.bmm(flat.transpose(1, 2)) / (c * h * w)
+
+
+def examples_steps(vgg: VGG19, batches: list[torch.Tensor], style: torch.Tensor, precision: str,
+                   device: torch.device, seed: int) -> tuple[float, list[float]]:
+    """pytorch/examples' training loop in ``precision`` (autocast around everything, as a
+    user adds it); returns (seconds, losses)."""
+    torch.manual_seed(seed)
+    net = PlainTransformNet().to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    layers = [*EXAMPLES_STYLE_LAYERS]
+    content_weight, style_weight = EXAMPLES_WEIGHTS
+    vgg = vgg.to(memory_format=torch.contiguous_format)
+    with torch.no_grad(), autocast(device, precision):
+        gram_style = {l: examples_gram(f) for l, f in vgg.extract(vgg.normalize(style), layers).items()}
+    losses = []
+    synchronize(device)
+    start = time.perf_counter()
+    for photos in batches:
+        x = photos.to(device).float()
+        optimizer.zero_grad()
+        with autocast(device, precision):
+            y = net(x)
+            features_y = vgg.extract(vgg.normalize(y / 255), layers)
+            features_x = vgg.extract(vgg.normalize(x / 255), [EXAMPLES_CONTENT_LAYER])
+            content = content_weight * F.mse_loss(features_y[EXAMPLES_CONTENT_LAYER], features_x[EXAMPLES_CONTENT_LAYER])
+            style_total = sum(F.mse_loss(examples_gram(features_y[l]), gram_style[l].expand(len(x), -1, -1)) for l in layers)
+            total = content + style_weight * style_total
+        total.backward()
+        optimizer.step()
+        losses.append(float(total.detach()))
+    synchronize(device)
+    return time.perf_counter() - start, losses
+
+
+def styleforge_steps(trainer: Trainer, batches: list[torch.Tensor], next_style: bool = False) -> tuple[float, list[float]]:
+    """``Trainer.step`` on each batch (``next_style``: advancing the step counter, which
+    turns a multi-style trainer's styles round-robin as the training loop does); returns
+    (seconds, losses)."""
+    synchronize(trainer.device)
+    start = time.perf_counter()
+    losses = []
+    for batch in batches:
+        losses.append(trainer.step(batch)["total"])
+        if next_style:
+            trainer.state.step += 1
+    synchronize(trainer.device)
+    return time.perf_counter() - start, losses
+
+
+def step_gflops(trainer: Trainer, batch: torch.Tensor) -> float:
+    """FLOPs of one styleforge training step's forward and backward, GFLOP."""
+    return model_gflops(lambda: trainer.losses(batch)["total"].backward())
+
+
+
+def reduced_precision(device: torch.device) -> str | None:
+    """The native reduced precision of ``device``, or None."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=6, help="timed steps (after 1 warm-up step each)")
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precisions", default=None, help="e.g. fp32,bf16 (default: fp32 + the native reduced one)")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive row")
     parser.add_argument("--styles", type=int, default=1, help="also time a conditional-instance-norm network of this many styles")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    import tempfile
-
+    reduced = reduced_precision(device)
+    precisions = args.precisions.split(",") if args.precisions else ["fp32", *([reduced] if reduced else [])]
+    throughput = {p: matmul_gflops(DTYPES[p], device=device) for p in precisions}
+    print("matmul GFLOP/s: " + ", ".join(f"{p} {v:.0f}" for p, v in throughput.items()), file=sys.stderr)
+    vgg = random_imagenet_vgg().to(device)
+    timed: list[tuple[str, str, float, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "photos", args.batch_size * (args.steps + 1), args.image_size)
-        style_img = __import__("PIL.Image", fromlist=["Image"]).open(folder / "000.png").convert("RGB")
-        opts = TrainOptions(batch_size=args.batch_size, image_size=args.image_size, device=str(device), workers=0,
-                            precision=args.precision)
-        trainer = Trainer(style_img, "style.png", folder, Path(tmp) / "out", opts, vgg=random_imagenet_vgg().to(device), progress=False)
-        batches = [torch.stack([trainer.dataset[i] for i in range(b * args.batch_size, (b + 1) * args.batch_size)])
-                   for b in range(args.steps + 1)]
+        style_img = Image.open(folder / "000.png").convert("RGB")
         style = torch.from_numpy(np.asarray(style_img, dtype=np.float32) / 255).permute(2, 0, 1)[None].to(device)
-        baseline_steps(trainer, batches[:1], style)  # warm-up
-        base_seconds, base_losses = baseline_steps(trainer, batches[1:], style)
-        print(f"  baseline: {args.steps / base_seconds:.3f} steps/s", file=sys.stderr)
-        trainer.step(batches[0])  # warm-up
-        synchronize(device)
-        start = time.perf_counter()
-        ours_losses = [trainer.step(b)["total"] for b in batches[1:]]
-        synchronize(device)
-        ours_seconds = time.perf_counter() - start
-        print(f"  styleforge: {args.steps / ours_seconds:.3f} steps/s ({trainer.precision})", file=sys.stderr)
-        multi_seconds = None
+
+        def trainer_for(precision: str, layers: str = "default", name: str = "out", images: object = style_img,
+                        names: object = "style.png") -> Trainer:
+            opts = TrainOptions(batch_size=args.batch_size, image_size=args.image_size, device=str(device), workers=0,
+                                precision=precision, **LAYOUTS[layers])
+            return Trainer(images, names, folder, Path(tmp) / f"{name}-{layers}-{precision}", opts, vgg=vgg, progress=False)
+
+        first = trainer_for("fp32")
+        batches = [torch.stack([first.dataset[i] for i in range(b * args.batch_size, (b + 1) * args.batch_size)])
+                   for b in range(args.steps + 1)]
+        gflops = {layers: step_gflops(trainer_for("fp32", layers), batches[0]) for layers in LAYOUTS}
+        for precision in precisions:
+            examples_steps(vgg, batches[:1], style, precision, device, 0)  # warm-up
+            seconds, losses = examples_steps(vgg, batches[1:], style, precision, device, 0)
+            timed.append((f"examples-{precision}", precision, seconds, losses))
+        if not args.no_naive:
+            naive_steps(first, batches[:1], style)  # warm-up
+            seconds, losses = naive_steps(first, batches[1:], style)
+            timed.append(("naive", "fp32", seconds, losses))
+        first_losses = {}
+        for layers in LAYOUTS:
+            for precision in precisions:
+                trainer = trainer_for(precision, layers)
+                first_losses[(layers, precision)] = float(trainer.losses(batches[0])["total"].detach())
+                trainer.step(batches[0])  # warm-up
+                seconds, losses = styleforge_steps(trainer, batches[1:])
+                timed.append((f"styleforge-{precision}, {layers} layers", precision, seconds, losses))
         if args.styles > 1:
-            images = [__import__("PIL.Image", fromlist=["Image"]).open(folder / f"{i:03d}.png").convert("RGB") for i in range(args.styles)]
-            multi = Trainer(images, [f"s{i}.png" for i in range(args.styles)], folder, Path(tmp) / "multi", opts,
-                            vgg=trainer.vgg, progress=False)
+            images = [Image.open(folder / f"{i:03d}.png").convert("RGB") for i in range(args.styles)]
+            multi = trainer_for(precisions[-1], "default", "multi", images, [f"s{i}.png" for i in range(args.styles)])
             multi.step(batches[0])  # warm-up
-            synchronize(device)
-            start = time.perf_counter()
-            for b in batches[1:]:
-                multi.step(b)
-                multi.state.step += 1  # the next style in turn, as the training loop does
-            synchronize(device)
-            multi_seconds = time.perf_counter() - start
-            print(f"  styleforge, {args.styles} styles: {args.steps / multi_seconds:.3f} steps/s", file=sys.stderr)
-    rows = [
-        {"device": device.type, "impl": "baseline", "precision": "fp32", "steps_per_s": args.steps / base_seconds,
-         "s_per_step": base_seconds / args.steps, "speedup": 1.0},
-        {"device": device.type, "impl": "styleforge", "precision": trainer.precision, "steps_per_s": args.steps / ours_seconds,
-         "s_per_step": ours_seconds / args.steps, "speedup": base_seconds / ours_seconds},
-    ]
-    if multi_seconds is not None:
-        rows.append({"device": device.type, "impl": f"styleforge, {args.styles} styles", "precision": trainer.precision,
-                     "steps_per_s": args.steps / multi_seconds, "s_per_step": multi_seconds / args.steps,
-                     "speedup": base_seconds / multi_seconds})
+            seconds, losses = styleforge_steps(multi, batches[1:], next_style=True)
+            timed.append((f"styleforge-{precisions[-1]}, default layers, {args.styles} styles", precisions[-1], seconds, losses))
+    reference = timed[0][2]
+    rows = []
+    for name, precision, seconds, _ in timed:
+        gflop = gflops["default" if "default" in name or name == "naive" else "examples"]
+        floor = gflop / throughput[precision]
+        layers = next((k for k in LAYOUTS if name == f"styleforge-{precision}, {k} layers"), None)
+        own = first_losses[(layers, precision)] if layers else None
+        rows.append({"device": device.type, "impl": name, "precision": precision, "steps_per_s": args.steps / seconds,
+                     "s_per_step": seconds / args.steps, "speedup": reference / seconds, "gflop": gflop,
+                     "floor_s": floor, "x_floor": seconds / args.steps / floor,
+                     "loss_vs_fp32_pct": None if own is None else 100 * (own / first_losses[(layers, "fp32")] - 1)})
+        print(f"  {name}: {args.steps / seconds:.3f} steps/s", file=sys.stderr)
     print(f"Johnson training, batch {args.batch_size}, {args.image_size} px, {args.steps} timed steps after 1 warm-up; "
           "full-size VGG19 with random weights")
-    print_table(rows, [("device", "device", "s"), ("impl", "implementation", "s"), ("precision", "precision", "s"),
-                       ("steps_per_s", "steps/s", ".3f"), ("s_per_step", "s/step", ".3f"), ("speedup", "x baseline", ".2f")])
-    write_json(args.json, {"benchmark": "train", "environment": environment(device), "args": vars(args), "results": rows,
-                           "baseline_losses": base_losses, "styleforge_losses": ours_losses})
+    print_table(rows, [("device", "device", "s"), ("impl", "implementation", "s"), ("steps_per_s", "steps/s", ".3f"),
+                       ("s_per_step", "s/step", ".3f"), ("speedup", "x examples fp32", ".2f"), ("floor_s", "floor s", ".3f"),
+                       ("x_floor", "x floor", ".1f"), ("loss_vs_fp32_pct", "loss vs fp32 %", "+.2f")])
+    write_json(args.json, {"benchmark": "train", "environment": environment(device), "matmul_gflops": throughput,
+                           "args": vars(args), "results": rows})
 
 
 if __name__ == "__main__":
