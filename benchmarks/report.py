@@ -1,0 +1,163 @@
+"""Regenerate the benchmark tables in the README and docs from the JSON the benchmarks wrote.
+
+A table lives between two markers naming its JSON file (under ``docs/benchmarks/``)::
+
+    <!-- table: gatys-fair-cpu-zen3 -->
+    ...generated...
+    <!-- /table -->
+
+``python benchmarks/report.py`` rewrites every such block in ``README.md`` and
+``docs/*.md``; ``--check`` only reports stale blocks and exits 1 if any (the test suite
+runs it, so a table can never drift from its JSON). How a file is rendered follows its
+``benchmark`` field: ``gatys``, ``train``, ``transfer`` (the fair-baseline rows) and
+``networks`` (inference pivoted by path, then training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+JSON_DIR = ROOT / "docs" / "benchmarks"
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+#: Labels of the transfer benchmark's paths.
+TRANSFER_PATHS = {
+    "baseline-fp32": "pytorch/examples layout, fp32 eager",
+    "baseline-bf16-cl": "pytorch/examples layout, bf16 + channels_last",
+    "baseline-fp16-cl": "pytorch/examples layout, fp16 + channels_last",
+    "cl-fp32": "styleforge, fp32 channels_last",
+    "cl-bf16": "styleforge default (bf16 + channels_last)",
+    "fp16": "styleforge default (fp16)",
+}
+
+
+def markdown(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
+    """A Markdown table; columns from ``numeric_from`` on are right-aligned."""
+    align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(cells) + " |" for cells in (header, align, *rows)]
+    return "\n".join(lines) + "\n"
+
+
+def number(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``-`` when missing or not finite."""
+    if value is None or (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
+        return "-"
+    return format(value, spec)
+
+
+def machine(data: dict[str, Any]) -> str:
+    """One line naming where the figures come from."""
+    env = data["environment"]
+    where = env.get("gpu") or f"CPU, {env['threads']} threads, {env['cpu_capability']}"
+    rates = ", ".join(f"{k} {v:,.0f}" for k, v in data.get("matmul_gflops", {}).items())
+    return f"*{where}; torch {env['torch']}" + (f"; matmul GFLOP/s: {rates}" if rates else "") + "*\n\n"
+
+
+def gatys_table(data: dict[str, Any]) -> str:
+    """Seconds per L-BFGS iteration per implementation (``benchmarks/gatys.py``)."""
+    rows = [[str(r["size"]), r["impl"], number(r["s_per_it"], ".3f"), number(r["speedup"], ".2f"),
+             number(r["floor_s"], ".3f"), number(r["x_floor"], ".1f"), number(r.get("loss_vs_fp32_pct"), "+.2f")]
+            for r in data["results"]]
+    return machine(data) + markdown(["size", "implementation", "s/iter", "x tutorial", "floor s", "x floor", "loss vs fp32 %"],
+                                    rows, numeric_from=2)
+
+
+def train_table(data: dict[str, Any]) -> str:
+    """Training steps per second per implementation (``benchmarks/train.py``)."""
+    rows = [[r["impl"], number(r["steps_per_s"], ".3f"), number(r["s_per_step"], ".3f"), number(r["speedup"], ".2f"),
+             number(r.get("floor_s"), ".3f"), number(r.get("x_floor"), ".1f"), number(r.get("loss_vs_fp32_pct"), "+.2f")]
+            for r in data["results"]]
+    return machine(data) + markdown(["implementation", "steps/s", "s/step", "x examples fp32", "floor s", "x floor",
+                                     "loss vs fp32 %"], rows)
+
+
+def transfer_table(data: dict[str, Any]) -> str:
+    """Feed-forward latency against pytorch/examples' layout (``benchmarks/transfer.py``)."""
+    results = data["results"]
+    peers = {r["path"]: r["ms"] for r in results if r["path"].startswith("baseline-")}
+    fp32_peer = peers.get("baseline-fp32")
+    reduced_peer = next((ms for path, ms in peers.items() if path != "baseline-fp32"), None)
+    rows = [[str(r["size"]), TRANSFER_PATHS.get(r["path"], r["path"]), number(r["ms"], ".1f"),
+             number(fp32_peer / r["ms"] if fp32_peer else None, ".2f"),
+             number(reduced_peer / r["ms"] if reduced_peer else None, ".2f"),
+             number(r.get("floor_ms"), ".1f"), number(r.get("x_floor"), ".1f"), number(r.get("psnr_db"), ".1f")]
+            for r in results]
+    return machine(data) + markdown(["size", "path", "ms", "x fp32 peer", "x reduced-precision peer", "floor ms", "x floor",
+                                     "PSNR dB"], rows, numeric_from=2)
+
+
+def networks_table(data: dict[str, Any]) -> str:
+    """Inference ms per network, size and batch with one column per path, the fp32
+    floor, then training seconds per step (``benchmarks/networks.py``)."""
+    paths = list(dict.fromkeys(r["path"] for r in data["inference"]))
+    cases: dict[tuple, dict[str, Any]] = {}
+    for r in data["inference"]:
+        cases.setdefault((r["network"], r["size"], r["batch"]), {})[r["path"]] = r
+    rows = []
+    for (network, size, batch), by_path in cases.items():
+        fp32 = by_path.get("fp32")
+        rows.append([network, size, str(batch), *(number(by_path[p]["ms"] if p in by_path else None, ".2f") for p in paths),
+                     number(fp32["floor_ms"] if fp32 else None, ".2f")])
+    inference = markdown(["network", "size", "batch", *(f"{p} ms" for p in paths), "fp32 floor ms"], rows, numeric_from=2)
+    training = markdown(["trainer", "batch", "precision", "ms/step", "steps/s"],
+                        [[r["trainer"], str(r["batch"]), r["precision"], number(1000 * r["s_per_step"], ".1f"),
+                          number(r["steps_per_s"], ".2f")] for r in data.get("training", [])], numeric_from=3)
+    return machine(data) + inference + "\n" + training
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "gatys": gatys_table, "train": train_table, "transfer": transfer_table, "networks": networks_table,
+}
+
+
+def render(name: str) -> str:
+    """The table block of ``docs/benchmarks/<name>.json``."""
+    path = JSON_DIR / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"report: no {path} for the table marker '{name}'")
+    data = json.loads(path.read_text())
+    kind = data.get("benchmark")
+    if kind not in RENDERERS:
+        raise SystemExit(f"report: {path.name} is a '{kind}' benchmark; tables exist for {', '.join(RENDERERS)}")
+    return RENDERERS[kind](data)
+
+
+def refresh(text: str) -> str:
+    """``text`` with every table block regenerated."""
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group("name")) + m.group(4), text)
+
+
+def documents() -> list[Path]:
+    """The files that may hold table blocks."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="report stale tables and exit 1 instead of rewriting")
+    args = parser.parse_args(argv)
+    stale = []
+    for doc in documents():
+        text = doc.read_text()
+        fresh = refresh(text)
+        if fresh != text:
+            stale.append(doc.relative_to(ROOT))
+            if not args.check:
+                doc.write_text(fresh)
+    verb = "stale" if args.check else "rewrote"
+    for doc in stale:
+        print(f"{verb}: {doc}")
+    if not stale:
+        print("every benchmark table matches its JSON")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
