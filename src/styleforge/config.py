@@ -388,7 +388,9 @@ class TransferOptions:
             ``fp32``, ``bf16`` or ``fp16`` (autocast).
         compile: run the network through ``torch.compile`` (fuses the normalisation and
             padding passes: ~6x the plain eager speed at 512 px on a 2-core AMX CPU, after a
-            one-off ~25 s compilation per image size; worth it for many same-size images).
+            ~25 s compilation per image size the first time on a machine and ~5 s in later
+            runs, whose compiled kernels are cached in the styleforge cache folder
+            (:mod:`styleforge.compiling`); worth it for many same-size images).
         runtime: for ``.onnx`` models, one of :data:`RUNTIME_CHOICES`.
         power_difference: compute every squared difference of instance norm's variance with the
             PowerDifference operator (``torch.ops.styleforge.power_difference``, z = 2)

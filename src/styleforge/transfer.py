@@ -104,7 +104,9 @@ class StyleModel:
         # CUDA graphs for repeated shapes (video frames, folders of one size); tiles always
         # use the eager network (their varying shapes would each trigger a recompilation).
         if self.options.compile:
-            self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.net)  # type: ignore[assignment]
+            from styleforge.compiling import compile_network
+
+            self.forward: Callable[[torch.Tensor], torch.Tensor] = compile_network(self.net)
         elif self.options.cuda_graphs and self.device.type == "cuda" and isinstance(self.net, torch.nn.Module):
             from styleforge.cuda_graphs import GraphedCalls
 

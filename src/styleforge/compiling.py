@@ -1,0 +1,35 @@
+"""``torch.compile`` with its compiled artefacts kept on disk per machine.
+
+TorchInductor caches the kernels and graphs it generates (its FX graph and AOTAutograd
+caches, on by default), but under ``/tmp/torchinductor_<user>``, which a reboot or a
+container restart clears. :func:`compile_network` points that cache at the styleforge
+cache folder instead, so an image size compiled once on a machine is cheap in every
+later run: on a 2-core CPU, the first call of the feed-forward network at 256 px took
+27 s cold and 5.5 s with the cache warm (the rest is Dynamo tracing, which is redone per
+process). A ``TORCHINDUCTOR_CACHE_DIR`` set by the user wins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+#: Inductor reads its cache folder from this variable each time it needs it.
+CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def compile_cache_dir() -> Path:
+    """The folder holding compiled artefacts: ``<styleforge cache>/compile``."""
+    from styleforge.weights.registry import styleforge_home
+
+    return styleforge_home() / "compile"
+
+
+def compile_network(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile(net)``, with Inductor's cache under :func:`compile_cache_dir`
+    unless ``TORCHINDUCTOR_CACHE_DIR`` is already set; returns the compiled callable."""
+    os.environ.setdefault(CACHE_VARIABLE, str(compile_cache_dir()))
+    return torch.compile(net)  # type: ignore[return-value]
