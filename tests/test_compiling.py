@@ -57,4 +57,5 @@ def test_transfer_with_compile_matches_the_eager_network(tmp_path: Path) -> None
     compiled_model = load_style_model(path, options=TransferOptions(compile=True, **options))
     compiled = np.asarray(compiled_model.stylize(photo), np.int16)
     assert compiled.shape == eager.shape and np.abs(compiled - eager).max() <= 1
-    assert any(p.is_file() for p in compile_cache_dir().rglob("*"))
+    # Where the kernels go is checked in a fresh process above: in this one, Inductor may
+    # already hold them in memory from an earlier compilation.
