@@ -6,7 +6,9 @@ container restart clears. :func:`compile_network` points that cache at the style
 cache folder instead, so an image size compiled once on a machine is cheap in every
 later run: on a 2-core CPU, the first call of the feed-forward network at 256 px took
 27 s cold and 5.5 s with the cache warm (the rest is Dynamo tracing, which is redone per
-process). A ``TORCHINDUCTOR_CACHE_DIR`` set by the user wins.
+process). A ``TORCHINDUCTOR_CACHE_DIR`` already in the environment wins: one set by the
+user, or the one Inductor records there itself at its first compilation in a process
+(so in a Python session that compiled something before, the earlier folder stays).
 """
 
 from __future__ import annotations
