@@ -20,6 +20,7 @@ import os
 import random
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,7 +169,7 @@ def set_rng_state(state: dict) -> None:
 # ----------------------------------------------------------------------------- the loop
 
 
-class TrainingLoop:
+class TrainingLoop(ABC):
     """Epochs, logging, checkpoints and exact resuming around a subclass's :meth:`losses`.
 
     A subclass's ``__init__`` calls :meth:`_setup` first, then builds ``net`` (what is
@@ -236,21 +237,21 @@ class TrainingLoop:
 
     # -- what a subclass provides
 
+    @abstractmethod
     def losses(self, batch: Any) -> dict[str, torch.Tensor]:
         """The weighted loss terms (:attr:`loss_terms`) of a collated batch; ``total`` is their sum."""
-        raise NotImplementedError
 
+    @abstractmethod
     def save_model(self, path: Path | None = None) -> Path:
         """Write the trained model (default :meth:`final_model_path`); returns its path."""
-        raise NotImplementedError
 
     def checkpoint_extras(self) -> dict[str, Any]:
         """What a subclass adds to every checkpoint (names, conventions)."""
         return {}
 
+    @abstractmethod
     def preview(self, image: Image.Image) -> Image.Image:
         """``image`` through the current network (written at every checkpoint with a test image)."""
-        raise NotImplementedError
 
     def _describe(self) -> str:
         """What the first progress line says about the run after the device."""
