@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,32 @@ def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5, device: t
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     seconds = median(time_call(lambda: torch.matmul(a, b), device, warmup=1, repeats=repeats))
     return 2 * n**3 / seconds / 1e9
+
+
+#: Benchmark precision names and their tensor types.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precisions_to_time(device: torch.device, asked: str | None, reduced: int = 2) -> list[str]:
+    """``asked`` (comma-separated), else fp32 and up to ``reduced`` precisions the device
+    runs natively: bf16 then fp16 on CUDA (fp16 only without bf16), bf16 on CPUs with
+    AVX512-BF16/AMX (emulated bf16 elsewhere would only measure the emulation)."""
+    if asked:
+        return asked.split(",")
+    from styleforge.devices import cpu_has_bf16
+
+    if device.type == "cuda":
+        native = ["bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp16"]
+    else:
+        native = ["bf16"] if cpu_has_bf16() else []
+    return ["fp32", *native[:reduced]]
+
+
+def throughputs(device: torch.device, precisions: list[str]) -> dict[str, float]:
+    """Measured matmul GFLOP/s of ``device`` per precision (printed to stderr too)."""
+    rates = {p: matmul_gflops(DTYPES[p], device=device) for p in precisions}
+    print("matmul GFLOP/s: " + ", ".join(f"{p} {v:.0f}" for p, v in rates.items()), file=sys.stderr)
+    return rates
 
 
 def model_gflops(fn: Callable[[], Any]) -> float:

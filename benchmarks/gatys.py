@@ -42,11 +42,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, matmul_gflops, model_gflops, print_table, write_json  # noqa: E402
+from common import environment, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
 
 from styleforge.architecture import LAYER_NAMES  # noqa: E402
 from styleforge.config import GatysOptions  # noqa: E402
-from styleforge.devices import cpu_has_bf16, resolve_device  # noqa: E402
+from styleforge.devices import resolve_device  # noqa: E402
 from styleforge.gatys import run_stylize  # noqa: E402
 from styleforge.gatys_engine import ScaleProblem  # noqa: E402
 from styleforge.gatys_torch import TorchEngine  # noqa: E402
@@ -55,7 +55,6 @@ from styleforge.losses import content_loss, style_loss, style_target  # noqa: E4
 from styleforge.vgg import VGG19, load_vgg19  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 # ------------------------------------------------------------------- the tutorial's method
@@ -183,15 +182,6 @@ def iteration_gflops(vgg: VGG19, content: torch.Tensor, style: torch.Tensor, opt
     return model_gflops(lambda: engine.losses(image, content_targets, style_targets)["total"].backward())
 
 
-def precisions(device: torch.device, asked: str | None) -> list[str]:
-    """The styleforge precisions to time: ``asked``, else fp32 plus what runs natively."""
-    if asked:
-        return asked.split(",")
-    if device.type == "cuda":
-        return ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
-    return ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -210,8 +200,7 @@ def main() -> None:
     device = resolve_device(args.device)
     vgg = (load_vgg19(args.weights) if args.weights else random_imagenet_vgg()).to(device)
     content_img, style_img = read_image(args.content), read_image(args.style)
-    throughput = {p: matmul_gflops(DTYPES[p], device=device) for p in precisions(device, args.precisions)}
-    print("matmul GFLOP/s: " + ", ".join(f"{p} {v:.0f}" for p, v in throughput.items()), file=sys.stderr)
+    throughput = throughputs(device, precisions_to_time(device, args.precisions))
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         opts = GatysOptions(size=size, iterations=args.iterations, device=str(device))

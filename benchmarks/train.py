@@ -41,17 +41,16 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, matmul_gflops, model_gflops, print_table, write_json  # noqa: E402
+from common import environment, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
 from transfer import PlainTransformNet  # noqa: E402
 
 from styleforge.config import TrainOptions  # noqa: E402
-from styleforge.devices import autocast, cpu_has_bf16, resolve_device, synchronize  # noqa: E402
+from styleforge.devices import autocast, resolve_device, synchronize  # noqa: E402
 from styleforge.losses import content_loss, style_loss, style_target, total_variation  # noqa: E402
 from styleforge.training import Trainer  # noqa: E402
 from styleforge.transform_net import TransformNet  # noqa: E402
 from styleforge.vgg import VGG19  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: pytorch/examples' loss layout (their VGG16 slices end at these layers).
 EXAMPLES_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 EXAMPLES_CONTENT_LAYER = "relu2_2"
@@ -161,13 +160,6 @@ def step_gflops(trainer: Trainer, batch: torch.Tensor) -> float:
 
 
 
-def reduced_precision(device: torch.device) -> str | None:
-    """The native reduced precision of ``device``, or None."""
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16() else None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -180,10 +172,8 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    reduced = reduced_precision(device)
-    precisions = args.precisions.split(",") if args.precisions else ["fp32", *([reduced] if reduced else [])]
-    throughput = {p: matmul_gflops(DTYPES[p], device=device) for p in precisions}
-    print("matmul GFLOP/s: " + ", ".join(f"{p} {v:.0f}" for p, v in throughput.items()), file=sys.stderr)
+    precisions = precisions_to_time(device, args.precisions, reduced=1)
+    throughput = throughputs(device, precisions)
     vgg = random_imagenet_vgg().to(device)
     timed: list[tuple[str, str, float, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
