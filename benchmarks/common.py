@@ -74,9 +74,9 @@ def precisions_to_time(device: torch.device, asked: str | None, reduced: int = 2
     return ["fp32", *native[:reduced]]
 
 
-def throughputs(device: torch.device, precisions: list[str]) -> dict[str, float]:
-    """Measured matmul GFLOP/s of ``device`` per precision (printed to stderr too)."""
-    rates = {p: matmul_gflops(DTYPES[p], device=device) for p in precisions}
+def throughputs(device: torch.device, precisions: list[str], n: int = 4096) -> dict[str, float]:
+    """Measured GFLOP/s of an n x n matmul on ``device`` per precision (printed to stderr too)."""
+    rates = {p: matmul_gflops(DTYPES[p], n=n, device=device) for p in precisions}
     print("matmul GFLOP/s: " + ", ".join(f"{p} {v:.0f}" for p, v in rates.items()), file=sys.stderr)
     return rates
 

@@ -4,7 +4,9 @@ The baselines are pytorch/examples' TransformerNet layout written plainly here
 (reflection-padded convolutions, nn.InstanceNorm2d, nearest-upsample-then-conv, contiguous
 NCHW, no_grad) and loaded with the same weights: ``baseline-fp32`` (fp32 eager, what the
 example runs) and ``baseline-bf16-cl`` (bf16 autocast on channels_last tensors, the best
-simple setting a user would try; fp16 on CUDA). The floor is the network's FLOPs over the
+simple setting a user would try; fp16 on CUDA). Reduced-precision baselines and paths are
+timed only where the device runs them natively (a CPU without AVX512-BF16/AMX emulates
+bf16 several times slower than fp32: there it would only time the emulation). The floor is the network's FLOPs over the
 measured matrix-multiply throughput of this machine in the path's precision. styleforge's paths are
 ``StyleModel.stylize``'s: channels_last + inference_mode in fp32, and under bf16/fp16
 autocast (the default where the hardware has it), optionally through torch.compile
@@ -37,7 +39,16 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, matmul_gflops, median, model_gflops, print_table, time_call, write_json  # noqa: E402
+from common import (  # noqa: E402
+    environment,
+    median,
+    model_gflops,
+    precisions_to_time,
+    print_table,
+    throughputs,
+    time_call,
+    write_json,
+)
 
 from styleforge.config import TransferOptions, VideoOptions  # noqa: E402
 from styleforge.devices import autocast, resolve_device  # noqa: E402
@@ -111,6 +122,11 @@ def _plain_order(net: TransformNet) -> list[torch.Tensor]:
     return params
 
 
+def _precision(path: str) -> str:
+    """The precision a path name runs in: ``baseline-fp32``, ``baseline-bf16-cl``, ``cl-bf16-compiled``..."""
+    return path.split("-")[1]
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two 8-bit images."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
@@ -136,18 +152,20 @@ def main() -> None:
     net = _noisy(TransformNet()).eval().requires_grad_(False)
     plain = load_plain(net).to(device)
     plain_cl = copy.deepcopy(plain).to(memory_format=torch.channels_last)
-    low = "fp16" if device.type == "cuda" else "bf16"
-    baselines = ["baseline-fp32", f"baseline-{low}-cl"]
+    # Reduced precisions only where the device runs them natively (emulated bf16 on a CPU
+    # without AVX512-BF16/AMX would only time the emulation); fp16 is the CUDA baseline's.
+    reduced = precisions_to_time(device, None)[1:]
+    low = "fp16" if device.type == "cuda" else (reduced[0] if reduced else None)
+    baselines = ["baseline-fp32"] + ([f"baseline-{low}-cl"] if low else [])
     if args.paths:
         paths = [*baselines, *args.paths.split(",")]
     else:
-        paths = [*baselines, "cl-fp32", "cl-bf16"] + (["nchw-fp16", "cl-fp16"] if device.type == "cuda" else [])
-        paths += [f"{p}-compiled" for p in paths[3:]] if args.compile else []
+        ours = ["cl-fp32", *(f"cl-{p}" for p in reduced)] + (["nchw-fp16"] if device.type == "cuda" else [])
+        paths = [*baselines, *ours] + ([f"{p}-compiled" for p in ours] if args.compile else [])
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # cuDNN runs fp32 convolutions as TF32: their floor
-    n = 8192 if device.type == "cuda" else 2048
-    rates = {p: matmul_gflops(d, n=n, device=device) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16),
-                                                                    ("fp16", torch.float16 if device.type == "cuda" else torch.bfloat16))}
+    needed = list(dict.fromkeys(_precision(name) for name in paths))
+    rates = throughputs(device, needed, n=8192 if device.type == "cuda" else 2048)
     torch.backends.cuda.matmul.allow_tf32 = False
     compiled = {}
     rows = []
@@ -161,12 +179,13 @@ def main() -> None:
         base_ms: dict[str, float] = {}
         gflop = model_gflops(lambda x=x: net.to(device)(x))
         for name in paths:
+            precision = _precision(name)
             if name == "baseline-fp32":
-                model, fmt, precision = plain, torch.contiguous_format, "fp32"
+                model, fmt = plain, torch.contiguous_format
             elif name.startswith("baseline-"):
-                model, fmt, precision = plain_cl, torch.channels_last, name.split("-")[1]
+                model, fmt = plain_cl, torch.channels_last
             else:
-                layout, precision = name.split("-")[:2]
+                layout = name.split("-")[0]
                 fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
                 model = net.to(device, memory_format=fmt)
                 if name.endswith("compiled"):
@@ -185,14 +204,14 @@ def main() -> None:
                 base_ms[name] = ms
             floor_ms = 1000 * gflop / rates[precision]
             rows.append({"device": device.type, "size": size, "path": name, "ms": ms, "fps": 1000 / ms,
-                         "speedup": base_ms["baseline-fp32"] / ms, "speedup_low": base_ms[baselines[1]] / ms if baselines[1] in base_ms else None,
+                         "speedup": base_ms["baseline-fp32"] / ms, "speedup_low": base_ms[baselines[1]] / ms if baselines[1:] and baselines[1] in base_ms else None,
                          "gflop": gflop, "floor_ms": floor_ms, "x_floor": ms / floor_ms,
                          "psnr_db": psnr(out, reference), "max_err": int(np.abs(out.astype(int) - reference.astype(int)).max()),
                          "times_ms": [1000 * t for t in times]})
             print(f"  {size}px {name}: {ms:.1f} ms", file=sys.stderr)
     print(f"TransformNet stylisation, batch 1, median of {args.repeats} after {args.warmup} warm-up (random weights)")
     print_table(rows, [("device", "device", "s"), ("size", "size", "s"), ("path", "path", "s"), ("ms", "ms/image", ".1f"),
-                       ("fps", "images/s", ".2f"), ("speedup", "x fp32 base", ".2f"), ("speedup_low", f"x {low}-cl base", ".2f"),
+                       ("fps", "images/s", ".2f"), ("speedup", "x fp32 base", ".2f"), ("speedup_low", f"x {low or 'reduced'}-cl base", ".2f"),
                        ("floor_ms", "floor ms", ".1f"), ("x_floor", "x floor", ".1f"),
                        ("psnr_db", "PSNR dB", ".1f"), ("max_err", "max err", "d")])
     result = {"benchmark": "transfer", "environment": environment(device), "args": vars(args), "matmul_gflops": rates, "results": rows}

@@ -133,3 +133,20 @@ def test_cuda_fp16_stylize_matches_cpu_fp32(model_file: Path) -> None:
     assert gpu_model.options.precision == "fp16" and gpu_model.device.type == "cuda"
     mse = np.mean((np.asarray(gpu_model.stylize(img), float) - np.asarray(cpu, float)) ** 2)
     assert 10 * np.log10(255**2 / max(mse, 1e-12)) > 35
+
+
+def test_cpu_fp32_runs_channels_last_and_equals_the_plain_network(model_file: Path) -> None:
+    model = load_style_model(model_file, options=TransferOptions(device="cpu", precision="fp32"))
+    assert model.memory_format == torch.channels_last
+    assert model.net.conv2.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    hook = model.net.conv2.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    img = Image.fromarray(np.asarray(_photo(48, 40)[0].permute(1, 2, 0), dtype=np.uint8))
+    out = np.asarray(model.stylize(img), int)
+    hook.remove()
+    assert seen == [True]
+    plain = TransformNet()
+    plain.load_state_dict(model.net.state_dict())
+    with torch.no_grad():
+        expected = plain.eval()(torch.from_numpy(np.asarray(img, np.float32)).permute(2, 0, 1)[None])
+    assert np.abs(out - expected[0].permute(1, 2, 0).round().numpy()).max() <= 1

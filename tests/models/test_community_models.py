@@ -28,6 +28,9 @@ from tests.models.reference import (
 )
 
 FP32 = TransferOptions(device="cpu", precision="fp32")
+#: On 0-255 outputs, fp32 rounding of the channels_last (ours) against the NCHW
+#: (reference) convolutions: ~3e-3 at most; a wrong conversion is off by whole units.
+ATOL = 1e-2
 
 
 def ours(name_or_path: object, x: torch.Tensor) -> torch.Tensor:
@@ -48,7 +51,7 @@ def test_pytorch_examples_checkpoint_gives_the_reference_output(reference: objec
     x = torch.rand(2, 3, 64, 48) * 255
     expected = reference_output(reference, x)
     assert 0.02 < float((expected == 255).float().mean() + (expected == 0).float().mean()) < 0.9  # clamping is exercised
-    torch.testing.assert_close(ours("candy", x), expected, atol=2e-3, rtol=0)
+    torch.testing.assert_close(ours("candy", x), expected, atol=ATOL, rtol=0)
     meta = json.loads(installed.with_suffix(".json").read_text())
     assert meta["layout"] == "pytorch-examples" and meta["original_sha256"] == hashlib.sha256((tmp_path / "candy.pth").read_bytes()).hexdigest()
     assert meta["network"]["input_divisor"] == "1" and meta["network"]["output"] == "clamp"
@@ -62,7 +65,7 @@ def test_onnx_zoo_file_gives_the_reference_output_at_any_size(reference: object,
     store.import_model(tmp_path / "my-mosaic.onnx", "mosaic")
     for shape in ((1, 3, 224, 224), (1, 3, 96, 160)):  # the fixed zoo size, and another one
         x = torch.rand(*shape) * 255
-        torch.testing.assert_close(ours("mosaic", x), reference_output(reference, x), atol=2e-3, rtol=0)
+        torch.testing.assert_close(ours("mosaic", x), reference_output(reference, x), atol=ATOL, rtol=0)
 
 
 def test_imported_model_stylises_photos_through_the_cli(reference: object, tmp_path: Path) -> None:
@@ -129,7 +132,7 @@ def test_download_tries_mirrors_and_verifies_sha256(reference: object, server: t
     assert meta["original_sha256"] == digest and meta["licence"] == "BSD-3-Clause" and meta["source"] == "test zoo"
     assert sorted(p.name for p in store.models_dir().iterdir()) == ["candy.json", "candy.safetensors"]
     x = torch.rand(1, 3, 48, 64) * 255
-    torch.testing.assert_close(ours("candy", x), reference_output(reference, x), atol=2e-3, rtol=0)
+    torch.testing.assert_close(ours("candy", x), reference_output(reference, x), atol=ATOL, rtol=0)
 
 
 def test_a_known_file_with_the_wrong_checksum_is_refused_on_import(reference: object, tmp_path: Path) -> None:
