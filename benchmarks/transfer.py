@@ -9,7 +9,8 @@ timed only where the device runs them natively (a CPU without AVX512-BF16/AMX em
 bf16 several times slower than fp32: there it would only time the emulation). The floor is the network's FLOPs over the
 measured matrix-multiply throughput of this machine in the path's precision. styleforge's paths are
 ``StyleModel.stylize``'s: channels_last + inference_mode in fp32, and under bf16/fp16
-autocast (the default where the hardware has it), optionally through torch.compile
+autocast (the default where the hardware has it), optionally through ``transfer --compile``'s
+torch.compile (:func:`styleforge.compiling.compile_network`, one static graph per size)
 (``--compile``; compilation time is excluded: it happens in the warm-up). Weights are random (the arithmetic is what is timed); fidelity is the PSNR
 (and max error) of each path's 8-bit output against the baseline's.
 
@@ -50,6 +51,7 @@ from common import (  # noqa: E402
     write_json,
 )
 
+from styleforge.compiling import compile_network  # noqa: E402
 from styleforge.config import TransferOptions, VideoOptions  # noqa: E402
 from styleforge.devices import autocast, resolve_device  # noqa: E402
 from styleforge.transform_net import TransformNet  # noqa: E402
@@ -189,7 +191,7 @@ def main() -> None:
                 fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
                 model = net.to(device, memory_format=fmt)
                 if name.endswith("compiled"):
-                    model = compiled.setdefault(layout, torch.compile(model))
+                    model = compiled.setdefault(layout, compile_network(model))  # transfer --compile's: static per size
 
             def run(model: nn.Module = model, fmt: torch.memory_format = fmt, precision: str = precision) -> torch.Tensor:
                 with torch.inference_mode(), autocast(device, precision):

@@ -59,3 +59,19 @@ def test_transfer_with_compile_matches_the_eager_network(tmp_path: Path) -> None
     assert compiled.shape == eager.shape and np.abs(compiled - eager).max() <= 1
     # Where the kernels go is checked in a fresh process above: in this one, Inductor may
     # already hold them in memory from an earlier compilation.
+
+
+def test_each_size_gets_its_own_static_graph() -> None:
+    """A third size compiles a third graph: no size is turned into a symbolic one (whose
+    kernels were slower) and reused."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    compiled = compile_network(net)
+    with torch.inference_mode():
+        for side in (16, 24, 20):
+            x = torch.rand(1, 3, side, side)
+            torch.testing.assert_close(compiled(x), net(x), atol=1e-5, rtol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 3
