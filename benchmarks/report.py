@@ -32,8 +32,10 @@ TRANSFER_PATHS = {
     "baseline-fp32": "pytorch/examples layout, fp32 eager",
     "baseline-bf16-cl": "pytorch/examples layout, bf16 + channels_last",
     "baseline-fp16-cl": "pytorch/examples layout, fp16 + channels_last",
-    "cl-fp32": "styleforge, fp32 channels_last",
+    "cl-fp32": "styleforge, fp32 channels_last (default without native bf16)",
     "cl-bf16": "styleforge default (bf16 + channels_last)",
+    "cl-fp32-compiled": "styleforge --compile, fp32",
+    "cl-bf16-compiled": "styleforge --compile, bf16",
     "fp16": "styleforge default (fp16)",
 }
 
@@ -81,14 +83,19 @@ def train_table(data: dict[str, Any]) -> str:
 def transfer_table(data: dict[str, Any]) -> str:
     """Feed-forward latency against pytorch/examples' layout (``benchmarks/transfer.py``)."""
     results = data["results"]
-    peers = {r["path"]: r["ms"] for r in results if r["path"].startswith("baseline-")}
-    fp32_peer = peers.get("baseline-fp32")
-    reduced_peer = next((ms for path, ms in peers.items() if path != "baseline-fp32"), None)
-    rows = [[str(r["size"]), TRANSFER_PATHS.get(r["path"], r["path"]), number(r["ms"], ".1f"),
-             number(fp32_peer / r["ms"] if fp32_peer else None, ".2f"),
-             number(reduced_peer / r["ms"] if reduced_peer else None, ".2f"),
-             number(r.get("floor_ms"), ".1f"), number(r.get("x_floor"), ".1f"), number(r.get("psnr_db"), ".1f")]
-            for r in results]
+
+    def peer(size: object, reduced: bool) -> float | None:
+        """The baseline's ms at ``size``: fp32 eager, or the reduced-precision one."""
+        return next((r["ms"] for r in results if r["size"] == size and r["path"].startswith("baseline-")
+                     and (r["path"] != "baseline-fp32") == reduced), None)
+
+    rows = []
+    for r in results:
+        fp32_peer, reduced_peer = peer(r["size"], False), peer(r["size"], True)
+        rows.append([str(r["size"]), TRANSFER_PATHS.get(r["path"], r["path"]), number(r["ms"], ".1f"),
+                     number(fp32_peer / r["ms"] if fp32_peer else None, ".2f"),
+                     number(reduced_peer / r["ms"] if reduced_peer else None, ".2f"),
+                     number(r.get("floor_ms"), ".1f"), number(r.get("x_floor"), ".1f"), number(r.get("psnr_db"), ".1f")])
     return machine(data) + markdown(["size", "path", "ms", "x fp32 peer", "x reduced-precision peer", "floor ms", "x floor",
                                      "PSNR dB"], rows, numeric_from=2)
 

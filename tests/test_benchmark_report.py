@@ -44,3 +44,18 @@ def test_a_changed_figure_is_rendered_and_an_unknown_file_is_refused(tmp_path: P
     assert "| examples-fp32 | 0.250 |" in report.refresh(fresh)
     with pytest.raises(SystemExit, match="no .*missing.json"):
         report.refresh("<!-- table: missing -->\n<!-- /table -->\n")
+
+
+def test_transfer_ratios_compare_each_size_with_its_own_baseline() -> None:
+    report = _report_module()
+
+    def row(size: str, path: str, ms: float) -> dict:
+        return {"size": size, "path": path, "ms": ms, "floor_ms": 50.0, "x_floor": ms / 50.0, "psnr_db": 80.0}
+
+    data = {"benchmark": "transfer", "environment": {"threads": 2, "cpu_capability": "AVX2", "torch": "2.13.0"},
+            "matmul_gflops": {"fp32": 100.0},
+            "results": [row("256", "baseline-fp32", 300.0), row("256", "cl-fp32", 150.0),
+                        row("512", "baseline-fp32", 1000.0), row("512", "cl-fp32", 800.0)]}
+    table = report.transfer_table(data)
+    assert "| 256 | styleforge, fp32 channels_last (default without native bf16) | 150.0 | 2.00 | - |" in table
+    assert "| 512 | styleforge, fp32 channels_last (default without native bf16) | 800.0 | 1.25 | - |" in table
