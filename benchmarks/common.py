@@ -13,6 +13,13 @@ from typing import Any
 
 import torch
 
+from styleforge.memory import reuse_freed_memory
+
+#: Every benchmark runs with the ``styleforge`` command's malloc setting (freed memory kept
+#: for reuse, :mod:`styleforge.memory`), baselines included, unless started with
+#: ``STYLEFORGE_ALLOCATOR=system``; the JSON records which.
+ALLOCATOR = "reuse" if reuse_freed_memory() else "system"
+
 
 def time_call(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> list[float]:
     """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times; returns seconds per call."""
@@ -42,6 +49,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": str(device),
+        "allocator": ALLOCATOR,
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

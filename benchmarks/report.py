@@ -59,7 +59,8 @@ def machine(data: dict[str, Any]) -> str:
     env = data["environment"]
     where = env.get("gpu") or f"CPU, {env['threads']} threads, {env['cpu_capability']}"
     rates = ", ".join(f"{k} {v:,.0f}" for k, v in data.get("matmul_gflops", {}).items())
-    return f"*{where}; torch {env['torch']}" + (f"; matmul GFLOP/s: {rates}" if rates else "") + "*\n\n"
+    malloc = {"reuse": "; freed memory reused", "system": "; glibc malloc defaults"}.get(env.get("allocator"), "")
+    return f"*{where}; torch {env['torch']}{malloc}" + (f"; matmul GFLOP/s: {rates}" if rates else "") + "*\n\n"
 
 
 def gatys_table(data: dict[str, Any]) -> str:
