@@ -45,6 +45,7 @@ _LAZY = {
     "read_image": "styleforge.images",
     "write_image": "styleforge.images",
     "Convention": "styleforge.preprocessing",
+    "reuse_freed_memory": "styleforge.memory",
 }
 
 __all__ = ["StyleforgeError", "__version__", *_LAZY]
