@@ -36,6 +36,8 @@ TRANSFER_PATHS = {
     "cl-bf16": "styleforge default (bf16 + channels_last)",
     "cl-fp32-compiled": "styleforge --compile, fp32",
     "cl-bf16-compiled": "styleforge --compile, bf16",
+    **{f"nchw-{p}{c}{g}": f"styleforge{' --compile' if c else ''}, {p}{' (TF32)' if p == 'fp32' else ''}{' + CUDA graph' if g else ''}"
+       for p in ("fp32", "fp16", "bf16") for c in ("", "-compiled") for g in ("", "-graph")},
     "fp16": "styleforge default (fp16)",
 }
 

@@ -4,15 +4,20 @@ The baselines are pytorch/examples' TransformerNet layout written plainly here
 (reflection-padded convolutions, nn.InstanceNorm2d, nearest-upsample-then-conv, contiguous
 NCHW, no_grad) and loaded with the same weights: ``baseline-fp32`` (fp32 eager, what the
 example runs) and ``baseline-bf16-cl`` (bf16 autocast on channels_last tensors, the best
-simple setting a user would try; fp16 on CUDA). Reduced-precision baselines and paths are
-timed only where the device runs them natively (a CPU without AVX512-BF16/AMX emulates
-bf16 several times slower than fp32: there it would only time the emulation). The floor is the network's FLOPs over the
-measured matrix-multiply throughput of this machine in the path's precision. styleforge's paths are
-``StyleModel.stylize``'s: channels_last + inference_mode in fp32, and under bf16/fp16
-autocast (the default where the hardware has it), optionally through ``transfer --compile``'s
-torch.compile (:func:`styleforge.compiling.compile_network`, one static graph per size)
-(``--compile``; compilation time is excluded: it happens in the warm-up). Weights are random (the arithmetic is what is timed); fidelity is the PSNR
-(and max error) of each path's 8-bit output against the baseline's.
+simple setting a user would try; fp16 on CUDA). Reduced-precision baselines and paths
+are timed only where the device runs them natively (a CPU without AVX512-BF16/AMX
+emulates bf16 several times slower than fp32: there it would only time the emulation).
+The floor is the network's FLOPs over the measured matrix-multiply throughput of this
+machine in the path's precision.
+
+styleforge's paths are ``StyleModel.stylize``'s, named LAYOUT-PRECISION[-compiled][-graph]:
+on the CPU channels_last tensors (``cl-fp32``, ``cl-bf16``), on CUDA NCHW (``nchw-fp32``,
+``nchw-fp16``) and the same replayed as CUDA graphs (``-graph``, what ``transfer`` does
+for a size seen a third time). ``--compile`` adds each through ``transfer --compile``'s
+torch.compile (:func:`styleforge.compiling.compile_network`, one static graph per size;
+compilation happens in the warm-up and is not timed). Weights are random (the arithmetic
+is what is timed); fidelity is the PSNR (and max error) of each path's 8-bit output
+against the baseline's.
 
 ``--conventions`` times ``StyleModel.stylize`` (the default path of ``transfer``) for
 each network convention an imported model can have: styleforge's own, pytorch/examples'
@@ -53,6 +58,7 @@ from common import (  # noqa: E402
 
 from styleforge.compiling import compile_network  # noqa: E402
 from styleforge.config import TransferOptions, VideoOptions  # noqa: E402
+from styleforge.cuda_graphs import GraphedCalls  # noqa: E402
 from styleforge.devices import autocast, resolve_device  # noqa: E402
 from styleforge.transform_net import TransformNet  # noqa: E402
 
@@ -143,7 +149,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (one compilation per size)")
     parser.add_argument("--paths", default=None, help="comma-separated paths to time besides the baseline, "
-                        "each LAYOUT-PRECISION[-compiled] with LAYOUT cl or nchw, e.g. nchw-fp16,nchw-fp16-compiled")
+                        "each LAYOUT-PRECISION[-compiled][-graph] with LAYOUT cl or nchw, e.g. nchw-fp16,nchw-fp16-compiled-graph")
     parser.add_argument("--conventions", action="store_true", help="also time each imported-model convention")
     parser.add_argument("--video", action="store_true", help="also time video transfer with and without smoothing")
     parser.add_argument("--video-sizes", default="640x360,1280x720")
@@ -162,8 +168,12 @@ def main() -> None:
     if args.paths:
         paths = [*baselines, *args.paths.split(",")]
     else:
-        ours = ["cl-fp32", *(f"cl-{p}" for p in reduced)] + (["nchw-fp16"] if device.type == "cuda" else [])
-        paths = [*baselines, *ours] + ([f"{p}-compiled" for p in ours] if args.compile else [])
+        if device.type == "cuda":  # StyleModel's CUDA paths: NCHW, eager and replayed as CUDA graphs
+            ours = [f"nchw-{p}{graph}" for graph in ("", "-graph") for p in ("fp32", "fp16")]
+        else:
+            ours = ["cl-fp32", *(f"cl-{p}" for p in reduced)]
+        compiled_paths = [p.replace("-graph", "") + "-compiled" + ("-graph" if p.endswith("-graph") else "") for p in ours]
+        paths = [*baselines, *ours] + (compiled_paths if args.compile else [])
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # cuDNN runs fp32 convolutions as TF32: their floor
     needed = list(dict.fromkeys(_precision(name) for name in paths))
@@ -187,11 +197,13 @@ def main() -> None:
             elif name.startswith("baseline-"):
                 model, fmt = plain_cl, torch.channels_last
             else:
-                layout = name.split("-")[0]
+                layout, _, *flags = name.split("-")
                 fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
                 model = net.to(device, memory_format=fmt)
-                if name.endswith("compiled"):
+                if "compiled" in flags:
                     model = compiled.setdefault(layout, compile_network(model))  # transfer --compile's: static per size
+                if "graph" in flags:  # captured on the second call (the first compiles, when compiled)
+                    model = GraphedCalls(model, capture_after=1)
 
             def run(model: nn.Module = model, fmt: torch.memory_format = fmt, precision: str = precision) -> torch.Tensor:
                 with torch.inference_mode(), autocast(device, precision):

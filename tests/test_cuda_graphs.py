@@ -70,3 +70,25 @@ def test_reselecting_styles_is_not_replayed_stale() -> None:
         for style in (0, 2, 1, 2):
             net.select_styles(style)
             torch.testing.assert_close(graphed(x), net(x), atol=1e-3, rtol=0)
+
+
+@cuda
+def test_compiled_network_is_replayed_as_a_graph_through_style_model(tmp_path: object) -> None:
+    """transfer --compile on CUDA: the compiled network, captured on a size's third call,
+    gives the eager network's pixels for new images of that size."""
+    import numpy as np
+    from PIL import Image
+
+    from styleforge.config import TransferOptions
+    from styleforge.transfer import load_style_model, save_style_model
+
+    path = save_style_model(_net(), tmp_path / "m.safetensors", {"steps": 0})  # type: ignore[operator]
+    options = {"device": "cuda", "precision": "fp32"}
+    eager = load_style_model(path, options=TransferOptions(cuda_graphs=False, **options))
+    fast = load_style_model(path, options=TransferOptions(compile=True, **options))
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        photo = Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+        got, expected = np.asarray(fast.stylize(photo), int), np.asarray(eager.stylize(photo), int)
+        assert np.abs(got - expected).max() <= 2
+    assert len(fast.forward.graphs) == 1  # type: ignore[attr-defined]

@@ -99,19 +99,20 @@ class StyleModel:
         return torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
 
     def __post_init__(self) -> None:
-        # Whole images go through the compiled network when asked, else on CUDA through
-        # CUDA graphs for repeated shapes (video frames, folders of one size); tiles always
-        # use the eager network (their varying shapes would each trigger a recompilation).
+        # Whole images go through the compiled network when asked (the fused kernels), and
+        # on CUDA through CUDA graphs for repeated shapes (video frames, folders of one
+        # size: no launch overhead), compiled or not. Tiles always use the eager network
+        # (their varying shapes would each trigger a recompilation).
+        forward: Callable[[torch.Tensor], torch.Tensor] = self.net
         if self.options.compile:
             from styleforge.compiling import compile_network
 
-            self.forward: Callable[[torch.Tensor], torch.Tensor] = compile_network(self.net)
-        elif self.options.cuda_graphs and self.device.type == "cuda" and isinstance(self.net, torch.nn.Module):
+            forward = compile_network(self.net)
+        if self.options.cuda_graphs and self.device.type == "cuda" and isinstance(self.net, torch.nn.Module):
             from styleforge.cuda_graphs import GraphedCalls
 
-            self.forward = GraphedCalls(self.net)
-        else:
-            self.forward = self.net  # type: ignore[assignment]
+            forward = GraphedCalls(forward)
+        self.forward = forward
 
     def stylize(self, image: Image.Image, size: int | None = None, tile: int | None = None,
                 resize: bool = True) -> Image.Image:
