@@ -67,26 +67,43 @@ def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5, device: t
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def precisions_to_time(device: torch.device, asked: str | None, reduced: int = 2) -> list[str]:
-    """``asked`` (comma-separated), else fp32 and up to ``reduced`` precisions the device
-    runs natively: bf16 then fp16 on CUDA (fp16 only without bf16), bf16 on CPUs with
-    AVX512-BF16/AMX (emulated bf16 elsewhere would only measure the emulation)."""
-    if asked:
-        return asked.split(",")
+def is_native(device: torch.device, precision: str) -> bool:
+    """True when ``device`` computes in ``precision`` natively: fp32 always, fp16 on CUDA,
+    bf16 on bf16-capable GPUs and on CPUs with AVX512-BF16/AMX (elsewhere a CPU emulates
+    bf16, several times slower than fp32)."""
+    if precision == "fp32":
+        return True
+    if device.type == "cuda":
+        return precision == "fp16" or torch.cuda.is_bf16_supported()
     from styleforge.devices import cpu_has_bf16
 
-    if device.type == "cuda":
-        native = ["bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp16"]
-    else:
-        native = ["bf16"] if cpu_has_bf16() else []
+    return precision == "bf16" and cpu_has_bf16()
+
+
+def precisions_to_time(device: torch.device, asked: str | None, reduced: int = 2) -> list[str]:
+    """``asked`` (comma-separated), else fp32 and up to ``reduced`` precisions the device
+    runs natively (bf16 then fp16; emulated bf16 would only measure the emulation)."""
+    if asked:
+        return asked.split(",")
+    native = [p for p in ("bf16", "fp16") if is_native(device, p)]
     return ["fp32", *native[:reduced]]
 
 
-def throughputs(device: torch.device, precisions: list[str], n: int = 4096) -> dict[str, float]:
-    """Measured GFLOP/s of an n x n matmul on ``device`` per precision (printed to stderr too)."""
-    rates = {p: matmul_gflops(DTYPES[p], n=n, device=device) for p in precisions}
-    print("matmul GFLOP/s: " + ", ".join(f"{p} {v:.0f}" for p, v in rates.items()), file=sys.stderr)
+def throughputs(device: torch.device, precisions: list[str], n: int = 4096) -> dict[str, float | None]:
+    """Measured GFLOP/s of an n x n matmul on ``device`` per precision (printed to stderr
+    too); None for a precision the device only emulates (its matmul would take minutes and
+    measure the emulation, so such rows get no floor)."""
+    rates = {p: matmul_gflops(DTYPES[p], n=n, device=device) if is_native(device, p) else None for p in precisions}
+    print("matmul GFLOP/s: " + ", ".join(f"{p} {v:.0f}" if v else f"{p} emulated (not measured)" for p, v in rates.items()),
+          file=sys.stderr)
     return rates
+
+
+def floor(work: float, rates: dict[str, float | None], precision: str) -> float | None:
+    """``work`` (GFLOP) over the matmul rate of ``precision`` in ``rates``: the seconds the
+    machine's matrix units need at least (None without a measured rate)."""
+    rate = rates.get(precision)
+    return work / rate if rate else None
 
 
 def model_gflops(fn: Callable[[], Any]) -> float:

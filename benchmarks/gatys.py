@@ -42,7 +42,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
+from common import environment, floor, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
 
 from styleforge.architecture import LAYER_NAMES  # noqa: E402
 from styleforge.config import GatysOptions  # noqa: E402
@@ -200,7 +200,8 @@ def main() -> None:
     device = resolve_device(args.device)
     vgg = (load_vgg19(args.weights) if args.weights else random_imagenet_vgg()).to(device)
     content_img, style_img = read_image(args.content), read_image(args.style)
-    throughput = throughputs(device, precisions_to_time(device, args.precisions))
+    precisions = precisions_to_time(device, args.precisions)
+    throughput = throughputs(device, precisions)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         opts = GatysOptions(size=size, iterations=args.iterations, device=str(device))
@@ -211,17 +212,17 @@ def main() -> None:
         timed = [("tutorial", "fp32", tutorial(vgg, content, style, base_opts), None)]
         if not args.no_naive:
             timed.append(("naive", "fp32", naive(vgg, content, style, base_opts), None))
-        for precision in throughput:
+        for precision in precisions:
             seconds, losses = styleforge_run(vgg, content_img, style_img, GatysOptions(
                 size=size, iterations=args.iterations, device=str(device), precision=precision))
             timed.append((f"styleforge-{precision}", precision, seconds, losses))
         fp32_loss = next(losses[-1] for name, _, _, losses in timed if name == "styleforge-fp32")
         reference = timed[0][2]
         for name, precision, seconds, losses in timed:
-            floor = gflop / throughput.get(precision, throughput["fp32"])
+            least = floor(gflop, throughput, precision)
             rows.append({
                 "device": device.type, "size": size, "impl": name, "precision": precision, "s_per_it": seconds,
-                "speedup": reference / seconds, "gflop": gflop, "floor_s": floor, "x_floor": seconds / floor,
+                "speedup": reference / seconds, "gflop": gflop, "floor_s": least, "x_floor": seconds / least if least else None,
                 "final_loss": losses[-1] if losses else None,
                 "loss_vs_fp32_pct": 100 * (losses[-1] / fp32_loss - 1) if losses else None,
             })

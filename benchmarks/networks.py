@@ -9,8 +9,9 @@ Networks (random weights, full size; the arithmetic is what is timed):
 * ``adain``: the AdaIN stylizer (VGG19 to relu4_1, AdaIN with fixed style statistics,
   decoder), i.e. the encoder + decoder cost of an arbitrary-style model.
 
-Paths: ``fp32`` (eager, NCHW); on the CPU ``bf16-cl`` (bf16 autocast, channels_last:
-what ``transfer --precision auto`` runs on a CPU with native bf16); on CUDA ``fp16`` and
+Paths: ``fp32`` (eager, NCHW); on the CPU ``fp32-cl`` (channels_last: what ``transfer``
+runs in fp32) and, where the CPU has native bf16, ``bf16-cl`` (bf16 autocast,
+channels_last: what ``transfer --precision auto`` runs there); on CUDA ``fp16`` and
 ``bf16`` (autocast, NCHW), ``fp16-cl`` (channels_last), and each of those replayed as a
 CUDA graph (``-graph``: one launch for the whole network, captured once per shape),
 which is what removes the launch-bound wall at small sizes.
@@ -39,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, matmul_gflops, median, model_gflops, print_table, time_call, write_json  # noqa: E402
+from common import environment, floor, is_native, median, model_gflops, print_table, throughputs, time_call, write_json  # noqa: E402
 
 from styleforge.adain.network import AdaINStylizer  # noqa: E402
 from styleforge.cuda_graphs import GraphedCalls  # noqa: E402
@@ -73,7 +74,9 @@ def paths(device: torch.device) -> list[str]:
     """The precision paths timed on ``device``."""
     if device.type == "cuda":
         return ["fp32", "fp16", "bf16", "fp16-cl", "fp32-graph", "fp16-graph", "bf16-graph", "fp16-cl-graph"]
-    return ["fp32", "bf16-cl"]  # bf16 in NCHW is slower on the CPU (oneDNN's fast path is channels_last)
+    # bf16 in NCHW is slower on the CPU (oneDNN's fast path is channels_last); a CPU
+    # without native bf16 would only time the emulation.
+    return ["fp32", "fp32-cl", "bf16-cl"] if is_native(device, "bf16") else ["fp32", "fp32-cl"]
 
 
 def runner(net: torch.nn.Module, x: torch.Tensor, path: str) -> Callable[[], torch.Tensor]:
@@ -129,9 +132,10 @@ def time_inference(device: torch.device, sizes: list[tuple[int, int]], batches: 
                         rows.append({**row, "error": f"{type(exc).__name__}: {str(exc)[:160]}"})
                         print(f"{name} {width}x{height} b{batch} {path}: {rows[-1]['error']}", flush=True)
                         continue
-                    precision = "fp32" if path.startswith("fp32") else ("bf16" if "bf16" in path else "fp16")
-                    floor_ms = 1000 * gflop / floors[precision]
-                    row.update(ms=ms, images_per_s=1000 * batch / ms, floor_ms=floor_ms, floor_ratio=ms / floor_ms,
+                    precision = "fp32" if "fp32" in path else ("bf16" if "bf16" in path else "fp16")
+                    least = floor(gflop, floors, precision)
+                    floor_ms = 1000 * least if least else None
+                    row.update(ms=ms, images_per_s=1000 * batch / ms, floor_ms=floor_ms, floor_ratio=ms / floor_ms if floor_ms else None,
                                psnr_db=psnr(out, expected), max_err=float(np.abs(out - expected).max()))
                     rows.append(row)
                     print(f"{name} {width}x{height} b{batch} {path}: {ms:.2f} ms ({row['images_per_s']:.1f}/s), "
@@ -197,10 +201,8 @@ def main() -> None:
         # cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32):
         # their floor is the TF32 matmul rate, measured with TF32 allowed for matmuls too.
         torch.backends.cuda.matmul.allow_tf32 = True
-    floors = {name: matmul_gflops(dtype, n=n, device=device) for name, dtype in
-              (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16 if device.type == "cuda" else torch.bfloat16))}
+    floors = throughputs(device, ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"], n=n)
     torch.backends.cuda.matmul.allow_tf32 = False
-    print("matmul GFLOP/s:", {k: round(v) for k, v in floors.items()}, flush=True)
     rows = time_inference(device, sizes, [int(b) for b in args.batches.split(",")], args.repeats, floors)
     print_table([r for r in rows if "ms" in r], [("network", "network", ""), ("size", "size", ""), ("batch", "batch", "d"),
                                                   ("path", "path", ""), ("ms", "ms", ".2f"), ("images_per_s", "img/s", ".1f"),

@@ -60,7 +60,7 @@ def machine(data: dict[str, Any]) -> str:
     """One line naming where the figures come from."""
     env = data["environment"]
     where = env.get("gpu") or f"CPU, {env['threads']} threads, {env['cpu_capability']}"
-    rates = ", ".join(f"{k} {v:,.0f}" for k, v in data.get("matmul_gflops", {}).items())
+    rates = ", ".join(f"{k} {v:,.0f}" if v else f"{k} emulated" for k, v in data.get("matmul_gflops", {}).items())
     malloc = {"reuse": "; freed memory reused", "system": "; glibc malloc defaults"}.get(env.get("allocator"), "")
     return f"*{where}; torch {env['torch']}{malloc}" + (f"; matmul GFLOP/s: {rates}" if rates else "") + "*\n\n"
 

@@ -41,7 +41,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
+from common import environment, floor, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
 from transfer import PlainTransformNet  # noqa: E402
 
 from styleforge.config import TrainOptions  # noqa: E402
@@ -217,12 +217,12 @@ def main() -> None:
     rows = []
     for name, precision, seconds, _ in timed:
         gflop = gflops["default" if "default" in name or name == "naive" else "examples"]
-        floor = gflop / throughput[precision]
+        least = floor(gflop, throughput, precision)
         layers = next((k for k in LAYOUTS if name == f"styleforge-{precision}, {k} layers"), None)
         own = first_losses[(layers, precision)] if layers else None
         rows.append({"device": device.type, "impl": name, "precision": precision, "steps_per_s": args.steps / seconds,
                      "s_per_step": seconds / args.steps, "speedup": reference / seconds, "gflop": gflop,
-                     "floor_s": floor, "x_floor": seconds / args.steps / floor,
+                     "floor_s": least, "x_floor": seconds / args.steps / least if least else None,
                      "loss_vs_fp32_pct": None if own is None else 100 * (own / first_losses[(layers, "fp32")] - 1)})
         print(f"  {name}: {args.steps / seconds:.3f} steps/s", file=sys.stderr)
     print(f"Johnson training, batch {args.batch_size}, {args.image_size} px, {args.steps} timed steps after 1 warm-up; "

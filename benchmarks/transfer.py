@@ -47,6 +47,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     environment,
+    floor,
     median,
     model_gflops,
     precisions_to_time,
@@ -216,10 +217,11 @@ def main() -> None:
                 reference = out
             if name.startswith("baseline-"):
                 base_ms[name] = ms
-            floor_ms = 1000 * gflop / rates[precision]
+            least = floor(gflop, rates, precision)
+            floor_ms = 1000 * least if least else None
             rows.append({"device": device.type, "size": size, "path": name, "ms": ms, "fps": 1000 / ms,
                          "speedup": base_ms["baseline-fp32"] / ms, "speedup_low": base_ms[baselines[1]] / ms if baselines[1:] and baselines[1] in base_ms else None,
-                         "gflop": gflop, "floor_ms": floor_ms, "x_floor": ms / floor_ms,
+                         "gflop": gflop, "floor_ms": floor_ms, "x_floor": ms / floor_ms if floor_ms else None,
                          "psnr_db": psnr(out, reference), "max_err": int(np.abs(out.astype(int) - reference.astype(int)).max()),
                          "times_ms": [1000 * t for t in times]})
             print(f"  {size}px {name}: {ms:.1f} ms", file=sys.stderr)
