@@ -165,16 +165,17 @@ def main() -> None:
     # without AVX512-BF16/AMX would only time the emulation); fp16 is the CUDA baseline's.
     reduced = precisions_to_time(device, None)[1:]
     low = "fp16" if device.type == "cuda" else (reduced[0] if reduced else None)
-    baselines = ["baseline-fp32"] + ([f"baseline-{low}-cl"] if low else [])
+    low_base = f"baseline-{low}-cl" if low else None
+    baselines = ["baseline-fp32", *([low_base] if low_base else [])]
     if args.paths:
         paths = [*baselines, *args.paths.split(",")]
     else:
-        if device.type == "cuda":  # StyleModel's CUDA paths: NCHW, eager and replayed as CUDA graphs
-            ours = [f"nchw-{p}{graph}" for graph in ("", "-graph") for p in ("fp32", "fp16")]
-        else:
-            ours = ["cl-fp32", *(f"cl-{p}" for p in reduced)]
-        compiled_paths = [p.replace("-graph", "") + "-compiled" + ("-graph" if p.endswith("-graph") else "") for p in ours]
-        paths = [*baselines, *ours] + (compiled_paths if args.compile else [])
+        # StyleModel's paths: on CUDA NCHW, eager and replayed as CUDA graphs; on the CPU channels_last.
+        cuda = device.type == "cuda"
+        bases = ["nchw-fp32", "nchw-fp16"] if cuda else ["cl-fp32", *(f"cl-{p}" for p in reduced)]
+        replays = ("", "-graph") if cuda else ("",)
+        compiles = ("", "-compiled") if args.compile else ("",)
+        paths = [*baselines, *(base + c + r for c in compiles for r in replays for base in bases)]
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # cuDNN runs fp32 convolutions as TF32: their floor
     needed = list(dict.fromkeys(_precision(name) for name in paths))
@@ -202,7 +203,9 @@ def main() -> None:
                 fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
                 model = net.to(device, memory_format=fmt)
                 if "compiled" in flags:
-                    model = compiled.setdefault(layout, compile_network(model))  # transfer --compile's: static per size
+                    if layout not in compiled:
+                        compiled[layout] = compile_network(model)  # transfer --compile's: static per size
+                    model = compiled[layout]
                 if "graph" in flags:  # captured on the second call (the first compiles, when compiled)
                     model = GraphedCalls(model, capture_after=1)
 
@@ -220,7 +223,7 @@ def main() -> None:
             least = floor(gflop, rates, precision)
             floor_ms = 1000 * least if least else None
             rows.append({"device": device.type, "size": size, "path": name, "ms": ms, "fps": 1000 / ms,
-                         "speedup": base_ms["baseline-fp32"] / ms, "speedup_low": base_ms[baselines[1]] / ms if baselines[1:] and baselines[1] in base_ms else None,
+                         "speedup": base_ms["baseline-fp32"] / ms, "speedup_low": base_ms[low_base] / ms if low_base in base_ms else None,
                          "gflop": gflop, "floor_ms": floor_ms, "x_floor": ms / floor_ms if floor_ms else None,
                          "psnr_db": psnr(out, reference), "max_err": int(np.abs(out.astype(int) - reference.astype(int)).max()),
                          "times_ms": [1000 * t for t in times]})
