@@ -14,6 +14,7 @@ import pytest
 
 from styleforge import cli
 from styleforge.memory import ALLOCATOR_VARIABLE, reuse_freed_memory
+from tests.conftest import assert_user_error, run_cli
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -76,3 +77,9 @@ def test_the_command_applies_it_before_anything_else(monkeypatch: pytest.MonkeyP
     with pytest.raises(pytest.fail.Exception):
         cli.main(["--version"])
     assert calls == ["reuse", "parse"]
+
+
+def test_an_unknown_allocator_choice_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli("models", "list", env={ALLOCATOR_VARIABLE: "jemalloc", "STYLEFORGE_HOME": str(tmp_path)})
+    assert_user_error(result, "STYLEFORGE_ALLOCATOR='jemalloc' is not one of reuse, system")
+    assert not any(tmp_path.iterdir())  # nothing written

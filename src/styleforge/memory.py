@@ -31,13 +31,16 @@ import ctypes
 import os
 import platform
 
+from styleforge.errors import StyleforgeError
+
 #: mallopt parameters (glibc's malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 #: Freed memory at the top of the heap is returned to the kernel only above this (2 GiB).
 TRIM_THRESHOLD = 2**31 - 1
-#: ``system`` here leaves malloc as the C library configured it.
+#: ``system`` here leaves malloc as the C library configured it (default ``reuse``).
 ALLOCATOR_VARIABLE = "STYLEFORGE_ALLOCATOR"
+ALLOCATOR_CHOICES = ("reuse", "system")
 
 
 def reuse_freed_memory() -> bool:
@@ -46,8 +49,16 @@ def reuse_freed_memory() -> bool:
     Does nothing, and returns False, when ``STYLEFORGE_ALLOCATOR=system`` is set, when
     ``GLIBC_TUNABLES`` already sets malloc parameters (the user chose), or when the C
     library is not glibc (musl, macOS, Windows). Returns True once applied.
+
+    Raises:
+        StyleforgeError: ``STYLEFORGE_ALLOCATOR`` is set to something other than
+            ``reuse`` or ``system``.
     """
-    if os.environ.get(ALLOCATOR_VARIABLE, "").lower() == "system":
+    choice = os.environ.get(ALLOCATOR_VARIABLE, "reuse").strip().lower()
+    if choice not in ALLOCATOR_CHOICES:
+        raise StyleforgeError(f"{ALLOCATOR_VARIABLE}={os.environ[ALLOCATOR_VARIABLE]!r} is not one of "
+                              f"{', '.join(ALLOCATOR_CHOICES)}; unset it to keep freed memory for reuse")
+    if choice == "system":
         return False
     if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False

@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (see :mod:`styleforge.cli`)."""
     raise_on_sigterm()
-    reuse_freed_memory()  # page faults were a quarter of CPU inference time (styleforge.memory)
     try:
+        reuse_freed_memory()  # page faults were a quarter of CPU inference time (styleforge.memory)
         args = build_parser().parse_args(argv)
         with deferred_interrupt():  # a Ctrl-C inside NumPy's import leaves it half-initialised
             import numpy  # noqa: F401
