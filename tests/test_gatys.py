@@ -132,17 +132,19 @@ def test_interrupt_returns_the_best_image_so_far(vgg: sf.VGG19) -> None:
     assert result.image.size == CONTENT.size
 
 
-def test_targets_are_computed_once_per_scale(vgg: sf.VGG19, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
+@pytest.mark.parametrize("precision,per_scale", [("fp32", ["fp32"]), ("bf16", ["bf16", "fp32"])])
+def test_targets_are_computed_once_per_scale_and_precision(vgg: sf.VGG19, monkeypatch: pytest.MonkeyPatch,
+                                                           precision: str, per_scale: list[str]) -> None:
+    calls: list[str] = []
     original = TorchEngine.targets
 
-    def counting(self: TorchEngine, problem: object) -> object:
-        calls.append(1)
-        return original(self, problem)
+    def counting(self: TorchEngine, problem: object, precision: str | None = None) -> object:
+        calls.append(precision or self.precision)
+        return original(self, problem, precision)
 
     monkeypatch.setattr(TorchEngine, "targets", counting)
-    run_stylize(CONTENT, STYLE_A, _opts(scales=(32, 48), iterations=4), vgg=vgg, progress=False)
-    assert len(calls) == 2
+    run_stylize(CONTENT, STYLE_A, _opts(scales=(32, 48), iterations=4, precision=precision), vgg=vgg, progress=False)
+    assert calls == per_scale * 2
 
 
 def test_vgg_runs_only_up_to_the_deepest_layer_used(vgg: sf.VGG19) -> None:
@@ -266,10 +268,47 @@ def test_bf16_lbfgs_follows_the_fp32_run(weight_files: dict[str, Path]) -> None:
     assert abs(bf16 - fp32) < 0.25 * fp32
 
 
+@pytest.mark.parametrize("precision,finish,steps,reduced", [
+    ("fp32", 0.4, 100, 0), ("bf16", 0.4, 100, 60), ("bf16", 0.0, 100, 100), ("bf16", 1.0, 100, 0),
+    ("bf16", 0.25, 10, 7), ("bf16", 0.3, 10, 7), ("bf16", 0.4, 1, 0),
+])
+def test_reduced_steps_leave_the_fp32_finish_share_rounded_up(vgg: sf.VGG19, precision: str, finish: float, steps: int,
+                                                              reduced: int) -> None:
+    engine = TorchEngine(vgg, _opts(precision=precision, fp32_finish=finish), torch.device("cpu"))
+    assert engine.reduced_steps(steps) == reduced
+
+
+def test_optimize_leaves_the_problem_arrays_alone(vgg: sf.VGG19) -> None:
+    # the content array doubling as the start is what a caller naturally passes; it must
+    # stay the content (an in-place update of it once changed later targets and scores)
+    content = image_to_array(CONTENT)
+    problem = ScaleProblem(content=content, styles=[image_to_array(STYLE_A)], init=content)
+    before = content.copy()
+    TorchEngine(vgg, _opts(), torch.device("cpu")).optimize(problem, 3, lambda *_: None)
+    np.testing.assert_array_equal(content, before)
+
+
+def test_bf16_run_switches_vgg19_and_its_targets_to_fp32_for_the_finish(weight_files: dict[str, Path]) -> None:
+    vgg = sf.load_vgg19(str(weight_files["pth"]))
+    engine = TorchEngine(vgg, _opts(precision="bf16", fp32_finish=0.4), torch.device("cpu"))
+    assert "bf16 then fp32 for the last 40% of steps" in engine.device_description
+    seen: list[torch.dtype] = []
+    vgg.conv1_1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    problem = ScaleProblem(content=image_to_array(CONTENT), styles=[image_to_array(STYLE_A)], init=image_to_array(CONTENT))
+    steps_seen: list[int] = []
+    engine.optimize(problem, 5, lambda step, _values, _image: steps_seen.append(step))
+    bf16, fp32 = torch.bfloat16, torch.float32
+    # targets (content, style) and 3 steps in bf16; fp32 targets, 2 steps and the final score in fp32
+    assert seen == [bf16] * 2 + [bf16] * 3 + [fp32] * 2 + [fp32] * 2 + [fp32]
+    assert steps_seen == [1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize("changes,message", [
     ({"precision": "fp64"}, "unknown precision 'fp64'"),
     ({"precision": "fp16"}, "fp16 needs CUDA"),
     ({"precision": "bf16", "engine": "numpy"}, "is for the torch engine"),
+    ({"precision": "bf16", "fp32_finish": 1.5}, "fp32 finish must be a fraction from 0 to 1"),
+    ({"fp32_finish": float("nan")}, "fp32 finish must be a fraction from 0 to 1"),
 ])
 def test_bad_precisions_are_refused(vgg: sf.VGG19, changes: dict, message: str) -> None:
     with pytest.raises(StyleforgeError, match=message):

@@ -203,8 +203,14 @@ class GatysOptions:
             CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32).
             Reduced precision runs VGG19 under autocast with channels_last; the image,
             the Gram matrices, the losses and L-BFGS's history stay fp32. The default
-            stays fp32 until the loss after 100 steps is shown within 1 % of fp32 on
-            native-bf16 hardware (``benchmarks/gatys.py`` prints both).
+            stays fp32 until reduced precision is timed faster on native-bf16 hardware
+            at the same loss (``benchmarks/gatys.py`` prints both).
+        fp32_finish: in reduced precision, the fraction of each scale's steps run at the
+            end with VGG19 in fp32 (0 = reduced throughout, 1 = fp32 throughout). bf16's
+            rounding of the forward activations costs little early on but holds L-BFGS
+            back near convergence: after 100 steps at 128 px (5 starts), bf16 throughout
+            ends 6.2 % above fp32's mean loss, finishing the last 40 % in fp32 1.2 %,
+            the last half 0.9 % (docs/benchmarks.md, "Gatys in bf16").
     """
 
     size: int = 512
@@ -232,6 +238,7 @@ class GatysOptions:
     engine: str = "torch"
     power_difference: bool = False
     precision: str = "fp32"
+    fp32_finish: float = 0.5
     extend: str | None = None
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float]:

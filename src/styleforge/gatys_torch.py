@@ -6,6 +6,7 @@ See :mod:`styleforge.gatys` for the objective and the driver that calls
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,13 +47,25 @@ class TorchEngine:
         self.vgg = vgg.to(device, memory_format=self.memory_format)
         self.opts = opts
         self.device = device
-        self.device_description = describe_device(device) + (f", {self.precision}" if reduced else "")
+        self.device_description = describe_device(device) + (f", {self.precision}{self._finish_note()}" if reduced else "")
         self.alpha, self.beta = opts.loss_weights(vgg.convention.name, vgg.convention.input_scale)
         self.layer_weights = normalized_layer_weights(opts.style_layers, opts.style_layer_weights)
         self.layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
 
-    def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """VGG19 features (float32) of an image batch in [0, 1], in the weights' convention.
+    def reduced_steps(self, steps: int) -> int:
+        """How many of a scale's ``steps`` run VGG19 in reduced precision: none in fp32,
+        else all but the last ``opts.fp32_finish`` fraction (rounded up to whole steps)."""
+        if self.precision == "fp32":
+            return 0
+        return steps - math.ceil(self.opts.fp32_finish * steps - 1e-9)
+
+    def _finish_note(self) -> str:
+        share = self.opts.fp32_finish
+        return "" if share == 0 else " (fp32 throughout)" if share >= 1 else f" then fp32 for the last {share:.0%} of steps"
+
+    def features(self, image: torch.Tensor, layers: Sequence[str], precision: str | None = None) -> dict[str, torch.Tensor]:
+        """VGG19 features (float32) of an image batch in [0, 1], in the weights' convention,
+        computed in ``precision`` (default: the engine's).
 
         In reduced precision only VGG19 runs under autocast: its features come back as
         float32, so the Gram matrices (sums of H*W products), the losses and the gradient
@@ -61,24 +74,27 @@ class TorchEngine:
         """
         from styleforge.devices import autocast
 
-        with autocast(self.device, self.precision):
+        with autocast(self.device, precision or self.precision):
             feats = self.vgg.extract(self.vgg.normalize(image).contiguous(memory_format=self.memory_format), layers)
         return {name: f.float() for name, f in feats.items()}
 
     @torch.no_grad()
-    def targets(self, problem: ScaleProblem) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Content features and the blended per-position style Grams, computed once without gradients."""
-        content = self.features(self._tensor(problem.content), self.opts.content_layers)
+    def targets(self, problem: ScaleProblem, precision: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Content features and the blended per-position style Grams, computed without
+        gradients in ``precision`` (default: the engine's)."""
+        content = self.features(self._tensor(problem.content), self.opts.content_layers, precision)
         per_style = [
-            {layer: style_target(f)[0] for layer, f in self.features(self._tensor(s), self.opts.style_layers).items()}
+            {layer: style_target(f)[0] for layer, f in self.features(self._tensor(s), self.opts.style_layers, precision).items()}
             for s in problem.styles
         ]
         return content, blend_targets(per_style, self.opts.style_blend)
 
-    def losses(self, image: torch.Tensor, content_targets: dict[str, torch.Tensor], style_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The weighted loss terms of ``image``; ``total`` is their sum."""
+    def losses(self, image: torch.Tensor, content_targets: dict[str, torch.Tensor], style_targets: dict[str, torch.Tensor],
+               precision: str | None = None) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of ``image`` with VGG19 in ``precision`` (default: the
+        engine's); ``total`` is their sum."""
         opts = self.opts
-        feats = self.features(image, self.layers)
+        feats = self.features(image, self.layers, precision)
         pd = opts.power_difference
         lc = sum(content_loss(feats[l], content_targets[l], opts.content_loss, pd) for l in opts.content_layers) / len(opts.content_layers)
         ls = sum(w * style_loss(feats[l], style_targets[l], opts.style_loss, pd) for l, w in self.layer_weights.items())
@@ -88,17 +104,33 @@ class TorchEngine:
 
     def optimize(self, problem: ScaleProblem, steps: int, on_step: StepCallback) -> tuple[np.ndarray, KeyboardInterrupt | None]:
         """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, the
-        Ctrl-C/SIGTERM that stopped it or None)."""
-        content_targets, style_targets = self.targets(problem)
-        image = self._tensor(problem.init).requires_grad_(True)
+        Ctrl-C/SIGTERM that stopped it or None).
+
+        In reduced precision the last :meth:`reduced_steps` steps switch VGG19 to fp32:
+        bf16's rounding of features and gradients (8-bit mantissa) is small against the
+        loss early on but not near convergence, where it leaves L-BFGS on a rougher
+        objective (docs/benchmarks.md, "Gatys in bf16"). The targets are recomputed in
+        fp32 at the switch, so each phase compares features with targets made by the same
+        arithmetic; L-BFGS's curvature history carries over (resetting it measured worse).
+        """
+        reduced = self.reduced_steps(steps)
+        made: dict[str, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
+
+        def targets_in(precision: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+            if precision not in made:
+                made[precision] = self.targets(problem, precision)
+            return made[precision]
+
+        image = self._tensor(problem.init).clone().requires_grad_(True)  # never optimise the caller's array in place
         optimizer = self._optimizer(image)
         best = BestImage()
         step = 0
 
         def closure() -> torch.Tensor:
             nonlocal step
+            precision = self.precision if step < reduced else "fp32"
             optimizer.zero_grad(set_to_none=True)
-            terms = self.losses(image, content_targets, style_targets)
+            terms = self.losses(image, *targets_in(precision), precision)
             terms["total"].backward()
             values = {k: float(v.detach()) for k, v in terms.items()}
             best.offer(values["total"], lambda: image.detach().clone())
@@ -112,7 +144,8 @@ class TorchEngine:
         except KeyboardInterrupt as stop:
             return self._best_array(best, image), stop
         with torch.no_grad():  # the image after the last step was never evaluated
-            best.offer(float(self.losses(image, content_targets, style_targets)["total"]), lambda: image.detach().clone())
+            final = "fp32" if reduced < steps else self.precision
+            best.offer(float(self.losses(image, *targets_in(final), final)["total"]), lambda: image.detach().clone())
         return self._best_array(best, image), None
 
     @staticmethod

@@ -66,6 +66,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--weights", default=d.weights, help="VGG19 weights: cache name or file")
     p.add_argument("--engine", default=d.engine, choices=("torch", "numpy"), help="torch, or the from-scratch NumPy engine")
     add_precision_option(p, d.precision, "optimisation")
+    p.add_argument("--fp32-finish", type=non_negative_float, default=d.fp32_finish, metavar="FRACTION",
+                   help=f"with a reduced --precision: run the last FRACTION of each scale's steps in fp32, where "
+                        f"bf16 rounding would hold L-BFGS back (0 = reduced throughout; default {d.fp32_finish})")
     add_power_difference_option(p, "the content, style and TV losses")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
@@ -100,6 +103,7 @@ def options_from_args(args: argparse.Namespace) -> GatysOptions:
         engine=args.engine,
         power_difference=args.power_difference,
         precision=args.precision,
+        fp32_finish=args.fp32_finish,
     )
 
 
