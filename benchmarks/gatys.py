@@ -14,8 +14,9 @@ images, L-BFGS from the content image:
   two more forward passes (the loop the first benchmark compared with; kept as a row).
 * ``styleforge-<precision>``: ``styleforge.gatys.run_stylize`` with ``--precision``
   fp32 and, where the hardware runs it natively, bf16 (CPUs with AVX512-BF16/AMX, GPUs)
-  and fp16 (GPUs). ``loss vs fp32`` is the final loss against styleforge's fp32 run
-  (the same objective), the fidelity criterion for reduced precision.
+  and fp16 (GPUs), the last ``--fp32-finish`` share of their steps in fp32 (styleforge's
+  default). ``loss vs fp32`` is the final loss against styleforge's fp32 run (the same
+  objective) from one start; ``benchmarks/gatys_fidelity.py`` measures it over several.
 
 Time per iteration is the steady state, the same for every row: from the end of the
 first evaluation to the end of the last, over the evaluations in between (setup, targets
@@ -191,6 +192,8 @@ def main() -> None:
     parser.add_argument("--baseline-iterations", type=int, default=None,
                         help="iterations of the tutorial and naive rows (default: --iterations; their time per iteration is flat)")
     parser.add_argument("--precisions", default=None, help="styleforge precisions, e.g. fp32,bf16 (default: fp32 + native ones)")
+    parser.add_argument("--fp32-finish", type=float, default=GatysOptions.fp32_finish,
+                        help="share of the last steps reduced-precision rows run in fp32 (see benchmarks/gatys_fidelity.py)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive row")
     parser.add_argument("--content", default=str(EXAMPLES / "chelsea.jpg"))
     parser.add_argument("--style", default=str(EXAMPLES / "coffee.jpg"))
@@ -214,7 +217,7 @@ def main() -> None:
             timed.append(("naive", "fp32", naive(vgg, content, style, base_opts), None))
         for precision in precisions:
             seconds, losses = styleforge_run(vgg, content_img, style_img, GatysOptions(
-                size=size, iterations=args.iterations, device=str(device), precision=precision))
+                size=size, iterations=args.iterations, device=str(device), precision=precision, fp32_finish=args.fp32_finish))
             timed.append((f"styleforge-{precision}", precision, seconds, losses))
         fp32_loss = next(losses[-1] for name, _, _, losses in timed if name == "styleforge-fp32")
         reference = timed[0][2]

@@ -74,6 +74,18 @@ def gatys_table(data: dict[str, Any]) -> str:
                                     rows, numeric_from=2)
 
 
+def gatys_fidelity_table(data: dict[str, Any]) -> str:
+    """Mean loss after N L-BFGS steps per precision schedule, over several starts
+    (``benchmarks/gatys_fidelity.py``)."""
+    env, args = data["environment"], data["args"]
+    how = "emulated with fp32 kernels" if env.get("bf16") == "emulated" else "native kernels"
+    head = (f"*{args['size']} px, {args['iterations']} L-BFGS steps, {args['seeds']} starts; bf16 {how}; "
+            f"torch {env['torch']}*\n\n")
+    rows = [[r["config"], str(r["bf16_steps"]), number(r["mean_loss"], ".4f"), number(r["sd_pct"], ".2f"),
+             number(r["vs_fp32_pct"], "+.2f")] for r in data["results"]]
+    return head + markdown(["configuration", "bf16 steps", "mean loss", "spread (sd) %", "vs fp32 %"], rows)
+
+
 def train_table(data: dict[str, Any]) -> str:
     """Training steps per second per implementation (``benchmarks/train.py``)."""
     rows = [[r["impl"], number(r["steps_per_s"], ".3f"), number(r["s_per_step"], ".3f"), number(r["speedup"], ".2f"),
@@ -123,7 +135,7 @@ def networks_table(data: dict[str, Any]) -> str:
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "gatys": gatys_table, "train": train_table, "transfer": transfer_table, "networks": networks_table,
+    "gatys": gatys_table, "gatys_fidelity": gatys_fidelity_table, "train": train_table, "transfer": transfer_table, "networks": networks_table,
 }
 
 

@@ -24,11 +24,18 @@ def _run(script: str, tmp_path: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
+def _benchmark_module(script: str):
+    """``benchmarks/<script>.py`` imported as a module (with its sibling imports)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", ROOT / "benchmarks" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
 def _render(data: dict) -> str:
-    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)  # type: ignore[union-attr]
-    return report.RENDERERS[data["benchmark"]](data)
+    return _benchmark_module("report").RENDERERS[data["benchmark"]](data)
 
 
 @pytest.mark.parametrize("emulated", [False, True])
@@ -62,3 +69,51 @@ def test_gatys_benchmark_compares_with_the_tutorial(tmp_path: Path) -> None:
     assert rows["tutorial"]["speedup"] == 1.0 and rows["styleforge-fp32"]["loss_vs_fp32_pct"] == 0.0
     assert len({r["floor_s"] for r in rows.values()}) == 1 and rows["tutorial"]["floor_s"] > 0  # one objective's FLOPs
     assert "| 64 | styleforge-fp32 |" in _render(data)
+
+
+def test_emulated_bf16_convolution_rounds_like_bf16_autocast() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    fidelity = _benchmark_module("gatys_fidelity")
+    grid = fidelity.to_bf16_grid
+    torch.manual_seed(0)
+    real = torch.nn.Conv2d(24, 32, 3, padding=1)
+    emulated = torch.nn.Conv2d(24, 32, 3, padding=1)
+    emulated.load_state_dict(real.state_dict())
+    fidelity.emulate_bf16_convolutions(emulated)
+    x, upstream = torch.randn(1, 24, 10, 12), torch.randn(1, 32, 10, 12)
+
+    def output_and_input_grad(conv: torch.nn.Module, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        image = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = conv(image)
+        (out.float() * upstream).sum().backward()
+        return out.float().detach(), image.grad
+
+    (out, grad), (out_real, grad_real), (out_fp32, grad_fp32) = (
+        output_and_input_grad(emulated, True), output_and_input_grad(real, True), output_and_input_grad(emulated, False))
+    assert torch.equal(out_fp32, real(x).detach())  # outside autocast the convolution is untouched
+    # independent float64 formulas: bf16 operands, exact accumulation, one rounding to bf16
+    w64, g64 = grid(real.weight).double(), grid(upstream).double()
+    out_exact = grid(F.conv2d(grid(x).double(), w64, grid(real.bias).double(), padding=1).float())
+    grad_exact = grid(F.conv_transpose2d(g64, w64, padding=1).float())
+    for ours, exact in ((out, out_exact), (grad, grad_exact)):
+        assert (ours == exact).float().mean() > 0.99  # fp32 vs float64 accumulation flips a rare tie
+        assert ((ours - exact).abs() <= 2**-7 * exact.abs() + 1e-6).all()
+    assert (out == out_real).float().mean() > 0.99  # PyTorch's own forward rounds the same way
+    # PyTorch's CPU bf16 backward (without AMX) rounds more than once; ours never errs more
+    assert (grad - grad_fp32).pow(2).mean() <= (grad_real - grad_fp32).pow(2).mean()
+    assert (grad - grad_fp32).abs().max() > 0
+
+
+def test_gatys_fidelity_benchmark_scores_each_finish_in_fp32(tmp_path: Path) -> None:
+    data = _run("gatys_fidelity", tmp_path, "--size", "48", "--iterations", "4", "--seeds", "2", "--finishes", "0,0.5",
+                "--emulate", "on", "--ablate")
+    rows = {r["config"]: r for r in data["results"]}
+    assert list(rows) == ["fp32", "bf16, fp32 finish 0", "bf16, fp32 finish 0.5", "bf16 forward rounding only",
+                          "bf16 backward rounding only"]
+    assert [r["bf16_steps"] for r in rows.values()] == [0, 4, 2, 4, 4]
+    assert rows["fp32"]["vs_fp32_pct"] == 0.0 and all(len(r["losses"]) == 2 for r in rows.values())
+    assert len({r["losses"][0] for r in rows.values()}) == 5  # every rounding really differs
+    assert "| bf16, fp32 finish 0.5 | 2 |" in _render(data)
