@@ -106,10 +106,11 @@ class TorchEngine:
         """Run ``steps`` optimiser steps from ``problem.init``; returns (best image, the
         Ctrl-C/SIGTERM that stopped it or None).
 
-        In reduced precision the last :meth:`reduced_steps` steps switch VGG19 to fp32:
-        bf16's rounding of features and gradients (8-bit mantissa) is small against the
-        loss early on but not near convergence, where it leaves L-BFGS on a rougher
-        objective (docs/benchmarks.md, "Gatys in bf16"). The targets are recomputed in
+        In reduced precision the steps after the first :meth:`reduced_steps` run VGG19
+        in fp32: bf16's rounding of the forward activations (8-bit mantissa) is small
+        against the style residual early on but not near convergence, where it misleads
+        L-BFGS's gradient; rounding the gradients alone measured harmless
+        (docs/benchmarks.md, "Gatys in bf16"). The targets are recomputed in
         fp32 at the switch, so each phase compares features with targets made by the same
         arithmetic; L-BFGS's curvature history carries over (resetting it measured worse).
         """
