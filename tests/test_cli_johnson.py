@@ -158,6 +158,26 @@ def test_ctrl_c_leaves_a_model_and_a_checkpoint_that_both_stylise(tmp_path: Path
     assert torch.load(out / "checkpoint.pt", weights_only=True)["state"]["step"] == step + 2
 
 
+def test_resume_after_a_run_that_stopped_on_an_epochs_last_batch(tmp_path: Path, photos: Path,
+                                                                   weight_files: dict[str, Path]) -> None:
+    """9 files in batches of 2 make 4 batches an epoch; a run stopped after step 4 (by
+    --max-steps, or Ctrl-C landing on that batch) has used up its epoch but not yet
+    counted it. Resuming must go on into the next epoch, not mistake the empty rest of
+    the old one for an epoch of unreadable images."""
+    import torch
+
+    style = make_photo(tmp_path / "style.png", size=(40, 40), seed=53)
+    out = tmp_path / "run"
+    common = ("train", "--style", str(style), "--data", str(photos), "--out", str(out), "--weights", str(weight_files["pth"]),
+              "--image-size", "32", "--batch-size", "2", "--workers", "0", "--device", "cpu", "--quiet")
+    first = run_cli(*common, "--max-steps", "4")
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli(*common, "--max-steps", "6", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    state = torch.load(out / "checkpoint.pt", weights_only=True)["state"]
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (6, 1, 2)
+
+
 def test_transfer_refuses_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
     import torch
 

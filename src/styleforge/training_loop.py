@@ -293,6 +293,8 @@ class TrainingLoop(ABC):
         try:
             while self.state.epoch < opts.epochs and self.state.step < total_steps:
                 steps_before_epoch = self.state.step
+                # a resumed run may start at the end of an epoch it used up but never counted
+                whole_epoch = self.state.batch_in_epoch == 0
                 for batch, bad in self._loader():
                     with deferred_interrupt():  # a checkpoint after Ctrl-C holds whole steps only
                         self.state.batch_in_epoch += 1
@@ -307,7 +309,7 @@ class TrainingLoop(ABC):
                     if self.state.step >= total_steps:
                         break
                 else:
-                    if self.state.step == steps_before_epoch:
+                    if whole_epoch and self.state.step == steps_before_epoch:
                         folders = self._data_folders()
                         raise StyleforgeError(
                             f"a whole epoch gave no batch of readable images ({self.state.skipped} unreadable files met in "
