@@ -10,7 +10,10 @@ and the table compares mean losses, with the spread beside them.
 Rows: fp32, then ``--precision bf16`` with each ``--fp32-finish`` share (the last share of
 the steps run VGG19 in fp32; see ``styleforge.gatys_torch.TorchEngine.optimize``). Every
 final image is scored by the same fp32 objective, so bf16's own rounding of the loss does
-not flatter it. Random He-initialised VGG19 unless ``--weights``.
+not flatter it. Random He-initialised VGG19 unless ``--weights``. With the emulation,
+``--ablate`` adds rows rounding only the forward or only the backward pass, and
+``--forward-finishes`` rows whose finish returns only the forward pass to fp32 (a
+design the product does not have yet: it would keep the backward's bf16 speed).
 
 Speed is not measured here (``benchmarks/gatys.py`` times each precision): on a CPU
 without native bf16, PyTorch emulates bf16 convolutions about 40x slower than fp32, so
@@ -58,8 +61,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # ------------------------------------------------------------ bf16 autocast, emulated
 
 
-#: Which passes :class:`RoundedConv2d` rounds to bf16 (``--ablate`` narrows it per row).
-ROUNDED_PASSES = {"forward", "backward"}
+#: The passes the emulation rounds to bf16, under bf16 autocast and outside it (the fp32
+#: finish). ``--ablate`` changes them per row; outside autocast nothing is rounded by default.
+ROUNDING: dict[str, frozenset[str]] = {"bf16": frozenset({"forward", "backward"}), "fp32": frozenset()}
 
 
 def to_bf16_grid(t: torch.Tensor) -> torch.Tensor:
@@ -71,38 +75,40 @@ class RoundedConv2d(torch.autograd.Function):
     """A stride-1 conv2d with bf16 operands and result, accumulated in fp32.
 
     The gradient with respect to the input is formed the same way: bf16 incoming
-    gradient and weights, fp32 accumulation, bf16 result. Weights take no gradient
-    (VGG19 is frozen in Gatys).
+    gradient and weights, fp32 accumulation, bf16 result. ``passes`` says which of the
+    two are rounded ("forward", "backward"); weights take no gradient (VGG19 is frozen
+    in Gatys).
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:  # type: ignore[override]
-        if "forward" in ROUNDED_PASSES:
-            x, weight, bias = to_bf16_grid(x), to_bf16_grid(weight), to_bf16_grid(bias)
-        ctx.save_for_backward(to_bf16_grid(weight) if "backward" in ROUNDED_PASSES else weight)
-        ctx.padding, ctx.input_shape = padding, x.shape
-        out = F.conv2d(x, weight, bias, padding=padding)
-        return to_bf16_grid(out) if "forward" in ROUNDED_PASSES else out
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tuple[int, int],  # type: ignore[override]
+                passes: frozenset[str]) -> torch.Tensor:
+        rounded = to_bf16_grid if "forward" in passes else (lambda t: t)
+        ctx.save_for_backward(to_bf16_grid(weight) if "backward" in passes else weight)
+        ctx.padding, ctx.input_shape, ctx.round_grad = padding, x.shape, "backward" in passes
+        return rounded(F.conv2d(rounded(x), rounded(weight), rounded(bias), padding=padding))
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         (weight,) = ctx.saved_tensors
-        if "backward" not in ROUNDED_PASSES:
-            return torch.nn.grad.conv2d_input(ctx.input_shape, weight, grad, padding=ctx.padding), None, None, None
-        grad_input = torch.nn.grad.conv2d_input(ctx.input_shape, weight, to_bf16_grid(grad), padding=ctx.padding)
-        return to_bf16_grid(grad_input), None, None, None
+        rounded = to_bf16_grid if ctx.round_grad else (lambda t: t)
+        grad_input = torch.nn.grad.conv2d_input(ctx.input_shape, weight, rounded(grad), padding=ctx.padding)
+        return rounded(grad_input), None, None, None, None
 
 
 def _emulated_forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
-        with torch.autocast("cpu", enabled=False):
-            return RoundedConv2d.apply(x.float(), conv.weight, conv.bias, conv.padding)
-    return conv._conv_forward(x, conv.weight, conv.bias)
+    in_bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    passes = ROUNDING["bf16" if in_bf16 else "fp32"]
+    if not passes:
+        return conv._conv_forward(x, conv.weight, conv.bias)
+    with torch.autocast("cpu", enabled=False):
+        return RoundedConv2d.apply(x.float(), conv.weight, conv.bias, conv.padding, passes)
 
 
 def emulate_bf16_convolutions(model: nn.Module) -> None:
     """Make ``model``'s convolutions emulate CPU bf16 autocast with fp32 kernels
-    (:class:`RoundedConv2d`) whenever bf16 autocast is on; outside it they are unchanged."""
+    (:class:`RoundedConv2d`) whenever bf16 autocast is on; outside it they are unchanged
+    unless :data:`ROUNDING` says otherwise."""
     for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):
         if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros":
             raise ValueError("the bf16 emulation covers VGG19's stride-1, zero-padded convolutions only")
@@ -128,19 +134,18 @@ def fp32_loss(scorer: TorchEngine, problem: ScaleProblem, image: np.ndarray) -> 
 
 
 def final_losses(vgg: nn.Module, problems: list[ScaleProblem], opts: GatysOptions, scorer: TorchEngine,
-                 rounded: tuple[str, ...] = ("forward", "backward")) -> list[float]:
+                 rounding: dict[str, frozenset[str]]) -> list[float]:
     """For each start in ``problems``: optimise with ``opts``, return the best image's fp32
-    loss; ``rounded`` names the passes the bf16 emulation rounds (when it is installed)."""
-    losses = []
-    ROUNDED_PASSES.clear()
-    ROUNDED_PASSES.update(rounded)
+    loss; ``rounding`` is the emulation's :data:`ROUNDING` for these runs (when installed)."""
+    losses, default = [], dict(ROUNDING)
+    ROUNDING.update(rounding)
     try:
         for problem in problems:
             engine = TorchEngine(vgg, opts, torch.device("cpu"))
             image, _ = engine.optimize(problem, opts.iterations, lambda *_: None)
             losses.append(fp32_loss(scorer, problem, image))
     finally:
-        ROUNDED_PASSES.update(("forward", "backward"))
+        ROUNDING.update(default)
     return losses
 
 
@@ -156,6 +161,9 @@ def main() -> None:
                         help="emulate bf16 with fp32 kernels (auto: when the CPU lacks native bf16)")
     parser.add_argument("--ablate", action="store_true",
                         help="with the emulation, add bf16 rows (no fp32 finish) that round only the forward or only the backward pass")
+    parser.add_argument("--forward-finishes", default="",
+                        help="with the emulation, add rows whose finish (these shares) returns only the forward to fp32 "
+                             "and keeps the backward in bf16, e.g. 0.3,0.5")
     parser.add_argument("--content", default=str(EXAMPLES / "chelsea.jpg"))
     parser.add_argument("--style", default=str(EXAMPLES / "coffee.jpg"))
     parser.add_argument("--json", default=None)
@@ -175,17 +183,20 @@ def main() -> None:
     def bf16(share: float) -> GatysOptions:
         return GatysOptions(size=args.size, iterations=args.iterations, device="cpu", precision="bf16", fp32_finish=share)
 
-    both = ("forward", "backward")
-    configs = [("fp32", base, both)] + [(f"bf16, fp32 finish {share:g}", bf16(share), both)
-                                         for share in (float(s) for s in args.finishes.split(","))]
-    if args.ablate and not emulated:
-        parser.error("--ablate needs the emulation (--emulate on)")
+    default = dict(ROUNDING)
+    configs = [("fp32", base, default)] + [(f"bf16, fp32 finish {share:g}", bf16(share), default)
+                                            for share in (float(s) for s in args.finishes.split(","))]
+    if (args.ablate or args.forward_finishes) and not emulated:
+        parser.error("--ablate and --forward-finishes need the emulation (--emulate on)")
     if args.ablate:
-        configs += [(f"bf16 {only} rounding only", bf16(0.0), (only,)) for only in both]
+        configs += [(f"bf16 {only} rounding only", bf16(0.0), {**default, "bf16": frozenset({only})})
+                    for only in ("forward", "backward")]
+    configs += [(f"bf16, fp32-forward finish {share:g}", bf16(share), {**default, "fp32": frozenset({"backward"})})
+                for share in (float(s) for s in args.forward_finishes.split(",") if s)]
     rows, reference = [], None
-    for name, opts, rounded in configs:
+    for name, opts, rounding in configs:
         started = time.perf_counter()
-        losses = final_losses(vgg, problems, opts, scorer, rounded)
+        losses = final_losses(vgg, problems, opts, scorer, rounding)
         mean = statistics.mean(losses)
         reference = reference or mean
         rows.append({

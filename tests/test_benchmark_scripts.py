@@ -109,11 +109,11 @@ def test_emulated_bf16_convolution_rounds_like_bf16_autocast() -> None:
 
 def test_gatys_fidelity_benchmark_scores_each_finish_in_fp32(tmp_path: Path) -> None:
     data = _run("gatys_fidelity", tmp_path, "--size", "48", "--iterations", "4", "--seeds", "2", "--finishes", "0,0.5",
-                "--emulate", "on", "--ablate")
+                "--emulate", "on", "--ablate", "--forward-finishes", "0.5")
     rows = {r["config"]: r for r in data["results"]}
     assert list(rows) == ["fp32", "bf16, fp32 finish 0", "bf16, fp32 finish 0.5", "bf16 forward rounding only",
-                          "bf16 backward rounding only"]
-    assert [r["bf16_steps"] for r in rows.values()] == [0, 4, 2, 4, 4]
+                          "bf16 backward rounding only", "bf16, fp32-forward finish 0.5"]
+    assert [r["bf16_steps"] for r in rows.values()] == [0, 4, 2, 4, 4, 2]
     assert rows["fp32"]["vs_fp32_pct"] == 0.0 and all(len(r["losses"]) == 2 for r in rows.values())
-    assert len({r["losses"][0] for r in rows.values()}) == 5  # every rounding really differs
+    assert len({r["losses"][0] for r in rows.values()}) == 6  # every rounding really differs
     assert "| bf16, fp32 finish 0.5 | 2 |" in _render(data)
