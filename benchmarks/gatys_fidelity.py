@@ -62,7 +62,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 #: The passes the emulation rounds to bf16, under bf16 autocast and outside it (the fp32
-#: finish). ``--ablate`` changes them per row; outside autocast nothing is rounded by default.
+#: finish). Rows of ``--ablate`` and ``--forward-finishes`` change them; by default nothing
+#: outside autocast is rounded.
 ROUNDING: dict[str, frozenset[str]] = {"bf16": frozenset({"forward", "backward"}), "fp32": frozenset()}
 
 
