@@ -51,7 +51,7 @@ from common import environment, is_native, print_table, write_json  # noqa: E402
 
 from styleforge.config import GatysOptions  # noqa: E402
 from styleforge.gatys_engine import ScaleProblem  # noqa: E402
-from styleforge.gatys_torch import TorchEngine  # noqa: E402
+from styleforge.gatys_torch import TorchEngine, reduced_precision_steps  # noqa: E402
 from styleforge.images import image_to_array, read_image, resize_long_side  # noqa: E402
 from styleforge.vgg import load_vgg19  # noqa: E402
 
@@ -202,7 +202,7 @@ def main() -> None:
         reference = reference or mean
         rows.append({
             "config": name, "precision": opts.precision, "fp32_finish": opts.fp32_finish if opts.precision != "fp32" else None,
-            "bf16_steps": TorchEngine(vgg, opts, cpu).reduced_steps(args.iterations), "losses": losses, "mean_loss": mean,
+            "bf16_steps": reduced_precision_steps(args.iterations, opts.precision, opts.fp32_finish), "losses": losses, "mean_loss": mean,
             "sd_pct": 100 * statistics.stdev(losses) / reference if len(losses) > 1 else None,
             "vs_fp32_pct": 100 * (mean / reference - 1),
         })

@@ -19,6 +19,14 @@ from styleforge.loss_scales import blend_targets, normalized_layer_weights
 from styleforge.losses import content_loss, style_loss, style_target, total_variation
 
 
+def reduced_precision_steps(steps: int, precision: str, fp32_finish: float) -> int:
+    """How many of a scale's ``steps`` run VGG19 in ``precision``: none when it is fp32,
+    else all but the last ``fp32_finish`` fraction (the fp32 share rounded up to whole steps)."""
+    if precision == "fp32":
+        return 0
+    return steps - math.ceil(fp32_finish * steps - 1e-9)
+
+
 class TorchEngine:
     """Gatys optimisation of one scale on PyTorch (any device)."""
 
@@ -53,11 +61,9 @@ class TorchEngine:
         self.layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
 
     def reduced_steps(self, steps: int) -> int:
-        """How many of a scale's ``steps`` run VGG19 in reduced precision: none in fp32,
-        else all but the last ``opts.fp32_finish`` fraction (rounded up to whole steps)."""
-        if self.precision == "fp32":
-            return 0
-        return steps - math.ceil(self.opts.fp32_finish * steps - 1e-9)
+        """How many of a scale's ``steps`` run VGG19 in the engine's reduced precision
+        (see :func:`reduced_precision_steps`)."""
+        return reduced_precision_steps(steps, self.precision, self.opts.fp32_finish)
 
     def _finish_note(self) -> str:
         share = self.opts.fp32_finish
@@ -115,6 +121,10 @@ class TorchEngine:
         arithmetic; L-BFGS's curvature history carries over (resetting it measured worse).
         """
         reduced = self.reduced_steps(steps)
+
+        def precision_of(step: int) -> str:  # step counts from 0
+            return self.precision if step < reduced else "fp32"
+
         made: dict[str, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
 
         def targets_in(precision: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -129,7 +139,7 @@ class TorchEngine:
 
         def closure() -> torch.Tensor:
             nonlocal step
-            precision = self.precision if step < reduced else "fp32"
+            precision = precision_of(step)
             optimizer.zero_grad(set_to_none=True)
             terms = self.losses(image, *targets_in(precision), precision)
             terms["total"].backward()
@@ -145,7 +155,7 @@ class TorchEngine:
         except KeyboardInterrupt as stop:
             return self._best_array(best, image), stop
         with torch.no_grad():  # the image after the last step was never evaluated
-            final = "fp32" if reduced < steps else self.precision
+            final = precision_of(steps - 1)  # scored as the last step was
             best.offer(float(self.losses(image, *targets_in(final), final)["total"]), lambda: image.detach().clone())
         return self._best_array(best, image), None
 
