@@ -64,3 +64,35 @@ def test_bad_configuration_and_input() -> None:
         TransformNet(upsample="pixelshuffle")
     with pytest.raises(StyleforgeError, match=r"\(N, 3, H, W\)"):
         TransformNet()(torch.rand(3, 16, 16))
+
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_last_convolution_runs_channels_last_on_cpu_and_returns_the_given_layout(layout: torch.memory_format) -> None:
+    # A channels_last result would carry that layout into VGG19, slower there in training.
+    torch.manual_seed(0)
+    net = TransformNet()
+    seen = []
+    net.conv_out.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    y = torch.randn(2, 32, 12, 16).contiguous(memory_format=layout)
+    out = net._last_conv(y)
+    assert seen == [True]
+    assert out.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(out, net.conv_out(y.contiguous()), rtol=1e-5, atol=1e-5)
+
+
+def test_the_layout_switch_changes_neither_output_nor_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    net = TransformNet()
+    x = (torch.rand(2, 3, 20, 24) * 255).requires_grad_(True)
+    out = net(x)
+    grads = torch.autograd.grad(out.square().sum(), [x, *net.parameters()])
+    monkeypatch.setattr(TransformNet, "_last_conv", lambda self, y: self.conv_out(y))
+    reference = net(x)
+    reference_grads = torch.autograd.grad(reference.square().sum(), [x, *net.parameters()])
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-4)
+    # Biases followed by instance norm have a true gradient of zero, so theirs is rounding
+    # noise on both sides: compare against the largest gradient's scale as well.
+    scale = max(float(g.abs().max()) for g in reference_grads)
+    for grad, expected in zip(grads, reference_grads, strict=True):
+        assert float((grad - expected).norm()) <= 1e-5 * float(expected.norm()) + 1e-5 * scale
