@@ -19,6 +19,11 @@ the same batches:
   ``loss vs fp32`` compares the first step's loss with the fp32 trainer's of the same
   layers on the same batch from the same initial weights.
 
+Timing is interleaved: after one warm-up step each, every implementation takes one step
+on batch 1, then every one on batch 2, and so on, and each row reports the median of its
+per-step times. A shared machine's speed drifts by 10-20 % over minutes; timed one after
+the other, that drift would land on whichever row ran during it.
+
 Floor: the FLOPs of one styleforge step with the row's layers (forward and backward,
 counted with ``FlopCounterMode``; pytorch/examples' layers for its rows, the default
 ones for the naive loop) over the measured matrix-multiply throughput in that precision.
@@ -32,6 +37,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +47,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, floor, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
+from common import environment, floor, median, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
 from transfer import PlainTransformNet  # noqa: E402
 
 from styleforge.config import TrainOptions  # noqa: E402
@@ -71,18 +77,17 @@ def make_folder(root: Path, count: int, size: int) -> Path:
     return root
 
 
-def naive_steps(trainer: Trainer, batches: list[torch.Tensor], style: torch.Tensor) -> tuple[float, list[float]]:
-    """The naive loop on a fresh network with the trainer's initial weights and loss weights;
-    returns (seconds, losses)."""
+def naive_stepper(trainer: Trainer, style: torch.Tensor) -> Callable[[torch.Tensor], float]:
+    """One step of the naive loop per call, on a fresh network with the trainer's initial
+    weights and loss weights; each call returns the step's loss."""
     torch.manual_seed(trainer.opts.seed)
     net = TransformNet(trainer.opts.norm, trainer.opts.upsample).to(trainer.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=trainer.opts.lr)
-    vgg = trainer.vgg.to(memory_format=torch.contiguous_format)
+    vgg = trainer.vgg
     opts = trainer.opts
     everything = [opts.content_layer, *opts.style_layers, "fc8"]
-    losses = []
-    start = time.perf_counter()
-    for photos in batches:
+
+    def step(photos: torch.Tensor) -> float:
         x = photos.to(trainer.device).float()
         optimizer.zero_grad()
         y = net(x)
@@ -95,9 +100,9 @@ def naive_steps(trainer: Trainer, batches: list[torch.Tensor], style: torch.Tens
         total = trainer.alpha * lc + trainer.beta * ls + trainer.gamma * total_variation(y / 255)
         total.backward()
         optimizer.step()
-        losses.append(float(total.detach()))
-    synchronize(trainer.device)
-    return time.perf_counter() - start, losses
+        return float(total.detach())
+
+    return step
 
 
 def examples_gram(features: torch.Tensor) -> torch.Tensor:
@@ -107,22 +112,19 @@ def examples_gram(features: torch.Tensor) -> torch.Tensor:
     return flat.bmm(flat.transpose(1, 2)) / (c * h * w)
 
 
-def examples_steps(vgg: VGG19, batches: list[torch.Tensor], style: torch.Tensor, precision: str,
-                   device: torch.device, seed: int) -> tuple[float, list[float]]:
-    """pytorch/examples' training loop in ``precision`` (autocast around everything, as a
-    user adds it); returns (seconds, losses)."""
+def examples_stepper(vgg: VGG19, style: torch.Tensor, precision: str, device: torch.device,
+                     seed: int) -> Callable[[torch.Tensor], float]:
+    """One step of pytorch/examples' training loop in ``precision`` per call (autocast around
+    everything, as a user adds it); each call returns the step's loss."""
     torch.manual_seed(seed)
     net = PlainTransformNet().to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     layers = [*EXAMPLES_STYLE_LAYERS]
     content_weight, style_weight = EXAMPLES_WEIGHTS
-    vgg = vgg.to(memory_format=torch.contiguous_format)
     with torch.no_grad(), autocast(device, precision):
         gram_style = {l: examples_gram(f) for l, f in vgg.extract(vgg.normalize(style), layers).items()}
-    losses = []
-    synchronize(device)
-    start = time.perf_counter()
-    for photos in batches:
+
+    def step(photos: torch.Tensor) -> float:
         x = photos.to(device).float()
         optimizer.zero_grad()
         with autocast(device, precision):
@@ -134,24 +136,41 @@ def examples_steps(vgg: VGG19, batches: list[torch.Tensor], style: torch.Tensor,
             total = content + style_weight * style_total
         total.backward()
         optimizer.step()
-        losses.append(float(total.detach()))
-    synchronize(device)
-    return time.perf_counter() - start, losses
+        return float(total.detach())
+
+    return step
 
 
-def styleforge_steps(trainer: Trainer, batches: list[torch.Tensor], next_style: bool = False) -> tuple[float, list[float]]:
-    """``Trainer.step`` on each batch (``next_style``: advancing the step counter, which
-    turns a multi-style trainer's styles round-robin as the training loop does); returns
-    (seconds, losses)."""
-    synchronize(trainer.device)
-    start = time.perf_counter()
-    losses = []
-    for batch in batches:
-        losses.append(trainer.step(batch)["total"])
+def trainer_stepper(trainer: Trainer, next_style: bool = False) -> Callable[[torch.Tensor], float]:
+    """``Trainer.step`` per call, returning the step's loss (``next_style``: advancing the
+    step counter, which turns a multi-style trainer's styles round-robin as the training
+    loop does)."""
+
+    def step(batch: torch.Tensor) -> float:
+        loss = trainer.step(batch)["total"]
         if next_style:
             trainer.state.step += 1
-    synchronize(trainer.device)
-    return time.perf_counter() - start, losses
+        return loss
+
+    return step
+
+
+def time_interleaved(steppers: dict[str, Callable[[torch.Tensor], float]], batches: list[torch.Tensor],
+                     device: torch.device) -> dict[str, list[float]]:
+    """One warm-up step each on ``batches[0]``, then round-robin over ``steppers`` for each
+    later batch (so slow drift of the machine's speed lands on every row alike); returns
+    each stepper's seconds per timed step."""
+    for step in steppers.values():
+        step(batches[0])
+    seconds: dict[str, list[float]] = {name: [] for name in steppers}
+    for batch in batches[1:]:
+        for name, step in steppers.items():
+            synchronize(device)
+            start = time.perf_counter()
+            step(batch)
+            synchronize(device)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
 
 
 def step_gflops(trainer: Trainer, batch: torch.Tensor) -> float:
@@ -175,7 +194,6 @@ def main() -> None:
     precisions = precisions_to_time(device, args.precisions, reduced=1)
     throughput = throughputs(device, precisions)
     vgg = random_imagenet_vgg().to(device)
-    timed: list[tuple[str, str, float, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "photos", args.batch_size * (args.steps + 1), args.image_size)
         style_img = Image.open(folder / "000.png").convert("RGB")
@@ -191,41 +209,39 @@ def main() -> None:
         batches = [torch.stack([first.dataset[i] for i in range(b * args.batch_size, (b + 1) * args.batch_size)])
                    for b in range(args.steps + 1)]
         gflops = {layers: step_gflops(trainer_for("fp32", layers), batches[0]) for layers in LAYOUTS}
+        vgg.to(memory_format=torch.contiguous_format)
+        steppers: dict[str, tuple[str, Callable[[torch.Tensor], float]]] = {}
         for precision in precisions:
-            examples_steps(vgg, batches[:1], style, precision, device, 0)  # warm-up
-            seconds, losses = examples_steps(vgg, batches[1:], style, precision, device, 0)
-            timed.append((f"examples-{precision}", precision, seconds, losses))
+            steppers[f"examples-{precision}"] = (precision, examples_stepper(vgg, style, precision, device, 0))
         if not args.no_naive:
-            naive_steps(first, batches[:1], style)  # warm-up
-            seconds, losses = naive_steps(first, batches[1:], style)
-            timed.append(("naive", "fp32", seconds, losses))
+            steppers["naive"] = ("fp32", naive_stepper(first, style))
         first_losses = {}
         for layers in LAYOUTS:
             for precision in precisions:
                 trainer = trainer_for(precision, layers)
                 first_losses[(layers, precision)] = float(trainer.losses(batches[0])["total"].detach())
-                trainer.step(batches[0])  # warm-up
-                seconds, losses = styleforge_steps(trainer, batches[1:])
-                timed.append((f"styleforge-{precision}, {layers} layers", precision, seconds, losses))
+                steppers[f"styleforge-{precision}, {layers} layers"] = (precision, trainer_stepper(trainer))
         if args.styles > 1:
             images = [Image.open(folder / f"{i:03d}.png").convert("RGB") for i in range(args.styles)]
             multi = trainer_for(precisions[-1], "default", "multi", images, [f"s{i}.png" for i in range(args.styles)])
-            multi.step(batches[0])  # warm-up
-            seconds, losses = styleforge_steps(multi, batches[1:], next_style=True)
-            timed.append((f"styleforge-{precisions[-1]}, default layers, {args.styles} styles", precisions[-1], seconds, losses))
+            steppers[f"styleforge-{precisions[-1]}, default layers, {args.styles} styles"] = (precisions[-1],
+                                                                                             trainer_stepper(multi, True))
+        seconds = time_interleaved({name: step for name, (_, step) in steppers.items()}, batches, device)
+        timed = [(name, precision, median(seconds[name])) for name, (precision, _) in steppers.items()]
     reference = timed[0][2]
     rows = []
-    for name, precision, seconds, _ in timed:
+    for name, precision, per_step in timed:
         gflop = gflops["default" if "default" in name or name == "naive" else "examples"]
         least = floor(gflop, throughput, precision)
         layers = next((k for k in LAYOUTS if name == f"styleforge-{precision}, {k} layers"), None)
         own = first_losses[(layers, precision)] if layers else None
-        rows.append({"device": device.type, "impl": name, "precision": precision, "steps_per_s": args.steps / seconds,
-                     "s_per_step": seconds / args.steps, "speedup": reference / seconds, "gflop": gflop,
-                     "floor_s": least, "x_floor": seconds / args.steps / least if least else None,
+        rows.append({"device": device.type, "impl": name, "precision": precision, "steps_per_s": 1 / per_step,
+                     "s_per_step": per_step, "speedup": reference / per_step, "gflop": gflop,
+                     "floor_s": least, "x_floor": per_step / least if least else None,
                      "loss_vs_fp32_pct": None if own is None else 100 * (own / first_losses[(layers, "fp32")] - 1)})
-        print(f"  {name}: {args.steps / seconds:.3f} steps/s", file=sys.stderr)
-    print(f"Johnson training, batch {args.batch_size}, {args.image_size} px, {args.steps} timed steps after 1 warm-up; "
+        print(f"  {name}: {1 / per_step:.3f} steps/s", file=sys.stderr)
+    print(f"Johnson training, batch {args.batch_size}, {args.image_size} px, median of {args.steps} interleaved steps "
+          "after 1 warm-up; "
           "full-size VGG19 with random weights")
     print_table(rows, [("device", "device", "s"), ("impl", "implementation", "s"), ("steps_per_s", "steps/s", ".3f"),
                        ("s_per_step", "s/step", ".3f"), ("speedup", "x examples fp32", ".2f"), ("floor_s", "floor s", ".3f"),

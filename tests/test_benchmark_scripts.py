@@ -71,6 +71,29 @@ def test_gatys_benchmark_compares_with_the_tutorial(tmp_path: Path) -> None:
     assert "| 64 | styleforge-fp32 |" in _render(data)
 
 
+def test_train_benchmark_compares_with_the_examples_step(tmp_path: Path) -> None:
+    data = _run("train", tmp_path, "--device", "cpu", "--batch-size", "2", "--image-size", "32", "--steps", "2",
+                "--precisions", "fp32", "--styles", "2")
+    rows = {r["impl"]: r for r in data["results"]}
+    assert set(rows) == {"examples-fp32", "naive", "styleforge-fp32, examples layers", "styleforge-fp32, default layers",
+                         "styleforge-fp32, default layers, 2 styles"}
+    for row in rows.values():
+        assert row["speedup"] == pytest.approx(rows["examples-fp32"]["s_per_step"] / row["s_per_step"])
+        assert row["steps_per_s"] == pytest.approx(1 / row["s_per_step"]) and row["floor_s"] > 0
+    assert rows["styleforge-fp32, examples layers"]["loss_vs_fp32_pct"] == 0.0
+    assert "| styleforge-fp32, examples layers |" in _render(data)
+
+
+def test_train_benchmark_interleaves_the_implementations() -> None:
+    import torch
+
+    calls = []
+    steppers = {name: (lambda batch, name=name: calls.append((name, int(batch))) or 0.0) for name in ("a", "b", "c")}
+    seconds = _benchmark_module("train").time_interleaved(steppers, [torch.tensor(k) for k in range(3)], torch.device("cpu"))
+    assert calls == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("b", 1), ("c", 1), ("a", 2), ("b", 2), ("c", 2)]
+    assert {name: len(times) for name, times in seconds.items()} == {"a": 2, "b": 2, "c": 2}
+
+
 def test_emulated_bf16_convolution_rounds_like_bf16_autocast() -> None:
     import torch
     import torch.nn.functional as F
