@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,19 @@ def test_batch_equals_one_by_one(model_file: Path) -> None:
     batch = model.stylize_batch(images)
     for img, out in zip(images, batch):
         assert np.abs(np.asarray(model.stylize(img), int) - np.asarray(out, int)).max() <= 1
+
+
+def test_batch_runs_one_image_per_pass_on_cpu_and_whole_on_cuda(model_file: Path) -> None:
+    model = load_style_model(model_file, device="cpu")
+    seen = []
+    network = model.forward
+    model.forward = lambda x: seen.append(tuple(x.shape)) or network(x)
+    images = [Image.new("RGB", (40, 30), c) for c in ((200, 10, 10), (10, 200, 10), (10, 10, 200))]
+    batch = model.stylize_batch(images)
+    assert seen == [(1, 3, 30, 40)] * 3
+    for img, out in zip(images, batch, strict=True):
+        assert np.array_equal(np.asarray(model.stylize(img)), np.asarray(out))
+    assert StyleModel.images_per_pass(types.SimpleNamespace(device=torch.device("cuda")), 8) == 8
 
 
 def test_model_files_and_metadata(model_file: Path, tmp_path: Path) -> None:

@@ -389,7 +389,8 @@ class TransferOptions:
             (4 megapixels bounds activation memory to about 2 GB in fp32).
         stats_pixels: instance-norm statistics of a tiled image are computed on a copy
             downscaled to at most this many pixels.
-        batch_size: same-size images per forward pass.
+        batch_size: same-size images stylised together: one forward pass on CUDA; on the
+            CPU one pass per image, which measured faster (``StyleModel.images_per_pass``).
         device: auto, cpu or cuda.
         precision: ``auto`` (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32),
             ``fp32``, ``bf16`` or ``fp16`` (autocast).
