@@ -241,8 +241,7 @@ def main() -> None:
                      "loss_vs_fp32_pct": None if own is None else 100 * (own / first_losses[(layers, "fp32")] - 1)})
         print(f"  {name}: {1 / per_step:.3f} steps/s", file=sys.stderr)
     print(f"Johnson training, batch {args.batch_size}, {args.image_size} px, median of {args.steps} interleaved steps "
-          "after 1 warm-up; "
-          "full-size VGG19 with random weights")
+          "after 1 warm-up; full-size VGG19 with random weights")
     print_table(rows, [("device", "device", "s"), ("impl", "implementation", "s"), ("steps_per_s", "steps/s", ".3f"),
                        ("s_per_step", "s/step", ".3f"), ("speedup", "x examples fp32", ".2f"), ("floor_s", "floor s", ".3f"),
                        ("x_floor", "x floor", ".1f"), ("loss_vs_fp32_pct", "loss vs fp32 %", "+.2f")])

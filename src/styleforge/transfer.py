@@ -140,8 +140,9 @@ class StyleModel:
             raise StyleforgeError("stylize_batch needs images of one size")
         photos = [img.convert("RGB") for img in images]
         x = _to_tensor(photos, self.device).contiguous(memory_format=self.memory_format)
+        passes = x.split(self.images_per_pass(len(photos)))
         with torch.inference_mode(), autocast(self.device, self.options.precision):
-            outputs = [out for part in x.split(self.images_per_pass(len(photos))) for out in _to_images(self.forward(part))]
+            outputs = [image for part in passes for image in _to_images(self.forward(part))]
         return [self.finish(out, photo) for out, photo in zip(outputs, photos, strict=True)]
 
     def images_per_pass(self, count: int) -> int:
