@@ -67,6 +67,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROUNDING: dict[str, frozenset[str]] = {"bf16": frozenset({"forward", "backward"}), "fp32": frozenset()}
 
 
+def unchanged(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself (the rounding of a pass the emulation leaves in fp32)."""
+    return t
+
+
 def to_bf16_grid(t: torch.Tensor) -> torch.Tensor:
     """``t`` rounded to the nearest bf16 value (round to nearest even), kept in fp32."""
     return t.to(torch.bfloat16).float()
@@ -84,7 +89,7 @@ class RoundedConv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tuple[int, int],  # type: ignore[override]
                 passes: frozenset[str]) -> torch.Tensor:
-        rounded = to_bf16_grid if "forward" in passes else (lambda t: t)
+        rounded = to_bf16_grid if "forward" in passes else unchanged
         ctx.save_for_backward(to_bf16_grid(weight) if "backward" in passes else weight)
         ctx.padding, ctx.input_shape, ctx.round_grad = padding, x.shape, "backward" in passes
         return rounded(F.conv2d(rounded(x), rounded(weight), rounded(bias), padding=padding))
@@ -92,7 +97,7 @@ class RoundedConv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         (weight,) = ctx.saved_tensors
-        rounded = to_bf16_grid if ctx.round_grad else (lambda t: t)
+        rounded = to_bf16_grid if ctx.round_grad else unchanged
         grad_input = torch.nn.grad.conv2d_input(ctx.input_shape, weight, rounded(grad), padding=ctx.padding)
         return rounded(grad_input), None, None, None, None
 
