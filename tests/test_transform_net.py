@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from styleforge.errors import StyleforgeError
-from styleforge.transform_net import InstanceNorm, TransformNet, parameter_count, set_norm_mode
+from styleforge.transform_net import InstanceNorm, TransformNet, channels_last_moments, parameter_count, set_norm_mode
 
 
 @pytest.mark.parametrize("norm", ["instance", "batch"])
@@ -96,3 +97,40 @@ def test_the_layout_switch_changes_neither_output_nor_gradients(monkeypatch: pyt
     scale = max(float(g.abs().max()) for g in reference_grads)
     for grad, expected in zip(grads, reference_grads, strict=True):
         assert float((grad - expected).norm()) <= 1e-5 * float(expected.norm()) + 1e-5 * scale
+
+
+def _offset_channels(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """Random channels whose means are several standard deviations from zero (as after
+    a convolution of positive inputs): where sequential float32 sums lose accuracy."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=generator) + 10 * torch.rand(1, shape[1], 1, 1, generator=generator)
+
+
+def test_channels_last_statistics_keep_float32_accuracy_at_large_sizes() -> None:
+    """PyTorch's CPU batch-norm kernel is ~1e-4 of a standard deviation off on this
+    channels_last tensor (sequential float32 sums); InstanceNorm must stay within 1e-5
+    of float64 instance norm, as it does on NCHW tensors."""
+    x = _offset_channels((1, 8, 512, 512)).contiguous(memory_format=torch.channels_last)
+    norm = InstanceNorm(8)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-1, 1)
+        expected = F.instance_norm(x.double(), weight=norm.weight.double(), bias=norm.bias.double(), eps=norm.eps)
+        y = norm(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert (y.double() - expected).abs().max() < 1e-5
+    var, mean = channels_last_moments(x)
+    var64, mean64 = torch.var_mean(x.double(), dim=(0, 2, 3), unbiased=False)
+    torch.testing.assert_close((var.double(), mean.double()), (var64, mean64), rtol=1e-6, atol=0)
+
+
+def test_channels_last_statistics_give_instance_norms_gradients() -> None:
+    x = _offset_channels((1, 4, 9, 7), seed=1).contiguous(memory_format=torch.channels_last).requires_grad_()
+    norm = InstanceNorm(4)
+    upstream = torch.randn(1, 4, 9, 7, generator=torch.Generator().manual_seed(2))
+    (norm(x) * upstream).sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    weight64, bias64 = (p.detach().double().requires_grad_() for p in (norm.weight, norm.bias))
+    (F.instance_norm(x64, weight=weight64, bias=bias64, eps=norm.eps) * upstream.double()).sum().backward()
+    for ours, expected in ((x.grad, x64.grad), (norm.weight.grad, weight64.grad), (norm.bias.grad, bias64.grad)):
+        torch.testing.assert_close(ours.double(), expected, rtol=1e-4, atol=1e-4)
