@@ -18,12 +18,35 @@ from PIL import Image
 from tests.synthetic import SourceWeights, random_weights, write_matconvnet_mat, write_torchvision_pth
 
 
+def threads_per_xdist_worker() -> int | None:
+    """The CPU threads each pytest-xdist worker may use (the machine's cores split evenly
+    among the workers, at least 1), or None when the tests run in one process.
+
+    Without this, every worker (and every CLI subprocess it starts) would run one
+    OpenMP/oneDNN thread per core, and workers together would oversubscribe the cores,
+    where OpenMP's spin-waiting makes each of them far slower."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // int(workers))
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Compiled operator libraries are build artefacts, not cache state a test could see:
+    """Split the cores among pytest-xdist workers (see threads_per_xdist_worker).
+
+    Compiled operator libraries are build artefacts, not cache state a test could see:
     every test (and every CLI subprocess) shares the user's ops cache, so the native
     libraries are built once, not once per test; ONNX Runtime headers fetched into the
     user's cache by scripts/fetch-onnxruntime-headers are found too."""
     from styleforge.weights.registry import styleforge_home
+
+    threads = threads_per_xdist_worker()
+    if threads is not None:
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by CLI subprocesses
+        torch.set_num_threads(threads)
 
     real_home = styleforge_home()
     os.environ.setdefault("STYLEFORGE_OPS_CACHE", str(real_home / "ops"))
