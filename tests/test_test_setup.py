@@ -11,7 +11,9 @@ from tests.conftest import threads_per_xdist_worker
 
 
 def test_workers_split_the_cores_and_a_single_process_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "1")
+    cores = threads_per_xdist_worker()
+    assert cores is not None and cores == len(os.sched_getaffinity(0))
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
     assert threads_per_xdist_worker() == max(1, cores // 2)
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(4 * cores))
