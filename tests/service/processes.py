@@ -76,8 +76,10 @@ class Server:
         return self.proc.returncode
 
 
-def wait_for_job(server: Server, job_id: str, timeout: float = 60, states: tuple[str, ...] = ("done", "failed")) -> dict:
-    """Poll the job until it reaches one of ``states``; returns its last status."""
+def wait_for_job(server: Server, job_id: str, timeout: float = 180, states: tuple[str, ...] = ("done", "failed")) -> dict:
+    """Poll the job until it reaches one of ``states``; returns its last status. The
+    generous timeout is for loaded machines (parallel test workers on two cores ran a
+    job 4x slower than alone); a passing test never waits for it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = httpx.get(server.url(f"/api/jobs/{job_id}"), timeout=10).json()

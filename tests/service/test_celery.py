@@ -85,7 +85,7 @@ def test_a_worker_killed_mid_job_has_it_redelivered(redis_server: RedisServer, s
     assert doomed.proc.returncode == -signal.SIGKILL
 
     rescuer = start_worker(servers, redis_server, models, data, env)
-    done = wait_for_job(server, job_id, timeout=120)
+    done = wait_for_job(server, job_id)
     assert done["status"] == "done", done
     row = job_row(data, job_id)
     assert row["attempts"] == 2 and str(rescuer.proc.pid) in row["worker"]

@@ -16,7 +16,7 @@ from tests.service.conftest import Server, photo_bytes, serve, wait_for_job
 
 def test_jobs_survive_a_killed_server(servers: list[Server], style_folder: Path, weight_files: dict[str, Path], tmp_path: Path) -> None:
     data = tmp_path / "data"
-    env = {"STYLEFORGE_VGG": str(weight_files["pth"]), "STYLEFORGE_GATYS_ITERATIONS": "100", "STYLEFORGE_GATYS_SIZE": "64",
+    env = {"STYLEFORGE_VGG": str(weight_files["pth"]), "STYLEFORGE_GATYS_ITERATIONS": "50", "STYLEFORGE_GATYS_SIZE": "64",
            "STYLEFORGE_DEVICE": "cpu", "STYLEFORGE_WORKERS": "1"}  # one job at a time: two are left waiting
     first = serve(servers, style_folder, data, env=env)
     ids = [httpx.post(first.url("/api/jobs"), files={"file": ("p.png", photo_bytes(tmp_path))},
