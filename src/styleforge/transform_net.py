@@ -166,11 +166,12 @@ def channels_last_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (variance, mean) over (N, H, W) of a channels_last tensor, both (C,).
 
     PyTorch's CPU batch-norm kernel sums channels_last statistics sequentially in
-    float32, so its error grows with H*W: measured here, 1e-4 of a
-    standard deviation at 512x512 and 4e-3 at 2048x2048 (up to 0.7 grey levels of a
-    1024 px output against float64), where the NCHW kernel stays near 1e-6. ``torch.mean`` over the (N*H*W, C)
-    view of the same memory sums pairwise (cascade), and the variance is the mean of
-    squared deviations from that mean (two passes, no cancellation): ~1e-6 at any size.
+    float32, so its error grows with H*W: measured here, 1e-4 of a standard deviation
+    at 512x512 and 4e-3 at 2048x2048 (up to 0.7 grey levels of a 1024 px output against
+    float64), where the NCHW kernel stays near 1e-6. ``torch.mean`` over the
+    (N*H*W, C) view of the same memory sums pairwise (cascade), and the variance is the
+    mean of squared deviations from that mean (two passes, no cancellation): ~1e-6 at
+    any size.
     """
     rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])  # a view: channels_last is (N, H, W, C) in memory
     mean = rows.mean(0)
