@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -76,17 +77,20 @@ class Server:
         return self.proc.returncode
 
 
-def wait_for_job(server: Server, job_id: str, timeout: float = 180, states: tuple[str, ...] = ("done", "failed")) -> dict:
+def wait_for_job(server: Server, job_id: str, timeout: float = 180, states: tuple[str, ...] = ("done", "failed"),
+                 also: Sequence[Server] = ()) -> dict:
     """Poll the job until it reaches one of ``states``; returns its last status. The
     generous timeout is for loaded machines (parallel test workers on two cores ran a
-    job 4x slower than alone); a passing test never waits for it."""
+    job 4x slower than alone); a passing test never waits for it. A failure shows the
+    output of ``server`` and of the processes in ``also`` (workers)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = httpx.get(server.url(f"/api/jobs/{job_id}"), timeout=10).json()
         if status.get("status") in states:
             return status
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {status} after {timeout} s:\n{server.output()}")
+    outputs = "\n".join(f"--- {p.proc.args[3]} (pid {p.proc.pid}):\n{p.output()}" for p in (server, *also))
+    raise AssertionError(f"job {job_id} still {status} after {timeout} s:\n{outputs}")
 
 
 def free_port() -> int:

@@ -85,12 +85,25 @@ def test_a_worker_killed_mid_job_has_it_redelivered(redis_server: RedisServer, s
     assert doomed.proc.returncode == -signal.SIGKILL
 
     rescuer = start_worker(servers, redis_server, models, data, env)
-    done = wait_for_job(server, job_id)
+    done = wait_for_job(server, job_id, also=(doomed, rescuer))
     assert done["status"] == "done", done
     row = job_row(data, job_id)
     assert row["attempts"] == 2 and str(rescuer.proc.pid) in row["worker"]
     assert sorted(p.name for p in (data / "jobs" / job_id).iterdir()) == ["result.jpg", "upload.jpg"]
     assert httpx.get(server.url(f"/api/jobs/{job_id}/result")).status_code == 200
+
+
+def test_a_dead_workers_sweep_lock_expires_within_the_visibility_timeout(redis_server: RedisServer) -> None:
+    """kombu serialises the sweeps that hand abandoned jobs back with a Redis lock; a
+    worker killed mid-sweep leaves it held for its expiry (kombu's default: 300 s), which
+    must not exceed the redelivery delay itself."""
+    from styleforge.config import ServiceSettings
+    from styleforge.service.jobs.celery_app import make_celery
+
+    app = make_celery(ServiceSettings(broker=redis_server.url, job_timeout=20))
+    with app.connection_for_write() as connection:
+        qos = connection.default_channel.qos
+        assert (qos.visibility_timeout, qos.unacked_mutex_expire) == (30.0, 30)
 
 
 def test_redis_restart_between_submission_and_execution(redis_server: RedisServer, servers: list[Server], style_folder: Path,

@@ -12,6 +12,9 @@ after Celery's configuration guide and Redis broker notes:
 - Redis' ``visibility_timeout`` is set above ``job_timeout``, so a job still running is
   never handed to a second worker, while one whose whole worker machine died comes back
   after that timeout;
+- the lock that serialises the workers' sweeps for such jobs expires within the same
+  timeout: with kombu's default (300 s), a worker killed during its few-millisecond sweep
+  would hold back every redelivery for five minutes;
 - ``worker_prefetch_multiplier = 1``: a busy worker holds no job another could start.
 """
 
@@ -56,7 +59,7 @@ def make_celery(settings: ServiceSettings, concurrency: int | None = None) -> ob
     # Scan for abandoned jobs every fifth of the timeout (at most every 10 s, kombu's
     # default), rather than kombu's default of every 100 s.
     transport = {"visibility_timeout": timeout, "unacked_restore_interval": max(1, min(10, int(timeout / 5))),
-                 "unacked_restore_throttle": 1}
+                 "unacked_restore_throttle": 1, "unacked_mutex_expire": int(min(300, timeout))}
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
