@@ -4,7 +4,11 @@ Each case asserts the promise of the README: exit status 2, exactly one stderr l
 ``styleforge: error: ...`` naming the problem, no traceback, and no file created or
 changed anywhere the command could write (the inputs, the working folder, the cache).
 Full-disk cases run the child under a small ``RLIMIT_FSIZE`` (writes past it fail with
-EFBIG, as on a full disk). New commands add their rows here as they land.
+EFBIG, as on a full disk). Cases run under ``python -X importtime``, and each says
+whether it is refused before PyTorch is imported (``instant``: argument, option and path
+errors, about 0.3 s instead of 3) or only after (file contents that take PyTorch to
+read, and failures during the work), so an error that becomes slow is a failure. New
+commands add their rows here as they land.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     fsize: int | None = None  # RLIMIT_FSIZE for the child, in bytes
     stdout_full: bool = False  # stdout on /dev/full
+    instant: bool = True  # refused before PyTorch is imported (argument, path and option errors)
 
 
 def _weights(a: Assets) -> list[str]:
@@ -93,7 +98,7 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "stylize-seed-negative": lambda a: Case(_stylize(a, "--init", "noise", "--seed", "-1"), "--seed: -1 must be >= 0"),
     "stylize-save-every-negative": lambda a: Case(_stylize(a, "--save-every", "-1"), "--save-every: -1 must be >= 0"),
     "stylize-iterations-zero": lambda a: Case(_stylize(a, "--iterations", "0"), "--iterations: 0 must be >= 1"),
-    "stylize-fp16-on-cpu": lambda a: Case(_stylize(a, "--precision", "fp16", "--device", "cpu"), "fp16 needs CUDA"),
+    "stylize-fp16-on-cpu": lambda a: Case(_stylize(a, "--precision", "fp16", "--device", "cpu"), "fp16 needs CUDA", instant=False),
     "stylize-fp32-finish-over-one": lambda a: Case(_stylize(a, "--precision", "bf16", "--fp32-finish", "1.5"),
                                                    "fp32 finish must be a fraction from 0 to 1"),
     "stylize-fp32-finish-negative": lambda a: Case(_stylize(a, "--fp32-finish", "-0.1"), "--fp32-finish: -0.1 must be >= 0"),
@@ -112,8 +117,8 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "train-seed-negative": lambda a: Case(_train(a, "--seed", "-1"), "--seed: -1 must be >= 0"),
     "train-checkpoint-every-negative": lambda a: Case(_train(a, "--checkpoint-every", "-1"), "must be >= 0"),
     "train-workers-negative": lambda a: Case(_train(a, "--workers", "-2"), "--workers: -2 must be >= 0"),
-    "train-image-size-tiny": lambda a: Case(_train(a, "--image-size", "8"), "image size must be >= 16"),
-    "train-bad-layer": lambda a: Case(_train(a, "--content-layer", "relu9_9"), "bad layer name 'relu9_9'"),
+    "train-image-size-tiny": lambda a: Case(_train(a, "--image-size", "8"), "image size must be >= 16", instant=False),
+    "train-bad-layer": lambda a: Case(_train(a, "--content-layer", "relu9_9"), "bad layer name 'relu9_9'", instant=False),
     "transfer-overlap-negative": lambda a: Case(_transfer(a) + ["--tile-overlap", "-5"], "--tile-overlap: -5 must be >= 0"),
     "transfer-tile-tiny": lambda a: Case(_transfer(a) + ["--tile", "4"], "tile must be >= 16"),
     "transfer-batch-zero": lambda a: Case(_transfer(a) + ["--batch-size", "0"], "--batch-size: 0 must be >= 1"),
@@ -125,9 +130,9 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "stylize-size-huge": lambda a: Case(_stylize(a, "--size", "100000"), "over the limit"),
     "stylize-style-scale-huge": lambda a: Case(_stylize(a, "--style-scale", "5000"), "over the limit"),
     "transfer-size-huge": lambda a: Case(_transfer(a) + ["--size", "100000"], "over the limit"),
-    "train-image-size-huge": lambda a: Case(_train(a, "--image-size", "100000"), "over the limit"),
-    "train-style-size-huge": lambda a: Case(_train(a, "--style-size", "100000"), "over the limit"),
-    "classify-extreme-aspect": lambda a: Case(_classify(a, a.long_png), "over the limit"),
+    "train-image-size-huge": lambda a: Case(_train(a, "--image-size", "100000"), "over the limit", instant=False),
+    "train-style-size-huge": lambda a: Case(_train(a, "--style-size", "100000"), "over the limit", instant=False),
+    "classify-extreme-aspect": lambda a: Case(_classify(a, a.long_png), "over the limit", instant=False),
     "classify-bomb": lambda a: Case(_classify(a, a.bomb_png), "too many pixels"),
     "stylize-bomb-style": lambda a: Case(["stylize", str(a.photo), "--style", str(a.bomb_png), "-o", "o.png", *_weights(a)], "too many pixels"),
     # --- too small or too thin for the network (root cause 2)
@@ -136,7 +141,7 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "stylize-numpy-thin": lambda a: Case(_stylize(a, "--engine", "numpy", content=a.thin_png), "each side must be at least 16"),
     "stylize-small-size-wide": lambda a: Case(_stylize(a, "--size", "16", content=a.wide_png), "16x8"),
     "train-thin-style": lambda a: Case(["train", "--style", str(a.thin_png), "--data", str(a.data), "--out", "o", *_weights(a),
-                                        "--image-size", "32", "--workers", "0", "--quiet", *TINY], "each side must be at least 16"),
+                                        "--image-size", "32", "--workers", "0", "--quiet", *TINY], "each side must be at least 16", instant=False),
     # --- files that cannot be read, with clear reasons (root causes 13, 14)
     "classify-missing": lambda a: Case(_classify(a, a.root / "missing.jpg"), "no such file"),
     "classify-folder": lambda a: Case(_classify(a, a.folder), "it is a folder, not a file"),
@@ -149,48 +154,48 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "transfer-fifo-input": lambda a: Case(_transfer(a, str(a.fifo_jpg)), "not a regular file"),
     "transfer-missing-input": lambda a: Case(_transfer(a, str(a.root / "nope.jpg")), "no such file or folder"),
     "transfer-empty-folder": lambda a: Case(_transfer(a, str(a.folder)), "holds no images"),
-    "transfer-all-unreadable": lambda a: Case(_transfer(a, str(a.unreadable_data)), "none of the 4 input image(s) could be read"),
+    "transfer-all-unreadable": lambda a: Case(_transfer(a, str(a.unreadable_data)), "none of the 4 input image(s) could be read", instant=False),
     "weights-import-fifo": lambda a: Case(["weights", "import", str(a.fifo_jpg.with_name("fifo.jpg"))], "not a regular file"),
-    "classify-weights-text-pth": lambda a: Case(["classify", str(a.photo), "--weights", str(a.text_pth)], "not a complete PyTorch file"),
-    "classify-weights-evil-pth": lambda a: Case(["classify", str(a.photo), "--weights", str(a.evil_pth)], "not a plain weights file"),
-    "classify-weights-truncated-pth": lambda a: Case(["classify", str(a.photo), "--weights", str(a.truncated_pth)], "truncated or corrupt"),
-    "classify-weights-truncated-mat": lambda a: Case(["classify", str(a.photo), "--weights", str(a.truncated_mat)], "cannot read MatConvNet file"),
-    "classify-weights-truncated-safetensors": lambda a: Case(["classify", str(a.photo), "--weights", str(a.truncated_safetensors)], "cannot read"),
-    "classify-weights-folder": lambda a: Case(["classify", str(a.photo), "--weights", str(a.folder) + "/"], "it is a folder"),
-    "classify-weights-batchnorm": lambda a: Case(["classify", str(a.photo), "--weights", str(a.batchnorm_pth)], "not torchvision's plain VGG19"),
-    "classify-weights-unknown-name": lambda a: Case(["classify", str(a.photo), "--weights", "vgg99"], "unknown weights 'vgg99'"),
-    "classify-weights-not-cached": lambda a: Case(["classify", str(a.photo), "--weights", "vgg19"], "are not in the cache"),
-    "weights-import-evil": lambda a: Case(["weights", "import", str(a.evil_pth), "--name", "evil"], "not a plain weights file"),
+    "classify-weights-text-pth": lambda a: Case(["classify", str(a.photo), "--weights", str(a.text_pth)], "not a complete PyTorch file", instant=False),
+    "classify-weights-evil-pth": lambda a: Case(["classify", str(a.photo), "--weights", str(a.evil_pth)], "not a plain weights file", instant=False),
+    "classify-weights-truncated-pth": lambda a: Case(["classify", str(a.photo), "--weights", str(a.truncated_pth)], "truncated or corrupt", instant=False),
+    "classify-weights-truncated-mat": lambda a: Case(["classify", str(a.photo), "--weights", str(a.truncated_mat)], "cannot read MatConvNet file", instant=False),
+    "classify-weights-truncated-safetensors": lambda a: Case(["classify", str(a.photo), "--weights", str(a.truncated_safetensors)], "cannot read", instant=False),
+    "classify-weights-folder": lambda a: Case(["classify", str(a.photo), "--weights", str(a.folder) + "/"], "it is a folder", instant=False),
+    "classify-weights-batchnorm": lambda a: Case(["classify", str(a.photo), "--weights", str(a.batchnorm_pth)], "not torchvision's plain VGG19", instant=False),
+    "classify-weights-unknown-name": lambda a: Case(["classify", str(a.photo), "--weights", "vgg99"], "unknown weights 'vgg99'", instant=False),
+    "classify-weights-not-cached": lambda a: Case(["classify", str(a.photo), "--weights", "vgg19"], "are not in the cache", instant=False),
+    "weights-import-evil": lambda a: Case(["weights", "import", str(a.evil_pth), "--name", "evil"], "not a plain weights file", instant=False),
     "weights-import-unknown-suffix": lambda a: Case(["weights", "import", str(a.text_jpg)], "unknown suffix"),
     "weights-path-unknown": lambda a: Case(["weights", "path", "nope"], "unknown weights 'nope'"),
     "weights-remove-unknown": lambda a: Case(["weights", "remove", "nope"], "unknown weights 'nope'"),
     "weights-download-unknown": lambda a: Case(["weights", "download", "vgg99"], "no download is known for 'vgg99'"),
     "transfer-model-folder": lambda a: Case(_transfer(a, model=a.folder), "it is a folder, not a file"),
     "transfer-model-missing": lambda a: Case(_transfer(a, model=a.root / "none.safetensors"), "no such file"),
-    "transfer-model-wrong-key": lambda a: Case(_transfer(a, model=a.wrong_key_model), "missing conv1"),
-    "transfer-model-bad-json": lambda a: Case(_transfer(a, model=a.bad_json_model), "cannot read model metadata"),
-    "transfer-model-truncated": lambda a: Case(_transfer(a, model=a.truncated_safetensors), "cannot read model"),
-    "transfer-model-vgg-file": lambda a: Case(_transfer(a, model=a.root / "tiny.mat"), "cannot read model"),
-    "transfer-checkpoint-plain-dict": lambda a: Case(_transfer(a, model=a.plain_dict_pt), "not a styleforge training checkpoint"),
-    "transfer-checkpoint-evil": lambda a: Case(_transfer(a, model=a.evil_pth.with_name("evil.pth")), "cannot read model"),
+    "transfer-model-wrong-key": lambda a: Case(_transfer(a, model=a.wrong_key_model), "missing conv1", instant=False),
+    "transfer-model-bad-json": lambda a: Case(_transfer(a, model=a.bad_json_model), "cannot read model metadata", instant=False),
+    "transfer-model-truncated": lambda a: Case(_transfer(a, model=a.truncated_safetensors), "cannot read model", instant=False),
+    "transfer-model-vgg-file": lambda a: Case(_transfer(a, model=a.root / "tiny.mat"), "cannot read model", instant=False),
+    "transfer-checkpoint-plain-dict": lambda a: Case(_transfer(a, model=a.plain_dict_pt), "not a styleforge training checkpoint", instant=False),
+    "transfer-checkpoint-evil": lambda a: Case(_transfer(a, model=a.evil_pth.with_name("evil.pth")), "cannot read model", instant=False),
     "stylize-numpy-cuda": lambda a: Case(_stylize(a, "--engine", "numpy") + ["--device", "cuda"], "runs on the CPU"),
     "classify-numpy-bf16": lambda a: Case(_classify(a, None, "--engine", "numpy", "--precision", "bf16"), "fp32 only"),
-    "classify-numpy-wrong-size": lambda a: Case(["classify", str(a.photo), *_weights(a), "--engine", "numpy", "--size", "96"], "use an input of 64x64"),
+    "classify-numpy-wrong-size": lambda a: Case(["classify", str(a.photo), *_weights(a), "--engine", "numpy", "--size", "96"], "use an input of 64x64", instant=False),
     "stylize-content-twice": lambda a: Case(_stylize(a, "--in-path", str(a.photo_b)), "give one CONTENT"),
     "transfer-no-inputs": lambda a: Case(["transfer", "--model", str(a.model), "-o", "res"], "give IN (or --in-path)"),
-    "check-data-missing": lambda a: Case(["check-data", str(a.root / "nope")], "does not exist"),
-    "check-data-file": lambda a: Case(["check-data", str(a.photo)], "is not a folder"),
-    "train-data-missing": lambda a: Case(_train(a, data=a.root / "nope"), "does not exist"),
-    "train-data-empty": lambda a: Case(_train(a, data=a.folder), "holds no"),
-    "train-resume-missing": lambda a: Case(_train(a, "--resume"), "no checkpoint"),
+    "check-data-missing": lambda a: Case(["check-data", str(a.root / "nope")], "does not exist", instant=False),
+    "check-data-file": lambda a: Case(["check-data", str(a.photo)], "is not a folder", instant=False),
+    "train-data-missing": lambda a: Case(_train(a, data=a.root / "nope"), "does not exist", instant=False),
+    "train-data-empty": lambda a: Case(_train(a, data=a.folder), "holds no", instant=False),
+    "train-resume-missing": lambda a: Case(_train(a, "--resume"), "no checkpoint", instant=False),
     # --- silent wrong results, now refused (root causes 7-11)
-    "classify-nan-weights": lambda a: Case(["classify", str(a.photo), "--weights", str(a.nan_pth)], "NaN or infinite"),
-    "stylize-nan-mat-weights": lambda a: Case(_stylize(a, "--weights", str(a.nan_mat)), "NaN or infinite"),
+    "classify-nan-weights": lambda a: Case(["classify", str(a.photo), "--weights", str(a.nan_pth)], "NaN or infinite", instant=False),
+    "stylize-nan-mat-weights": lambda a: Case(_stylize(a, "--weights", str(a.nan_mat)), "NaN or infinite", instant=False),
     "weights-import-nan": lambda a: Case(["weights", "import", str(a.nan_mat), "--name", "nan"], "NaN or infinite"),
-    "transfer-nan-model": lambda a: Case(_transfer(a, model=a.nan_model), "NaN or infinite"),
-    "transfer-nan-checkpoint": lambda a: Case(_transfer(a, model=a.nan_checkpoint), "NaN or infinite"),
-    "train-all-unreadable": lambda a: Case(_train(a, data=a.unreadable_data), "nothing was trained"),
-    "check-data-all-unreadable": lambda a: Case(["check-data", str(a.unreadable_data), "--json"], "no readable image"),
+    "transfer-nan-model": lambda a: Case(_transfer(a, model=a.nan_model), "NaN or infinite", instant=False),
+    "transfer-nan-checkpoint": lambda a: Case(_transfer(a, model=a.nan_checkpoint), "NaN or infinite", instant=False),
+    "train-all-unreadable": lambda a: Case(_train(a, data=a.unreadable_data), "nothing was trained", instant=False),
+    "check-data-all-unreadable": lambda a: Case(["check-data", str(a.unreadable_data), "--json"], "no readable image", instant=False),
     "transfer-same-names": lambda a: Case(_transfer(a, str(a.same_a), str(a.same_b)), "would both be written to"),
     "transfer-output-is-input": lambda a: Case(_transfer(a, str(a.photo), out=str(a.photo)), "is also an input"),
     "stylize-output-is-content": lambda a: Case(_stylize(a, "-o", str(a.photo)), "is also an input"),
@@ -198,20 +203,20 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "stylize-log-is-output": lambda a: Case(_stylize(a, "--log", "out.png"), "--log 'out.png' is also an input"),
     "train-resume-other-style": lambda a: Case(["train", "--style", str(a.photo), "--data", str(a.data), "--out", str(a.run),
                                                 *_weights(a), "--image-size", "32", "--batch-size", "2", "--max-steps", "2",
-                                                "--workers", "0", "--resume", "--quiet", *TINY], "another style image"),
+                                                "--workers", "0", "--resume", "--quiet", *TINY], "another style image", instant=False),
     "train-resume-other-weights": lambda a: Case(["train", "--style", str(a.style), "--data", str(a.data), "--out", str(a.run),
                                                   "--weights", str(a.mat), "--image-size", "32", "--batch-size", "2",
                                                   "--max-steps", "2", "--workers", "0", "--resume", "--quiet", *TINY],
-                                                 "another VGG19 weights"),
+                                                 "another VGG19 weights", instant=False),
     "train-resume-other-size": lambda a: Case(["train", "--style", str(a.style), "--data", str(a.data), "--out", str(a.run),
                                                *_weights(a), "--image-size", "48", "--batch-size", "2", "--max-steps", "2",
-                                               "--workers", "0", "--resume", "--quiet", *TINY], "image_size=32"),
+                                               "--workers", "0", "--resume", "--quiet", *TINY], "image_size=32", instant=False),
     "weights-import-empty-name": lambda a: Case(["weights", "import", str(a.pth), "--name", ""], "invalid weights name ''"),
     "weights-import-slash-name": lambda a: Case(["weights", "import", str(a.pth), "--name", "a/b"], "invalid weights name 'a/b'"),
     "weights-import-reserved-name": lambda a: Case(["weights", "import", str(a.pth), "--name", "vgg19"], "reserved for vgg19-dcbb9e9d.pth"),
     # --- where outputs go (root cause 4)
-    "train-out-is-file": lambda a: Case(_train(a, out=str(a.a_file)), "is a file, not a folder"),
-    "train-out-under-file": lambda a: Case(_train(a, out=str(a.a_file / "sub")), "is a file, not a folder"),
+    "train-out-is-file": lambda a: Case(_train(a, out=str(a.a_file)), "is a file, not a folder", instant=False),
+    "train-out-under-file": lambda a: Case(_train(a, out=str(a.a_file / "sub")), "is a file, not a folder", instant=False),
     "stylize-output-is-folder": lambda a: Case(_stylize(a, "-o", str(a.folder)), "needs an image suffix"),
     "stylize-output-folder-named-png": lambda a: Case(_stylize(a, "-o", "dir.png"), "is a folder"),
     "stylize-output-under-file": lambda a: Case(_stylize(a, "-o", str(a.a_file / "out.png")), "is a file, not a folder"),
@@ -219,25 +224,25 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "transfer-output-folder-is-file": lambda a: Case(_transfer(a, str(a.photo), str(a.photo_b), out=str(a.a_file)), "is a file, not a folder"),
     "home-is-file-list": lambda a: Case(["weights", "list"], "is a file, not a folder", env={"STYLEFORGE_HOME": str(a.a_file)}),
     "home-is-file-import": lambda a: Case(["weights", "import", str(a.pth), "--name", "t"], "is a file, not a folder",
-                                          env={"STYLEFORGE_HOME": str(a.a_file)}),
+                                          env={"STYLEFORGE_HOME": str(a.a_file)}, instant=False),
     # --- export (issue 10): the same promise
-    "export-bad-suffix": lambda a: Case(["export", "--model", str(a.model), "-o", "m.txt"], "needs the suffix .onnx"),
-    "export-missing-model": lambda a: Case(["export", "--model", str(a.root / "none.safetensors"), "-o", "m.onnx"], "no such file"),
-    "export-nan-model": lambda a: Case(["export", "--model", str(a.nan_model), "-o", "m.onnx"], "NaN or infinite"),
-    "export-classifier-size": lambda a: Case(["export", "--classifier", *_weights(a), "-o", "v.onnx"], "takes 64x64 inputs"),
-    "export-output-is-input": lambda a: Case(["export", "--model", str(a.model), "-o", str(a.model)], "is also an input"),
+    "export-bad-suffix": lambda a: Case(["export", "--model", str(a.model), "-o", "m.txt"], "needs the suffix .onnx", instant=False),
+    "export-missing-model": lambda a: Case(["export", "--model", str(a.root / "none.safetensors"), "-o", "m.onnx"], "no such file", instant=False),
+    "export-nan-model": lambda a: Case(["export", "--model", str(a.nan_model), "-o", "m.onnx"], "NaN or infinite", instant=False),
+    "export-classifier-size": lambda a: Case(["export", "--classifier", *_weights(a), "-o", "v.onnx"], "takes 64x64 inputs", instant=False),
+    "export-output-is-input": lambda a: Case(["export", "--model", str(a.model), "-o", str(a.model)], "is also an input", instant=False),
     "export-nothing": lambda a: Case(["export", "-o", "m.onnx"], "one of the arguments --model --classifier is required"),
-    "transfer-text-onnx": lambda a: Case(_transfer(a, model=a.text_jpg.with_name("text.pth")) + ["--device", "cpu"], "cannot read"),
+    "transfer-text-onnx": lambda a: Case(_transfer(a, model=a.text_jpg.with_name("text.pth")) + ["--device", "cpu"], "cannot read", instant=False),
     "quantize-missing-config": lambda a: Case(["quantize", "--config", str(a.root / "none.ini")], "no such file"),
     "quantize-config-is-folder": lambda a: Case(["quantize", "--config", str(a.folder)], "it is a folder"),
     "quantize-not-ini": lambda a: Case(["quantize", "--config", str(a.text_jpg)], "cannot read quantisation config"),
-    "bench-missing-model": lambda a: Case(["bench", "--model", str(a.root / "none.safetensors"), "--sizes", "32"], "no such file"),
+    "bench-missing-model": lambda a: Case(["bench", "--model", str(a.root / "none.safetensors"), "--sizes", "32"], "no such file", instant=False),
     "bench-tiny-size": lambda a: Case(["bench", "--model", str(a.model), "--sizes", "4"], "--sizes must be >= 8"),
     "bench-bad-sizes": lambda a: Case(["bench", "--model", str(a.model), "--sizes", "big"], "bad --sizes"),
     "bench-empty-data": lambda a: Case(["bench", "--model", str(a.model), "--data", str(a.folder)], "holds no images"),
     "bench-unreadable-data": lambda a: Case(["bench", "--model", str(a.model), "--data", str(a.unreadable_data)], "cannot read image"),
     "bench-nothing": lambda a: Case(["bench"], "one of the arguments --model --weights is required"),
-    "bench-empty-calibration": lambda a: Case(["bench", "--model", str(a.model), "--calibration", str(a.folder)], "holds no images"),
+    "bench-empty-calibration": lambda a: Case(["bench", "--model", str(a.model), "--calibration", str(a.folder)], "holds no images", instant=False),
     "transfer-bad-runtime": lambda a: Case(_transfer(a, str(a.photo)) + ["--runtime", "tensorrt"], "invalid choice: 'tensorrt'"),
     # --- the operator (issue 11)
     "export-classifier-power-difference": lambda a: Case(["export", "--classifier", *_weights(a), "--size", "64", "-o", "v.onnx",
@@ -263,49 +268,49 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "worker-no-broker": lambda a: Case(["worker"], "a worker needs a broker"),
     "worker-bad-concurrency": lambda a: Case(["worker", "--broker", "redis://localhost", "--concurrency", "0"], "--concurrency: 0 must be"),
     # --- community models (issue 13)
-    "models-import-text-t7": lambda a: Case(["models", "import", str(a.text_t7)], "cannot read Torch7 file"),
+    "models-import-text-t7": lambda a: Case(["models", "import", str(a.text_t7)], "cannot read Torch7 file", instant=False),
     "transfer-style-weights-range": lambda a: Case(_transfer(a) + ["--style-weights", "3"],
-                                                   "style 3 is out of range: this model has 1 style(s)"),
-    "transfer-style-weights-unknown": lambda a: Case(_transfer(a) + ["--style-weights", "monet:1"], "no style 'monet'"),
+                                                   "style 3 is out of range: this model has 1 style(s)", instant=False),
+    "transfer-style-weights-unknown": lambda a: Case(_transfer(a) + ["--style-weights", "monet:1"], "no style 'monet'", instant=False),
     "transfer-strength-mode-bad": lambda a: Case(_transfer(a) + ["--strength-mode", "blur"], "invalid choice: 'blur'"),
-    "train-extend-missing": lambda a: Case(_train(a, "--extend", str(a.root / "none.safetensors")), "no such file"),
-    "train-extend-not-a-model": lambda a: Case(_train(a, "--extend", str(a.text_t7)), "cannot read model"),
+    "train-extend-missing": lambda a: Case(_train(a, "--extend", str(a.root / "none.safetensors")), "no such file", instant=False),
+    "train-extend-not-a-model": lambda a: Case(_train(a, "--extend", str(a.text_t7)), "cannot read model", instant=False),
     # --- any painting as a style: AdaIN (issue 14)
-    "transfer-adain-no-style": lambda a: Case(_transfer(a, model=a.adain_model), "give one or more with --style IMAGE"),
+    "transfer-adain-no-style": lambda a: Case(_transfer(a, model=a.adain_model), "give one or more with --style IMAGE", instant=False),
     "transfer-adain-alpha-range": lambda a: Case(_transfer(a, model=a.adain_model) + ["--style", str(a.style), "--alpha", "1.5"],
                                                  "alpha must be from 0 to 1, got 1.5"),
     "transfer-adain-alpha-nan": lambda a: Case(_transfer(a, model=a.adain_model) + ["--style", str(a.style), "--alpha", "nan"],
                                                "alpha must be from 0 to 1"),
     "transfer-adain-style-unreadable": lambda a: Case(_transfer(a, model=a.adain_model) + ["--style", str(a.text_jpg)],
-                                                      "cannot read image"),
+                                                      "cannot read image", instant=False),
     "transfer-adain-style-missing": lambda a: Case(_transfer(a, model=a.adain_model) + ["--style", str(a.root / "none.jpg")],
-                                                   "no such file"),
+                                                   "no such file", instant=False),
     "transfer-adain-weight-range": lambda a: Case(_transfer(a, model=a.adain_model) + ["--style", str(a.style), "--style-weights", "1"],
-                                                  "style 1 is out of range: 1 --style image(s) were given"),
+                                                  "style 1 is out of range: 1 --style image(s) were given", instant=False),
     "transfer-adain-weights-zero": lambda a: Case(_transfer(a, model=a.adain_model) + ["--style", str(a.style), "--style-weights", "0:0"],
-                                                  "must be numbers >= 0 with a positive sum"),
+                                                  "must be numbers >= 0 with a positive sum", instant=False),
     "transfer-adain-norm-strength": lambda a: Case(_transfer(a, model=a.adain_model) + ["--style", str(a.style), "--strength-mode", "norm"],
-                                                   "--strength-mode norm is for instance-norm networks"),
-    "transfer-style-on-fixed-model": lambda a: Case(_transfer(a) + ["--style", str(a.style)], "has its style built in"),
-    "transfer-alpha-on-fixed-model": lambda a: Case(_transfer(a) + ["--alpha", "0.5"], "use --strength"),
+                                                   "--strength-mode norm is for instance-norm networks", instant=False),
+    "transfer-style-on-fixed-model": lambda a: Case(_transfer(a) + ["--style", str(a.style)], "has its style built in", instant=False),
+    "transfer-alpha-on-fixed-model": lambda a: Case(_transfer(a) + ["--alpha", "0.5"], "use --strength", instant=False),
     "train-adain-missing-styles": lambda a: Case(["train-adain", "--styles", str(a.root / "none"), "--data", str(a.data), "--out", "ad",
-                                                  *_weights(a), *TINY], "does not exist"),
+                                                  *_weights(a), *TINY], "does not exist", instant=False),
     "train-adain-image-size": lambda a: Case(["train-adain", "--styles", str(a.data), "--data", str(a.data), "--out", "ad",
-                                              "--image-size", "8", *_weights(a), *TINY], "image size must be >= 16"),
+                                              "--image-size", "8", *_weights(a), *TINY], "image size must be >= 16", instant=False),
     "train-adain-unreadable-styles": lambda a: Case(["train-adain", "--styles", str(a.unreadable_data), "--data", str(a.data), "--out", "ad",
                                                      "--image-size", "32", "--batch-size", "2", "--workers", "0", "--quiet", *_weights(a), *TINY],
-                                                    "no batch of readable images"),
+                                                    "no batch of readable images", instant=False),
     "models-import-missing": lambda a: Case(["models", "import", str(a.root / "none.pth")], "no such file"),
     "models-import-bad-suffix": lambda a: Case(["models", "import", str(a.photo)], "expected a pytorch/examples .pth"),
-    "models-import-vgg-weights": lambda a: Case(["models", "import", str(a.pth)], "does not fit pytorch/examples' TransformerNet"),
-    "models-import-evil-pth": lambda a: Case(["models", "import", str(a.evil_pth)], "cannot read"),
+    "models-import-vgg-weights": lambda a: Case(["models", "import", str(a.pth)], "does not fit pytorch/examples' TransformerNet", instant=False),
+    "models-import-evil-pth": lambda a: Case(["models", "import", str(a.evil_pth)], "cannot read", instant=False),
     "models-import-text-onnx": lambda a: Case(["models", "import", str(a.text_pth.with_name("text.onnx"))], "no such file"),
     "models-import-bad-name": lambda a: Case(["models", "import", str(a.pth), "--name", "../x"], "invalid model name"),
     "models-download-unknown": lambda a: Case(["models", "download", "starry"], "no download is known for style 'starry'"),
     "models-path-missing": lambda a: Case(["models", "path", "candy"], "run 'styleforge models download candy'"),
     "models-remove-missing": lambda a: Case(["models", "remove", "mine"], "styleforge models import PATH --name NAME"),
-    "video-not-a-video": lambda a: Case(_transfer(a, str(a.text_mp4), out="res.mp4"), "cannot read video"),
-    "video-truncated": lambda a: Case(_transfer(a, str(a.truncated_mp4), out="res.mp4"), "cannot read video"),
+    "video-not-a-video": lambda a: Case(_transfer(a, str(a.text_mp4), out="res.mp4"), "cannot read video", instant=False),
+    "video-truncated": lambda a: Case(_transfer(a, str(a.truncated_mp4), out="res.mp4"), "cannot read video", instant=False),
     "video-output-suffix": lambda a: Case(_transfer(a, str(a.clip), out="res.gif"), "use one of .mp4"),
     "video-two-clips": lambda a: Case(_transfer(a, str(a.clip), str(a.clip), out="res.mp4"), "give one video at a time"),
     "video-smoothing-one": lambda a: Case(_transfer(a, str(a.clip), out="res.mp4") + ["--temporal-smoothing", "1"],
@@ -314,14 +319,14 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "video-output-is-input": lambda a: Case(_transfer(a, str(a.clip), out=str(a.clip)), "is also an input"),
     "transfer-unknown-installed-name": lambda a: Case(_transfer(a, str(a.photo), model=Path("candy")), "no installed style model 'candy'"),
     # --- full disk (RLIMIT_FSIZE) and a full stdout: no truncated file, exit 2 (root causes 4, 6)
-    "disk-full-weights-import": lambda a: Case(["weights", "import", str(a.pth), "--name", "t"], "File too large", fsize=4096),
-    "disk-full-stylize-png": lambda a: Case(_stylize(a), "cannot write 'out.png'", fsize=512),
-    "disk-full-stylize-jpg": lambda a: Case(_stylize(a, "-o", "out.jpg"), "cannot write 'out.jpg'", fsize=512),
-    "disk-full-stylize-bmp": lambda a: Case(_stylize(a, "-o", "out.bmp"), "cannot write 'out.bmp'", fsize=512),
-    "disk-full-transfer": lambda a: Case(_transfer(a, str(a.photo), out="res.jpg"), "cannot write 'res.jpg'", fsize=512),
-    "disk-full-video": lambda a: Case(_transfer(a, str(a.clip), out="res.mp4"), "cannot write video 'res.mp4'", fsize=4096),
-    "disk-full-train-checkpoint": lambda a: Case(_train(a), "cannot write", fsize=65536),
-    "stdout-full-classify": lambda a: Case(_classify(a), "cannot write standard output", stdout_full=True),
+    "disk-full-weights-import": lambda a: Case(["weights", "import", str(a.pth), "--name", "t"], "File too large", fsize=4096, instant=False),
+    "disk-full-stylize-png": lambda a: Case(_stylize(a), "cannot write 'out.png'", fsize=512, instant=False),
+    "disk-full-stylize-jpg": lambda a: Case(_stylize(a, "-o", "out.jpg"), "cannot write 'out.jpg'", fsize=512, instant=False),
+    "disk-full-stylize-bmp": lambda a: Case(_stylize(a, "-o", "out.bmp"), "cannot write 'out.bmp'", fsize=512, instant=False),
+    "disk-full-transfer": lambda a: Case(_transfer(a, str(a.photo), out="res.jpg"), "cannot write 'res.jpg'", fsize=512, instant=False),
+    "disk-full-video": lambda a: Case(_transfer(a, str(a.clip), out="res.mp4"), "cannot write video 'res.mp4'", fsize=4096, instant=False),
+    "disk-full-train-checkpoint": lambda a: Case(_train(a), "cannot write", fsize=65536, instant=False),
+    "stdout-full-classify": lambda a: Case(_classify(a), "cannot write standard output", stdout_full=True, instant=False),
     "stdout-full-weights-list": lambda a: Case(["weights", "list"], "cannot write standard output", stdout_full=True),
 }
 
@@ -352,16 +357,31 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 
 
 def run_case(case: Case, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``styleforge`` with the case's arguments in ``cwd``."""
+    """Run ``styleforge`` with the case's arguments in ``cwd``, under ``python -X importtime``
+    (see :func:`imported_modules`)."""
     stdout = open(os.devnull if not case.stdout_full else "/dev/full", "w")  # noqa: SIM115
     try:
         return subprocess.run(
-            [sys.executable, "-m", "styleforge", *case.argv], cwd=cwd, env={**os.environ, **case.env},
+            [sys.executable, "-X", "importtime", "-m", "styleforge", *case.argv], cwd=cwd, env={**os.environ, **case.env},
             stdin=subprocess.DEVNULL, stdout=stdout if case.stdout_full else subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, timeout=180, preexec_fn=_limit_file_size(case.fsize) if case.fsize else None,
         )
     finally:
         stdout.close()
+
+
+IMPORT_TIME_LINE = "import time:"
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """The modules ``python -X importtime`` reported importing (lines ``import time: self |
+    cumulative | name``, the name indented by its depth)."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith(IMPORT_TIME_LINE)}
+
+
+def command_stderr(stderr: str) -> list[str]:
+    """The command's own stderr lines, without ``-X importtime``'s."""
+    return [line for line in stderr.strip().splitlines() if not line.startswith(IMPORT_TIME_LINE)]
 
 
 def test_there_are_at_least_100_cases() -> None:
@@ -375,13 +395,14 @@ def test_bad_input_is_refused_in_one_line_and_leaves_nothing(name: str, assets: 
     (tmp_path / "dir.png").mkdir()
     before = _snapshot(tmp_path, assets.root, isolated_home)
     result = run_case(case, tmp_path)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert len(lines) == 1, result.stderr
+    lines = command_stderr(result.stderr)
+    assert result.returncode == 2, (result.returncode, lines)
+    assert len(lines) == 1, lines
     assert lines[0].startswith("styleforge: error: "), lines[0]
     assert "Traceback" not in result.stderr and "weights_only=False" not in result.stderr
     assert case.fragment in lines[0], (case.fragment, lines[0])
     assert _snapshot(tmp_path, assets.root, isolated_home) == before
+    assert ("torch" in imported_modules(result.stderr)) == (not case.instant), "instant" if case.instant else "not instant"
 
 
 def test_a_1x1_image_stylises_with_a_trained_model(assets: Assets, tmp_path: Path) -> None:

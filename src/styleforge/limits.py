@@ -11,6 +11,10 @@ from __future__ import annotations
 from styleforge.config import max_pixels_from_env
 from styleforge.errors import StyleforgeError
 
+#: The smallest side AdaIN's decoder takes: its relu4_1 input (1/8 of the image) must be
+#: at least 2 pixels for the reflection pads (:mod:`styleforge.adain.network` pads to it).
+ADAIN_MIN_SIDE = 16
+
 
 def check_pixel_budget(width: int, height: int, what: str) -> tuple[int, int]:
     """Return ``(width, height)`` if that picture fits the pixel limit; raise otherwise.

@@ -33,17 +33,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from styleforge.adain.files import adain_from_state, adain_header, is_adain_header
-from styleforge.adain.network import MIN_SIDE, AdaINNet, AdaINStylizer, blend_statistics
-from styleforge.color import check_mode as check_color_mode
+from styleforge.adain.network import AdaINNet, AdaINStylizer, blend_statistics
 from styleforge.color import match_color_histogram, restore_chroma
 from styleforge.config import TransferOptions, is_finite
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision, synchronize
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.fsutil import check_output_dir, check_output_file, check_regular_file, write_bytes_atomic
-from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images, read_image, resize_long_side, write_image
-from styleforge.limits import check_pixel_budget
+from styleforge.fsutil import check_regular_file, write_bytes_atomic
+from styleforge.images import read_image, resize_long_side, write_image
 from styleforge.safetensors_files import read_safetensors_file
 from styleforge.state_dicts import load_checked_state
+from styleforge.transfer_plan import TransferItem, resolve_model_file, validate_transfer_options
 from styleforge.transform_net import TransformNet, use_power_difference, weaken_instance_norms
 
 MODEL_FORMAT = "styleforge-transformnet"
@@ -177,8 +176,7 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     Raises:
         StyleforgeError: missing or unreadable file, or not a styleforge style model.
     """
-    file = _installed_or_path(path)
-    check_regular_file(file, "model file")
+    file = resolve_model_file(path)
     opts = validate_transfer_options(options or TransferOptions(device=str(device)))
     if file.suffix.lower() == ".onnx":
         return _onnx_style_model(file, opts)
@@ -302,17 +300,6 @@ def style_mix(spec: str, names: list[str], count: int, given: bool = False) -> l
     return weights
 
 
-def _installed_or_path(path: str | os.PathLike[str]) -> Path:
-    """``path``, or for a bare name that is not a file (``candy``) the installed model of
-    that name (``styleforge models``)."""
-    file = Path(path)
-    if file.exists() or file.suffix or len(file.parts) != 1:
-        return file
-    from styleforge.models.names import installed_path
-
-    return installed_path(str(path))
-
-
 def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
     """A StyleModel running an exported ``.onnx`` file (ONNX Runtime or OpenVINO, no compile);
     an ONNX Model Zoo file runs as-is at its fixed 224x224 (:class:`~styleforge.models.formats.onnx_zoo.ZooOnnxNet`)."""
@@ -404,32 +391,6 @@ def network_from_state(file: Path, convention: dict, state: object) -> Transform
         raise StyleforgeError(f"'{file}': {exc}") from None
     load_checked_state(net, state, file, f"the {norm}-norm, {upsample} transform network")
     return net
-
-
-def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
-    """Check option values; returns them or raises a one-line StyleforgeError."""
-    from styleforge.config import PRECISION_CHOICES, RUNTIME_CHOICES, STRENGTH_MODES
-
-    checks = [
-        (opts.size is None or opts.size >= 1, "size must be >= 1"),
-        (opts.tile is None or opts.tile >= 16, "tile must be >= 16 pixels"),
-        (opts.tile_overlap >= 0, "tile overlap must be >= 0"),
-        (opts.batch_size >= 1, "batch size must be >= 1"),
-        (opts.auto_tile_pixels >= 1 and opts.stats_pixels >= 1, "auto-tile and statistics pixel counts must be >= 1"),
-        (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
-        (opts.runtime in RUNTIME_CHOICES, f"unknown runtime {opts.runtime!r}; use one of {', '.join(RUNTIME_CHOICES)}"),
-        (is_finite(opts.strength) and 0.0 <= opts.strength <= 1.0, f"strength must be from 0 to 1, got {opts.strength}"),
-        (opts.strength_mode in STRENGTH_MODES, f"unknown strength mode {opts.strength_mode!r}; use one of {', '.join(STRENGTH_MODES)}"),
-        (is_finite(opts.alpha) and 0.0 <= opts.alpha <= 1.0, f"alpha must be from 0 to 1, got {opts.alpha}"),
-        (opts.style_size >= MIN_SIDE, f"style size must be >= {MIN_SIDE} pixels"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise StyleforgeError(message)
-    check_color_mode(opts.preserve_color)
-    if opts.size is not None:
-        check_pixel_budget(opts.size, opts.size, f"--size {opts.size}")
-    return opts
 
 
 class TileableNet(Protocol):
@@ -535,66 +496,6 @@ def _resized(img: Image.Image, size: int | None) -> Image.Image:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-@dataclass
-class TransferItem:
-    """One input file and where its result goes."""
-
-    source: Path
-    target: Path
-
-
-def plan_outputs(inputs: list[str | os.PathLike[str]], output: str | os.PathLike[str]) -> list[TransferItem]:
-    """Map input files and folders to output paths.
-
-    One input file with an image-suffixed output writes exactly there. Otherwise the
-    output is a folder: files keep their names, and a folder's images keep their paths
-    relative to it, under a subfolder named after it.
-    """
-    out = Path(output)
-    sources = [Path(p) for p in inputs]
-    for source in sources:
-        if not source.exists():
-            raise StyleforgeError(f"cannot read image '{source}': no such file or folder")
-        if not source.is_dir():
-            check_regular_file(source, "image")
-    if len(sources) == 1 and sources[0].is_file() and out.suffix.lower() in WRITE_FORMATS:
-        check_output_file(out, "output", sources)
-        return [TransferItem(sources[0], out)]
-    if out.suffix.lower() in IMAGE_SUFFIXES:
-        raise StyleforgeError(f"output '{out}' looks like a file, but several images or a folder were given: use a folder")
-    check_output_dir(out, "output folder")
-    items = _items_for(sources, out)
-    _check_targets(items)
-    return items
-
-
-def _items_for(sources: list[Path], out: Path) -> list[TransferItem]:
-    items = []
-    for source in sources:
-        if source.is_dir():
-            found = find_images(source)
-            if not found:
-                raise StyleforgeError(f"folder '{source}' holds no images")
-            items += [TransferItem(f, out / source.name / f.relative_to(source)) for f in found]
-        else:
-            items.append(TransferItem(source, out / source.name))
-    return items
-
-
-def _check_targets(items: list[TransferItem]) -> None:
-    """No two inputs may write the same file, and no output may replace an input."""
-    sources = {os.path.realpath(item.source) for item in items}
-    claimed: dict[str, Path] = {}
-    for item in items:
-        target = os.path.realpath(item.target)
-        if target in claimed:
-            raise StyleforgeError(f"'{claimed[target]}' and '{item.source}' would both be written to '{item.target}': "
-                                  "give inputs with different names, or run them with different -o folders")
-        if target in sources:
-            raise StyleforgeError(f"output '{item.target}' is also an input; choose another -o so the input is kept")
-        claimed[target] = item.source
 
 
 @dataclass

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from styleforge.errors import StyleforgeError
+from styleforge.limits import ADAIN_MIN_SIDE
 
 #: Encoder layers: the decoder inverts relu4_1; the style loss of training uses all four.
 ENCODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -199,7 +200,7 @@ class AdaINStylizer(nn.Module):
 ENCODER_LAST_CONV = "conv4_1"
 
 #: The smallest side the decoder's reflection pads take: relu4_1 (1/8 of it) must be >= 2.
-MIN_SIDE = 16
+MIN_SIDE = ADAIN_MIN_SIDE
 
 
 def pad_for_decoder(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:

@@ -70,14 +70,15 @@ def _register_bench(subparsers: Any) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """Run the bench and print one table (or JSON)."""
     from styleforge.cli.common import parse_list
+
+    sizes = list(parse_list(args.sizes, "--sizes", int) or ()) if args.model else []
+    if any(s < 8 for s in sizes):
+        raise StyleforgeError("--sizes must be >= 8 pixels")
     from styleforge.deploy.bench import bench_classifier, bench_images, bench_style
 
     images = bench_images(args.data)
     calibration = bench_images(args.calibration) if args.calibration else images
     if args.model:
-        sizes = list(parse_list(args.sizes, "--sizes", int) or ())
-        if any(s < 8 for s in sizes):
-            raise StyleforgeError("--sizes must be >= 8 pixels")
         rows = bench_style(args.model, images, sizes, repeat=args.repeat, calibration=calibration)
     else:
         rows = bench_classifier(args.weights, images, repeat=args.repeat, calibration=calibration)
@@ -162,10 +163,10 @@ def run_quantize(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Export, print the verification and the written file."""
-    from styleforge.deploy.export import export_classifier, export_style_model
-
     if args.classifier and args.power_difference:
         raise StyleforgeError("--power-difference applies to style models (their instance norms); VGG19 has none")
+    from styleforge.deploy.export import export_classifier, export_style_model
+
     if args.model:
         report = export_style_model(args.model, args.output, power_difference=args.power_difference,
                                     style_weights=args.style_weights)

@@ -164,8 +164,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    """Stylise the inputs; prints one line per image (or JSON)."""
-    from styleforge.transfer import load_style_model, plan_outputs, transfer_files
+    """Stylise the inputs; prints one line per image (or JSON). Options, the model file and
+    the outputs are checked before PyTorch is imported, so such errors come at once."""
+    from styleforge.transfer_plan import plan_outputs, resolve_model_file, validate_transfer_options
     from styleforge.video.io import is_video
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
@@ -173,13 +174,17 @@ def run_transfer(args: argparse.Namespace) -> int:
                               power_difference=args.power_difference, strength=args.strength, strength_mode=args.strength_mode, style_weights=args.style_weights,
                               preserve_color=args.preserve_color, styles=tuple(args.styles or ()), alpha=args.alpha,
                               style_size=args.style_size, cuda_graphs=args.cuda_graphs)
+    validate_transfer_options(options)
     inputs = input_paths(args, "IN", many=True)
+    model_file = resolve_model_file(args.model)
     if any(is_video(path) for path in inputs):
         from styleforge.cli.video import run_video_transfer
 
-        return run_video_transfer(args, inputs, options)
+        return run_video_transfer(args, inputs, model_file, options)
     items = plan_outputs(inputs, args.output)
-    model = load_style_model(args.model, options=options)
+    from styleforge.transfer import load_style_model, transfer_files
+
+    model = load_style_model(model_file, options=options)
 
     def report(item: Any, seconds: float) -> None:
         if not args.quiet and not args.json:

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from styleforge.cli.common import print_json
 from styleforge.config import TransferOptions, VideoOptions
 from styleforge.errors import StyleforgeError
 
 
-def run_video_transfer(args: argparse.Namespace, inputs: list[str], options: TransferOptions) -> int:
-    """Stylise the one video in ``inputs`` into ``args.output``; prints a summary (or JSON)."""
-    from styleforge.transfer import load_style_model
+def run_video_transfer(args: argparse.Namespace, inputs: list[str], model_file: Path, options: TransferOptions) -> int:
+    """Stylise the one video in ``inputs`` into ``args.output`` with the model in
+    ``model_file``; prints a summary (or JSON). The options and the output are checked
+    before PyTorch is imported."""
+    from styleforge.fsutil import check_output_file
+    from styleforge.transfer_plan import check_video_options
     from styleforge.video.io import check_video_output, require_video_libraries
-    from styleforge.video.transfer import check_video_options, transfer_video
 
     if len(inputs) != 1:
         raise StyleforgeError(f"give one video at a time (got {len(inputs)} inputs); run transfer once per clip")
     require_video_libraries()
     video_options = check_video_options(VideoOptions(temporal_smoothing=args.temporal_smoothing, crf=args.crf))
-    check_video_output(args.output)
-    model = load_style_model(args.model, options=options)
+    check_output_file(check_video_output(args.output), "output", inputs)
+    from styleforge.transfer import load_style_model
+    from styleforge.video.transfer import transfer_video
+
+    model = load_style_model(model_file, options=options)
     result = transfer_video(model, inputs[0], args.output, video_options, progress=not args.quiet and not args.json)
     flicker = None
     if result.warping_error_before is not None:

@@ -19,6 +19,7 @@ from styleforge.images import long_side_size
 from styleforge.limits import check_pixel_budget
 from styleforge.progress import Progress
 from styleforge.transfer import StyleModel
+from styleforge.transfer_plan import check_video_options
 from styleforge.video.flow import FlowEstimator
 from styleforge.video.io import Frame, VideoReader, VideoWriter, check_video_output, even_size
 from styleforge.video.temporal import TemporalSmoother
@@ -101,19 +102,6 @@ def transfer_video(model: StyleModel, source: str | os.PathLike[str], target: st
     before, after = (float(np.mean(column)) for column in zip(*errors, strict=True)) if errors else (None, None)
     return VideoResult(out, count, width, height, float(info.fps), count / seconds, writer.audio_mode, before, after,
                        model.device_description)
-
-
-def check_video_options(opts: VideoOptions) -> VideoOptions:
-    """Check option values; returns them or raises a one-line StyleforgeError."""
-    if not 0.0 <= opts.temporal_smoothing < 1.0:
-        raise StyleforgeError(f"temporal smoothing must be from 0 to below 1, got {opts.temporal_smoothing}")
-    if opts.flow_long_side < 16:
-        raise StyleforgeError(f"the flow's long side must be >= 16 pixels, got {opts.flow_long_side}")
-    if opts.flow_preset not in ("fast", "medium"):
-        raise StyleforgeError(f"unknown flow preset {opts.flow_preset!r}; use fast or medium")
-    if not 0 <= opts.crf <= 51:
-        raise StyleforgeError(f"crf must be from 0 to 51, got {opts.crf}")
-    return opts
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
