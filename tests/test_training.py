@@ -16,7 +16,8 @@ from PIL import Image
 import styleforge as sf
 from styleforge.config import COURSE_TRAIN_LOSS_WEIGHTS, TrainOptions
 from styleforge.errors import StyleforgeError
-from styleforge.training import EpochSampler, PhotoFolder, Trainer, check_data, train
+from styleforge.training import EpochSampler, PhotoFolder, Trainer, train
+from styleforge.training_plan import check_data
 from styleforge.transfer import load_style_model
 from tests.conftest import make_photo
 

@@ -23,6 +23,9 @@ PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 RUNTIME_CHOICES = ("auto", "onnxruntime", "openvino")
 #: How ``transfer --strength`` applies (TransferOptions.strength_mode).
 STRENGTH_MODES = ("pixel", "norm")
+#: The transform network's normalisation layers and upsampling (``train --norm/--upsample``).
+NORMS = ("instance", "batch")
+UPSAMPLES = ("resize", "deconv")
 
 #: Normalisations of the perceptual losses (see :mod:`styleforge.losses`).
 CONTENT_NORMALIZATIONS = ("course", "mse", "sum")

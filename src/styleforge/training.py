@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from styleforge.architecture import check_feature_layers, min_input_side
-from styleforge.config import TrainOptions, TransferOptions, is_finite, options_from_kwargs
+from styleforge.architecture import min_input_side
+from styleforge.config import TrainOptions, TransferOptions, options_from_kwargs
 from styleforge.devices import autocast
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_dir
 from styleforge.images import image_to_array, read_image, resize_long_side
-from styleforge.limits import check_min_side, check_pixel_budget
+from styleforge.limits import check_min_side
 from styleforge.loss_scales import normalized_layer_weights
 from styleforge.losses import content_loss, style_loss, style_target, total_variation
 from styleforge.training_loop import (  # noqa: F401  (re-exported: the loop's pieces were first defined here)
@@ -36,13 +36,13 @@ from styleforge.training_loop import (  # noqa: F401  (re-exported: the loop's p
     PhotoFolder,
     TrainingLoop,
     TrainState,
-    check_loop_options,
     collate_photos,
     image_checksum,
     rng_state,
     set_rng_state,
     vgg_checksum,
 )
+from styleforge.training_plan import validate_train_options
 from styleforge.transform_net import InstanceNorm, TransformNet, use_power_difference
 
 
@@ -288,54 +288,3 @@ def train(
     return trainer.run(resume=resume)
 
 
-def validate_train_options(opts: TrainOptions) -> TrainOptions:
-    """Check option values; returns them or raises StyleforgeError."""
-    from styleforge.transform_net import NORMS, UPSAMPLES
-
-    check_feature_layers((opts.content_layer, *opts.style_layers))
-    check_loop_options(opts, min_input_side((opts.content_layer, *opts.style_layers)))
-    weights = (opts.content_weight, opts.style_weight, opts.tv_weight)
-    checks = [
-        (all(is_finite(w) and (w is None or w >= 0) for w in weights), "content, style and tv weights must be finite numbers >= 0"),
-        (opts.style_size is None or opts.style_size >= 1, "style size must be >= 1"),
-        (opts.norm in NORMS, f"unknown norm {opts.norm!r}"),
-        (opts.upsample in UPSAMPLES, f"unknown upsample {opts.upsample!r}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise StyleforgeError(message)
-    if opts.style_size is not None:
-        check_pixel_budget(opts.style_size, opts.style_size, f"--style-size {opts.style_size}")
-    return opts
-
-
-
-@dataclass
-class DataReport:
-    """Result of :func:`check_data`: readable count and the unreadable files with reasons."""
-
-    good: int
-    bad: list[tuple[Path, str]]
-
-
-def check_data(folder: str | os.PathLike[str], workers: int | None = None) -> DataReport:
-    """Try to read every image under ``folder`` (in parallel); report the unreadable ones.
-
-    Raises:
-        StyleforgeError: the folder is missing or holds no image files.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    files = PhotoFolder(folder, 16).files
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
-        reasons = list(pool.map(_read_problem, files))
-    bad = [(f, r) for f, r in zip(files, reasons, strict=True) if r is not None]
-    return DataReport(len(files) - len(bad), bad)
-
-
-def _read_problem(path: Path) -> str | None:
-    try:
-        read_image(path)
-    except StyleforgeError as exc:
-        return str(exc).split(": ", 1)[-1]
-    return None

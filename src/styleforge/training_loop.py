@@ -35,10 +35,11 @@ from styleforge.architecture import CONV_NAMES, LAYER_INDEX
 from styleforge.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
 from styleforge.devices import describe_device, resolve_device, resolve_precision
 from styleforge.errors import StyleforgeError
-from styleforge.images import find_images, read_image, write_image
+from styleforge.images import read_image, write_image
 from styleforge.interrupts import Terminated, deferred_interrupt
 from styleforge.preprocessing import center_crop_square
 from styleforge.runlog import LossHistory, load_plotting
+from styleforge.training_plan import photo_files
 
 # ----------------------------------------------------------------------------- data
 
@@ -51,13 +52,8 @@ class PhotoFolder(Dataset):
     """
 
     def __init__(self, root: str | os.PathLike[str], size: int) -> None:
-        folder = Path(root)
-        if not folder.is_dir():
-            raise StyleforgeError(f"data folder '{folder}' does not exist or is not a folder")
-        self.root = folder
-        self.files = find_images(folder)
-        if not self.files:
-            raise StyleforgeError(f"data folder '{folder}' holds no .jpg/.jpeg/.png/.webp/.bmp images")
+        self.root = Path(root)
+        self.files = photo_files(root)
         self.size = size
 
     def __len__(self) -> int:
@@ -431,27 +427,6 @@ class TrainingLoop(ABC):
         for row in self.state.history:
             history.append(**row)
         return history
-
-
-def check_loop_options(opts: Any, min_image_size: int) -> None:
-    """Check the options every training run has (epochs, batch, size, lr, seed, steps,
-    workers, logging, checkpoints, precision); raises a one-line StyleforgeError."""
-    from styleforge.config import PRECISION_CHOICES, is_finite
-    from styleforge.limits import check_pixel_budget
-
-    checks = [
-        (opts.epochs >= 1 and opts.batch_size >= 1, "epochs and batch size must be >= 1"),
-        (opts.image_size >= min_image_size, f"image size must be >= {min_image_size} for the layers used"),
-        (is_finite(opts.lr) and opts.lr > 0, "lr must be a finite number > 0"),
-        (opts.seed >= 0, "seed must be >= 0"),
-        (opts.max_steps is None or opts.max_steps >= 1, "max steps must be >= 1"),
-        (opts.workers >= 0 and opts.log_every >= 1 and opts.checkpoint_every >= 0, "workers >= 0, log-every >= 1, checkpoint-every >= 0"),
-        (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise StyleforgeError(message)
-    check_pixel_budget(opts.image_size, opts.image_size, f"--image-size {opts.image_size}")
 
 
 #: What each identity checksum is of, for messages.

@@ -57,10 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from styleforge.config import NORMS, UPSAMPLES
 from styleforge.errors import StyleforgeError
 
-NORMS = ("instance", "batch")
-UPSAMPLES = ("resize", "deconv")
 #: ``layer``: every convolution reflection-pads its own input (styleforge, pytorch/examples);
 #: ``input``: one 40-pixel reflection pad at the input and unpadded residual blocks (jcjohnson).
 PADDINGS = ("layer", "input")

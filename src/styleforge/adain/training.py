@@ -37,7 +37,8 @@ from styleforge.devices import autocast
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_dir
 from styleforge.images import image_to_array, read_image
-from styleforge.training_loop import EpochSampler, PhotoFolder, TrainingLoop, check_loop_options, vgg_checksum
+from styleforge.training_loop import EpochSampler, PhotoFolder, TrainingLoop, vgg_checksum
+from styleforge.training_plan import check_loop_options
 
 
 class StyledPhotos(Dataset):

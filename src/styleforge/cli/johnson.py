@@ -23,7 +23,7 @@ from styleforge.cli.common import (
     positive_int,
     print_json,
 )
-from styleforge.config import STRENGTH_MODES, TrainOptions, TransferOptions, VideoOptions
+from styleforge.config import NORMS, STRENGTH_MODES, UPSAMPLES, TrainOptions, TransferOptions, VideoOptions
 from styleforge.errors import StyleforgeError
 
 TRAIN_DESCRIPTION = """\
@@ -89,8 +89,8 @@ def _register_train(subparsers: Any) -> None:
     p.add_argument("--workers", type=non_negative_int, default=d.workers, help="background data-loading processes")
     p.add_argument("--seed", type=non_negative_int, default=d.seed, help="seeds initialisation, data order and every RNG")
     p.add_argument("--weights", "--vgg-path", dest="weights", default=d.weights, help="VGG19 weights: cache name or file")
-    p.add_argument("--norm", default=d.norm, choices=("instance", "batch"), help="normalisation layers of the network")
-    p.add_argument("--upsample", default=d.upsample, choices=("resize", "deconv"),
+    p.add_argument("--norm", default=d.norm, choices=NORMS, help="normalisation layers of the network")
+    p.add_argument("--upsample", default=d.upsample, choices=UPSAMPLES,
                    help="resize = nearest x2 + conv (no checkerboard); deconv = the course's transposed convolution")
     add_precision_option(p, d.precision, "optimisation")
     add_power_difference_option(p, "instance norm's variance and the content, style and TV losses")
@@ -146,11 +146,13 @@ def _register_transfer(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train and print the model path."""
-    from styleforge.training import train
+    """Train and print the model path. Options and the output and photo folders are
+    checked before PyTorch is imported, so such errors come at once."""
+    from styleforge.config import options_from_kwargs
+    from styleforge.fsutil import check_output_dir
+    from styleforge.training_plan import photo_files, validate_train_options
 
-    path = train(
-        args.style if len(args.style) > 1 else args.style[0], args.data, args.out, resume=args.resume, test_image=args.test_image, progress=not args.quiet,
+    options = dict(
         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, style_size=args.style_size,
         lr=args.lr, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layer=args.content_layer, style_layers=parse_list(args.style_layers, "--style-layers"),
@@ -158,6 +160,13 @@ def run_train(args: argparse.Namespace) -> int:
         workers=args.workers, seed=args.seed, device=args.device, weights=args.weights, norm=args.norm,
         upsample=args.upsample, precision=args.precision, power_difference=args.power_difference, extend=args.extend,
     )
+    validate_train_options(options_from_kwargs(TrainOptions, options, "train"))
+    check_output_dir(args.out, "output folder")
+    photo_files(args.data)
+    from styleforge.training import train
+
+    path = train(args.style if len(args.style) > 1 else args.style[0], args.data, args.out, resume=args.resume,
+                 test_image=args.test_image, progress=not args.quiet, **options)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 wrote the model
         print(path)
     return 0
@@ -212,7 +221,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 def run_check_data(args: argparse.Namespace) -> int:
     """List unreadable images under a folder and count the readable ones; exit 1 when
     some are unreadable, 2 (an error) when none is readable."""
-    from styleforge.training import check_data
+    from styleforge.training_plan import check_data
 
     report = check_data(args.folder)
     if args.json:
