@@ -153,9 +153,29 @@ def run_worker(settings: ServiceSettings, concurrency: int, data: Path) -> None:
 
     store.heartbeat(name)
     threading.Thread(target=beat, name="styleforge-heartbeat", daemon=True).start()
+    _fail_jobs_over_the_time_limit(store, settings.job_timeout)
     log.info("worker %s consuming %s", name, redacted_url(settings.broker))
     try:
         app.worker_main(["worker", "--concurrency", str(concurrency), "--pool", "prefork",  # type: ignore[attr-defined]
                          "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", f"styleforge-{os.getpid()}@%h"])
     finally:
         stop.set()
+
+
+def _fail_jobs_over_the_time_limit(store: object, limit: float) -> None:
+    """Record a job killed at Celery's hard time limit as failed.
+
+    Celery kills the pool process and acknowledges the message as failed in the worker's
+    main process, where it sends ``task_failure``; without this the store would show
+    the job as running forever (the process that would have recorded it is gone).
+    """
+    from celery.exceptions import TimeLimitExceeded
+    from celery.signals import task_failure
+
+    def on_failure(sender: object = None, task_id: str | None = None, exception: BaseException | None = None,
+                   args: tuple | None = None, **_: object) -> None:
+        if isinstance(exception, TimeLimitExceeded) and args:
+            store.fail(args[0], f"the job ran longer than the {limit:g} s limit (job_timeout); "  # type: ignore[attr-defined]
+                                "try a smaller size or fewer iterations")
+
+    task_failure.connect(on_failure, weak=False)
