@@ -8,6 +8,7 @@ import shutil
 import signal
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,31 @@ def models_copy(style_folder: Path, tmp_path: Path) -> Path:
 def submit(server: Server, tmp_path: Path, style: str, size: int = 32) -> httpx.Response:
     return httpx.post(server.url("/api/jobs"), files={"file": ("p.png", photo_bytes(tmp_path))},
                       data={"style": style, "size": str(size)}, timeout=30)
+
+
+@dataclass
+class GatysRun:
+    """A Celery-mode server, one worker and a Gatys job submitted to them."""
+
+    server: Server
+    worker: Server
+    job_id: str
+    models: Path
+    data: Path
+    env: dict[str, str]
+
+
+def start_gatys_job(redis: RedisServer, servers: list[Server], style_folder: Path, weight_files: dict[str, Path],
+                    tmp_path: Path, iterations: int, job_timeout: int) -> GatysRun:
+    """Start a server and a worker whose Gatys jobs run ``iterations`` L-BFGS steps at 32 px
+    on the CPU with the tiny test VGG19, each allowed ``job_timeout`` seconds, and submit one."""
+    models, data = models_copy(style_folder, tmp_path), tmp_path / "data"
+    env = {"STYLEFORGE_VGG": str(weight_files["pth"]), "STYLEFORGE_GATYS_ITERATIONS": str(iterations),
+           "STYLEFORGE_GATYS_SIZE": "32", "STYLEFORGE_JOB_TIMEOUT": str(job_timeout), "STYLEFORGE_DEVICE": "cpu"}
+    server = serve(servers, models, data, "--broker", redis.url, env=env)
+    worker = start_worker(servers, redis, models, data, env)
+    job_id = submit(server, tmp_path, "starry", size=64).json()["id"]
+    return GatysRun(server, worker, job_id, models, data, env)
 
 
 def job_row(data: Path, job_id: str) -> sqlite3.Row:
@@ -67,16 +93,12 @@ def test_jobs_wait_for_a_worker_then_run(redis_server: RedisServer, servers: lis
 
 def test_a_worker_killed_mid_job_has_it_redelivered(redis_server: RedisServer, servers: list[Server], style_folder: Path,
                                                     weight_files: dict[str, Path], tmp_path: Path) -> None:
-    models, data = models_copy(style_folder, tmp_path), tmp_path / "data"
     # A Gatys job of about 1 s alone; the longest allowed is 45 s, so Redis hands an
     # unacknowledged job to another worker 61 s after its delivery. The limit counts the
     # pool process's first start (importing PyTorch, loading VGG19): under parallel test
     # workers on 2 shared cores, a 20 s limit killed the rescuer's run twice.
-    env = {"STYLEFORGE_VGG": str(weight_files["pth"]), "STYLEFORGE_GATYS_ITERATIONS": "100", "STYLEFORGE_GATYS_SIZE": "32",
-           "STYLEFORGE_JOB_TIMEOUT": "45", "STYLEFORGE_DEVICE": "cpu"}
-    server = serve(servers, models, data, "--broker", redis_server.url, env=env)
-    doomed = start_worker(servers, redis_server, models, data, env)
-    job_id = submit(server, tmp_path, "starry", size=64).json()["id"]
+    run = start_gatys_job(redis_server, servers, style_folder, weight_files, tmp_path, iterations=100, job_timeout=45)
+    server, doomed, job_id, models, data = run.server, run.worker, run.job_id, run.models, run.data
     deadline = time.monotonic() + 30
     while (status := httpx.get(server.url(f"/api/jobs/{job_id}")).json())["progress"] < 0.1:
         assert status["status"] in ("queued", "running") and time.monotonic() < deadline, status
@@ -85,7 +107,7 @@ def test_a_worker_killed_mid_job_has_it_redelivered(redis_server: RedisServer, s
     doomed.stop(signal.SIGKILL)  # the worker and its pool process, mid-job
     assert doomed.proc.returncode == -signal.SIGKILL
 
-    rescuer = start_worker(servers, redis_server, models, data, env)
+    rescuer = start_worker(servers, redis_server, models, data, run.env)
     done = wait_for_job(server, job_id, also=(doomed, rescuer))
     assert done["status"] == "done", done
     row = job_row(data, job_id)
@@ -97,15 +119,10 @@ def test_a_worker_killed_mid_job_has_it_redelivered(redis_server: RedisServer, s
 def test_a_job_over_the_time_limit_is_recorded_as_failed(redis_server: RedisServer, servers: list[Server], style_folder: Path,
                                                          weight_files: dict[str, Path], tmp_path: Path) -> None:
     """Celery kills the job's process at the hard limit; the job must not stay 'running'."""
-    models, data = models_copy(style_folder, tmp_path), tmp_path / "data"
-    env = {"STYLEFORGE_VGG": str(weight_files["pth"]), "STYLEFORGE_GATYS_ITERATIONS": "100000", "STYLEFORGE_GATYS_SIZE": "32",
-           "STYLEFORGE_JOB_TIMEOUT": "2", "STYLEFORGE_DEVICE": "cpu"}
-    server = serve(servers, models, data, "--broker", redis_server.url, env=env)
-    worker = start_worker(servers, redis_server, models, data, env)
-    job_id = submit(server, tmp_path, "starry").json()["id"]
-    failed = wait_for_job(server, job_id, also=(worker,))
+    run = start_gatys_job(redis_server, servers, style_folder, weight_files, tmp_path, iterations=100_000, job_timeout=2)
+    failed = wait_for_job(run.server, run.job_id, also=(run.worker,))
     assert failed["status"] == "failed" and "ran longer than the 2 s limit (job_timeout)" in failed["error"], failed
-    assert httpx.get(server.url(f"/api/jobs/{job_id}/result")).status_code == 409
+    assert httpx.get(run.server.url(f"/api/jobs/{run.job_id}/result")).status_code == 409
 
 
 def test_a_dead_workers_sweep_lock_expires_within_the_visibility_timeout(redis_server: RedisServer) -> None:
