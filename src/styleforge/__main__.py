@@ -1,5 +1,5 @@
 """``python -m styleforge`` runs the CLI (same as the ``styleforge`` script)."""
 
-from styleforge.cli import run
+from styleforge.launch import run
 
 run()

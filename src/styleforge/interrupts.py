@@ -1,44 +1,158 @@
-"""Ctrl-C and SIGTERM: one way to stop, and never in the middle of a whole update.
+"""Ctrl-C and SIGTERM: one way to stop, never in the middle of a whole update, never lost.
 
-* :func:`raise_on_sigterm` (installed by the CLI) makes SIGTERM raise :class:`Terminated`,
-  a ``KeyboardInterrupt``, so a ``kill`` (a service manager, a batch scheduler, a
-  container stop) takes the same path as Ctrl-C: temporary files removed, the best
-  image or a checkpoint saved, and exit status 143 instead of 130.
+* :func:`install_signal_handlers` (called by the CLI) makes SIGTERM raise
+  :class:`Terminated`, a ``KeyboardInterrupt``, so a ``kill`` (a service manager, a
+  batch scheduler, a container stop) takes the same path as Ctrl-C: temporary files
+  removed, the best image or a checkpoint saved, and exit status 143 instead of 130.
 * Python raises ``KeyboardInterrupt`` between any two bytecodes, so a Ctrl-C during a
   training step could leave some parameters updated and others not, with the step
   counter behind. :func:`deferred_interrupt` holds SIGINT and SIGTERM for the duration
   of such a block and raises right after, so what is saved afterwards is the state
   after a whole step.
+* Two places where raising is never safe are handled by the installed handlers:
+
+  - **Inside an import.** PyTorch's C++ extension imports Python modules from C++
+    (pybind11); an exception raised there can end in ``std::terminate`` (the process
+    aborts with a core dump, status 134), and one raised in importlib's module-lock
+    callback is printed as "Exception ignored" and lost, so the command runs on. A
+    signal that arrives while any import is running is redelivered every
+    :data:`REDELIVER_AFTER` seconds until no import is, then raised.
+  - **Inside ``__del__`` or a weakref callback.** Python prints such an exception and
+    drops it. The handlers' exceptions that end there are redelivered the same way.
+
+  Elsewhere, C code calling back into Python can still turn the ``KeyboardInterrupt``
+  into an error of its own; :func:`stop_requested` tells the CLI that a stop arrived,
+  so the command ends as stopped whatever surfaced.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+#: Seconds between retries of a signal that arrived where raising is unsafe.
+REDELIVER_AFTER = 0.02
+
+#: The stop signals received since :func:`install_signal_handlers` (by its handlers or
+#: held by :func:`deferred_interrupt`), in order: see :func:`stop_requested`.
+_received: list[int] = []
+
+#: Source names of importlib's own frames: while one is on the stack, an import runs.
+_IMPORT_MACHINERY = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+
 
 class Terminated(KeyboardInterrupt):
-    """Raised by SIGTERM once :func:`raise_on_sigterm` is installed; exit status 143."""
+    """Raised by SIGTERM once :func:`install_signal_handlers` has run; exit status 143."""
 
     exit_status = 128 + signal.SIGTERM
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
+class _Interrupted(KeyboardInterrupt):
+    """The ``KeyboardInterrupt`` of the installed SIGINT handler (told apart from others
+    only so that a dropped one can be redelivered)."""
 
 
-def raise_on_sigterm() -> None:
-    """Make SIGTERM raise :class:`Terminated` in the main thread (a no-op elsewhere)."""
-    if threading.current_thread() is threading.main_thread():
+def _importing(frame: FrameType | None) -> bool:
+    """Whether an import is running anywhere on the stack that ends in ``frame``."""
+    while frame is not None:
+        if frame.f_code.co_filename in _IMPORT_MACHINERY:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _redeliver_later(signum: int) -> None:
+    """Send ``signum`` to the main thread again after :data:`REDELIVER_AFTER` seconds.
+
+    A real signal (not ``_thread.interrupt_main``), so that a main thread blocked in a
+    system call by then (a sleep, a socket read) is woken, as by the first one."""
+    timer = threading.Timer(REDELIVER_AFTER, signal.pthread_kill, args=(threading.main_thread().ident, signum))
+    timer.daemon = True  # a command that ends meanwhile is not held up by it
+    timer.start()
+
+
+def _raising(exception: type[KeyboardInterrupt]) -> Callable[[int, FrameType | None], None]:
+    """A signal handler that raises ``exception``, or redelivers the signal later when
+    it arrived inside an import."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if signum not in _received:
+            _received.append(signum)
+        if _importing(frame):
+            _redeliver_later(signum)
+            return
+        raise exception()
+
+    return handler
+
+
+_raise_interrupted = _raising(_Interrupted)
+_raise_terminated = _raising(Terminated)
+
+
+def _redeliver_dropped(previous: Callable[[object], None]) -> Callable[[object], None]:
+    """A ``sys.unraisablehook`` that redelivers the signal behind an exception of the
+    installed handlers which Python dropped (raised in ``__del__`` or a callback), then
+    reports it as ``previous`` does."""
+
+    def hook(unraisable: object) -> None:
+        exc = getattr(unraisable, "exc_value", None)
+        if isinstance(exc, (Terminated, _Interrupted)):
+            _redeliver_later(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+            return
+        previous(unraisable)
+
+    return hook
+
+
+def install_signal_handlers() -> None:
+    """Make SIGTERM raise :class:`Terminated` and SIGINT ``KeyboardInterrupt``, both
+    deferred while an import runs and redelivered when Python drops them.
+
+    A no-op outside the main thread and where they are installed already. SIGINT is
+    left alone where it is ignored (the background job of a non-interactive shell,
+    ``nohup``) or already handled by the embedding application. Meant for the CLI,
+    which owns its process; the library never installs handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not _raise_terminated:
+        forget_stops()
         signal.signal(signal.SIGTERM, _raise_terminated)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _raise_interrupted)
+    if not getattr(sys.unraisablehook, "_styleforge", False):
+        sys.unraisablehook = _redeliver_dropped(sys.unraisablehook)
+        sys.unraisablehook._styleforge = True  # type: ignore[attr-defined]
 
 
-#: The signals held by :func:`deferred_interrupt`, with the handler each must have for
-#: holding it to be right (Python's own Ctrl-C handling, our SIGTERM handling).
-_HELD = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_terminated))
+def forget_stops() -> None:
+    """Clear the record behind :func:`stop_requested` (once a stop has been reported)."""
+    _received.clear()
+
+
+def stop_requested() -> int | None:
+    """The stop signal received since :func:`install_signal_handlers` ran (SIGTERM if
+    both were), or None.
+
+    The ``KeyboardInterrupt`` a handler raises can be lost on its way: C code that
+    calls back into Python may replace it with an error of its own, or drop it. The CLI
+    asks this before it reports an error or success, so a stop always ends as one."""
+    if signal.SIGTERM in _received:
+        return signal.SIGTERM
+    return _received[0] if _received else None
+
+
+#: The handlers :func:`deferred_interrupt` may hold, per signal: where another one is
+#: installed (the signal is ignored, or an embedding application handles it), holding
+#: the signal would change what it does.
+_HOLDABLE = {
+    signal.SIGINT: (signal.default_int_handler, _raise_interrupted),
+    signal.SIGTERM: (_raise_terminated,),
+}
 
 
 @contextmanager
@@ -46,8 +160,8 @@ def deferred_interrupt() -> Iterator[None]:
     """Run the block with SIGINT and SIGTERM held; one received meanwhile raises
     ``KeyboardInterrupt`` (or :class:`Terminated`) when the block ends.
 
-    Only the default Ctrl-C handling and :func:`raise_on_sigterm`'s are deferred: where
-    a signal is ignored (SIGINT of a background job of a non-interactive shell,
+    Only the default Ctrl-C handling and :func:`install_signal_handlers`'s are deferred:
+    where a signal is ignored (SIGINT of a background job of a non-interactive shell,
     ``nohup``) or handled by the embedding application, and outside the main thread
     (where handlers cannot be set), it is left alone."""
     if threading.current_thread() is not threading.main_thread():
@@ -57,10 +171,12 @@ def deferred_interrupt() -> Iterator[None]:
 
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
+        if previous[signum] in (_raise_interrupted, _raise_terminated) and signum not in _received:
+            _received.append(signum)
 
     previous = {}
-    for signum, expected in _HELD:
-        if signal.getsignal(signum) is expected:
+    for signum, holdable in _HOLDABLE.items():
+        if signal.getsignal(signum) in holdable:
             previous[signum] = signal.signal(signum, hold)
     try:
         yield

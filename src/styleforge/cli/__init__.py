@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import errno
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -33,7 +34,7 @@ from styleforge.cli import weights as weights_cmd
 from styleforge.cli.common import ArgumentParser
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import os_reason
-from styleforge.interrupts import Terminated, deferred_interrupt, raise_on_sigterm
+from styleforge.interrupts import Terminated, forget_stops, install_signal_handlers, stop_requested
 from styleforge.memory import reuse_freed_memory
 
 COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd, adain_cmd, deploy_cmd, graph_cmd, service_cmd, models_cmd)
@@ -54,23 +55,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (see :mod:`styleforge.cli`)."""
-    raise_on_sigterm()
+    install_signal_handlers()
+    try:
+        return _run_command(argv)
+    finally:
+        forget_stops()  # reported: a later main() in this process starts afresh
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, run its handler and turn every outcome into an exit status."""
     try:
         reuse_freed_memory()  # page faults were a quarter of CPU inference time (styleforge.memory)
         args = build_parser().parse_args(argv)
-        with deferred_interrupt():  # a Ctrl-C inside NumPy's import leaves it half-initialised
-            import numpy  # noqa: F401
         status = int(args.handler(args) or 0)
-    except StyleforgeError as exc:
-        return _fail(str(exc), exc.exit_status)
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        print(f"styleforge: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return Terminated.exit_status if terminated else 130
-    except BrokenPipeError:  # the reader went away (| head): stop quietly, as shell tools do
+        return _stopped(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    except Exception as exc:
+        signum = stop_requested()
+        if signum is not None:
+            # The stop surfaced as another error: C code calling back into Python
+            # (PyTorch building a tensor, a decoder) may replace the KeyboardInterrupt
+            # raised there with its own exception.
+            return _stopped(signum)
+        failed = _error_status(exc)
+        if failed is None:
+            raise
+        return failed
+    signum = stop_requested()
+    if signum is not None:  # the stop was swallowed by a library and the command ran on: it still ends as a stop
+        return _stopped(signum)
+    return _flush_stdout(status)
+
+
+def _stopped(signum: int) -> int:
+    """Report a stop by SIGINT (130) or SIGTERM (143) and return its status."""
+    terminated = signum == signal.SIGTERM
+    print(f"styleforge: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    return Terminated.exit_status if terminated else 130
+
+
+def _error_status(exc: Exception) -> int | None:
+    """Report an expected failure in one line and return its status; None for a bug
+    (which keeps its traceback)."""
+    if isinstance(exc, StyleforgeError):
+        return _fail(str(exc), exc.exit_status)
+    if isinstance(exc, BrokenPipeError):  # the reader went away (| head): stop quietly, as shell tools do
         _detach_stdout()
         return 128 + 13
-    except OSError as exc:
+    if isinstance(exc, OSError):
         # An environment problem outside the paths a command checks (a full or closed
         # stdout, a file vanishing mid-run): one line naming what failed.
         if exc.filename:
@@ -78,12 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Every file styleforge writes reports its own path; what is left is stdout.
         output_errors = (errno.ENOSPC, errno.EFBIG, errno.EIO, errno.EBADF, errno.EPIPE)
         return _fail(f"{'cannot write standard output' if exc.errno in output_errors else 'system error'}: {os_reason(exc)}", 2)
-    except MemoryError:
+    if isinstance(exc, MemoryError):
         return _fail("out of memory: use a smaller --size or --batch-size (or a machine with more memory)", 2)
+    return None
+
+
+def _flush_stdout(status: int) -> int:
+    """Flush stdout, so a full one is reported here and not at interpreter exit; returns
+    ``status``, or the status of that failure."""
     if sys.stdout is None:  # started with stdout closed: there is nothing to flush
         return status
     try:
-        sys.stdout.flush()  # a full stdout is reported here, not at interpreter exit
+        sys.stdout.flush()
     except BrokenPipeError:
         _detach_stdout()
         return 128 + 13
