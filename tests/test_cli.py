@@ -120,20 +120,21 @@ def test_bad_images_exit_2_with_one_line(tmp_path: Path, weight_files: dict[str,
 @pytest.mark.parametrize("args,fragment", [
     (["classify", "IMG", "--weights", "no-such-weights"], "unknown weights 'no-such-weights'"),
     (["classify", "IMG", "--weights", "/nowhere/w.pth"], "no such file"),
-    (["classify", "IMG", "--device", "cuda"], "CUDA"),
-    (["classify", "IMG", "--device", "cpu", "--precision", "fp16"], "fp16 needs CUDA"),
+    (["classify", "IMG", "--weights", "WEIGHTS", "--device", "cuda"], "CUDA"),
+    (["classify", "IMG", "--weights", "WEIGHTS", "--device", "cpu", "--precision", "fp16"], "fp16 needs CUDA"),
     (["weights", "download", "resnet"], "no download is known for 'resnet'"),
     (["weights", "path", "vgg19"], "styleforge weights download vgg19"),
     (["weights", "import", "/nowhere/file.mat"], "no such file"),
 ])
-def test_bad_names_exit_2_with_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:
+def test_bad_names_exit_2_with_one_line(tmp_path: Path, weight_files: dict[str, Path], args: list[str], fragment: str) -> None:
     image = make_photo(tmp_path / "p.png")
     if "--device" in args:
         import torch
 
         if torch.cuda.is_available():
             pytest.skip("CUDA is available here")
-    result = run_cli(*[str(image) if a == "IMG" else a for a in args])
+    given = {"IMG": str(image), "WEIGHTS": str(weight_files["pth"])}  # weights are checked before the device
+    result = run_cli(*[given.get(a, a) for a in args])
     assert_user_error(result, fragment)
 
 

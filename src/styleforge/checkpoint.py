@@ -30,7 +30,6 @@ import torch
 from styleforge.errors import StyleforgeError
 from styleforge.torch_files import load_torch_file, save_torch_file
 
-CHECKPOINT_NAME = "checkpoint.pt"
 REQUIRED_KEYS = ("model", "options", "state")
 
 

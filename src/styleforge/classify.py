@@ -31,6 +31,7 @@ from styleforge.config import ClassifyOptions
 from styleforge.errors import StyleforgeError
 from styleforge.images import read_images
 from styleforge.limits import check_pixel_budget
+from styleforge.weights.store import weights_file
 
 ENGINES = ("torch", "numpy")
 
@@ -108,6 +109,8 @@ def classify_files(
         A :class:`ClassifyReport`.
     """
     opts = _validated(options or ClassifyOptions(), paths)
+    if vgg is None and not _is_onnx(opts.weights):
+        weights_file(opts.weights)  # a missing file or name is reported before PyTorch is imported
     images = read_images(paths)
     runner = _runner_for(opts, vgg)
     batches = [runner.prepare(images[i : i + opts.batch_size]) for i in range(0, len(images), opts.batch_size)]
@@ -160,11 +163,16 @@ def _validated(opts: ClassifyOptions, paths: list) -> ClassifyOptions:
     return opts
 
 
+def _is_onnx(weights: str | os.PathLike[str]) -> bool:
+    """Whether ``--weights`` names an exported ONNX classifier (run by ONNX Runtime)."""
+    return os.fspath(weights).lower().endswith(".onnx")
+
+
 def _runner_for(opts: ClassifyOptions, vgg: object | None) -> _Runner:
     """The runner for the engine, or ONNX Runtime for an exported ``.onnx`` classifier."""
     from styleforge.deploy.runtime import OnnxClassifier
 
-    if isinstance(vgg, OnnxClassifier) or (vgg is None and str(opts.weights).lower().endswith(".onnx")):
+    if isinstance(vgg, OnnxClassifier) or (vgg is None and _is_onnx(opts.weights)):
         return _onnx_runner(opts, vgg)
     return _numpy_runner(opts, vgg) if opts.engine == "numpy" else _torch_runner(opts, vgg)
 

@@ -49,6 +49,7 @@ from styleforge.images import array_to_image, image_to_array, long_side_size, re
 from styleforge.limits import check_min_side, check_pixel_budget
 from styleforge.progress import Progress
 from styleforge.runlog import LossHistory
+from styleforge.weights.store import weights_file
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
@@ -231,6 +232,8 @@ def check_scaled_sizes(content: Image.Image, styles: list[Image.Image], sizes: l
 
 def make_engine(opts: GatysOptions, vgg: object | None) -> Engine:
     """Build the engine ``opts.engine`` (loading VGG19 weights when none is given)."""
+    if vgg is None:
+        weights_file(opts.weights)  # a missing file or name is reported before PyTorch is imported
     if opts.engine == "numpy":
         from styleforge.numpy_engine.gatys import NumpyEngine
 

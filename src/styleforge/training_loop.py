@@ -32,14 +32,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from styleforge.architecture import CONV_NAMES, LAYER_INDEX
-from styleforge.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
+from styleforge.checkpoint import read_checkpoint, write_checkpoint
 from styleforge.devices import describe_device, resolve_device, resolve_precision
 from styleforge.errors import StyleforgeError
 from styleforge.images import read_image, write_image
 from styleforge.interrupts import Terminated, deferred_interrupt
 from styleforge.preprocessing import center_crop_square
 from styleforge.runlog import LossHistory, load_plotting
-from styleforge.training_plan import photo_files
+from styleforge.training_plan import CHECKPOINT_NAME, photo_files, resume_checkpoint
 
 # ----------------------------------------------------------------------------- data
 
@@ -403,9 +403,7 @@ class TrainingLoop(ABC):
 
     def load_checkpoint(self) -> None:
         """Restore everything :meth:`save_checkpoint` wrote."""
-        path = self.checkpoint_path()
-        if not path.is_file():
-            raise StyleforgeError(f"--resume: no checkpoint at '{path}'")
+        path = resume_checkpoint(self.out_dir)
         payload = read_checkpoint(path, map_location=self.device)
         saved = payload["options"]
         for key in self.resume_keys:

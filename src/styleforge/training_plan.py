@@ -1,9 +1,10 @@
 """What a training run needs, checked before PyTorch is imported.
 
-Option values and the photo folder are checked here without PyTorch (about 3 s to
-import on a small machine), so ``train`` and ``check-data`` refuse a bad value or a
-missing folder at once; :func:`~styleforge.training.train` runs the same checks for
-callers of the Python API.
+Option values, the photo folders, the output folder, the checkpoint ``--resume``
+continues from and the model ``--extend`` adds to are checked here without PyTorch
+(about 3 s to import on a small machine), so ``train``, ``train-adain`` and
+``check-data`` refuse a bad value or a missing file at once; the training functions run
+the same checks for callers of the Python API.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from styleforge.architecture import check_feature_layers, min_input_side
-from styleforge.config import NORMS, PRECISION_CHOICES, UPSAMPLES, TrainOptions, is_finite
+from styleforge.config import NORMS, PRECISION_CHOICES, UPSAMPLES, AdaINTrainOptions, TrainOptions, is_finite
 from styleforge.errors import StyleforgeError
+from styleforge.fsutil import check_output_dir
 from styleforge.images import find_images, read_image
-from styleforge.limits import check_pixel_budget
+from styleforge.limits import ADAIN_MIN_SIDE, check_pixel_budget
+from styleforge.transfer_plan import resolve_model_file
+from styleforge.weights.store import weights_file
+
+#: The training checkpoint's file name inside the output folder.
+CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def validate_train_options(opts: TrainOptions) -> TrainOptions:
@@ -37,6 +44,42 @@ def validate_train_options(opts: TrainOptions) -> TrainOptions:
     if opts.style_size is not None:
         check_pixel_budget(opts.style_size, opts.style_size, f"--style-size {opts.style_size}")
     return opts
+
+
+def validate_adain_options(opts: AdaINTrainOptions) -> AdaINTrainOptions:
+    """Check AdaIN training option values; returns them or raises a one-line StyleforgeError."""
+    check_loop_options(opts, ADAIN_MIN_SIDE)
+    if not all(is_finite(w) and w >= 0 for w in (opts.content_weight, opts.style_weight, opts.lr_decay)):
+        raise StyleforgeError("content weight, style weight and lr decay must be finite numbers >= 0")
+    return opts
+
+
+def check_run_paths(out_dir: str | os.PathLike[str], folders: list[str | os.PathLike[str]], weights: str,
+                    resume: bool = False, extend: str | os.PathLike[str] | None = None) -> None:
+    """Check what a training run reads and writes: the output folder can be written,
+    each image folder holds images, the VGG19 weights exist (file or cache name),
+    ``--resume`` has a checkpoint to continue from and ``--extend`` names a model file
+    (or installed model). Raises StyleforgeError."""
+    check_output_dir(out_dir, "output folder")
+    for folder in folders:
+        photo_files(folder)
+    weights_file(weights)
+    if resume:
+        resume_checkpoint(out_dir)
+    if extend is not None:
+        resolve_model_file(extend)
+
+
+def resume_checkpoint(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir/checkpoint.pt``, the file ``--resume`` continues from.
+
+    Raises:
+        StyleforgeError: there is no such file.
+    """
+    path = Path(out_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise StyleforgeError(f"--resume: no checkpoint at '{path}'")
+    return path
 
 
 def check_loop_options(opts: Any, min_image_size: int) -> None:

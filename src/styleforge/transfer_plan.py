@@ -49,6 +49,8 @@ def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
     check_color_mode(opts.preserve_color)
     if opts.size is not None:
         check_pixel_budget(opts.size, opts.size, f"--size {opts.size}")
+    for style in opts.styles:  # an AdaIN model's style images (their contents are read with the model)
+        check_regular_file(style, "image")
     return opts
 
 

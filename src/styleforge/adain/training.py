@@ -31,14 +31,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from styleforge.adain.network import ENCODER_LAYERS, MIN_SIDE, AdaINNet, adain, channel_statistics
-from styleforge.config import AdaINTrainOptions, is_finite, options_from_kwargs
+from styleforge.adain.network import ENCODER_LAYERS, AdaINNet, adain, channel_statistics
+from styleforge.config import AdaINTrainOptions, options_from_kwargs
 from styleforge.devices import autocast
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_dir
 from styleforge.images import image_to_array, read_image
 from styleforge.training_loop import EpochSampler, PhotoFolder, TrainingLoop, vgg_checksum
-from styleforge.training_plan import check_loop_options
+from styleforge.training_plan import validate_adain_options
 
 
 class StyledPhotos(Dataset):
@@ -224,11 +224,3 @@ def train_adain(
     check_output_dir(out_dir, "output folder")
     test = None if test_image is None else (test_image if isinstance(test_image, Image.Image) else read_image(test_image))
     return AdaINTrainer(style_dir, data_dir, out_dir, opts, vgg=vgg, test_image=test, progress=progress).run(resume=resume)
-
-
-def validate_adain_options(opts: AdaINTrainOptions) -> AdaINTrainOptions:
-    """Check option values; returns them or raises a one-line StyleforgeError."""
-    check_loop_options(opts, MIN_SIDE)
-    if not all(is_finite(w) and w >= 0 for w in (opts.content_weight, opts.style_weight, opts.lr_decay)):
-        raise StyleforgeError("content weight, style weight and lr decay must be finite numbers >= 0")
-    return opts

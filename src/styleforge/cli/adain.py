@@ -62,16 +62,23 @@ def register(subparsers: Any) -> None:
 
 
 def run_train_adain(args: argparse.Namespace) -> int:
-    """Train and print the model path."""
-    from styleforge.adain.training import train_adain
+    """Train and print the model path. Options, the folders and the checkpoint to resume
+    are checked before PyTorch is imported, so such errors come at once."""
+    from styleforge.config import AdaINTrainOptions, options_from_kwargs
+    from styleforge.training_plan import check_run_paths, validate_adain_options
 
-    path = train_adain(
-        args.styles, args.data, args.out, resume=args.resume, test_image=args.test_image, progress=not args.quiet,
+    options = dict(
         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, lr=args.lr, lr_decay=args.lr_decay,
         content_weight=args.content_weight, style_weight=args.style_weight, checkpoint_every=args.checkpoint_every,
         keep_models=args.keep_models, log_every=args.log_every, max_steps=args.max_steps, workers=args.workers,
         seed=args.seed, device=args.device, weights=args.weights, precision=args.precision,
     )
+    validate_adain_options(options_from_kwargs(AdaINTrainOptions, options, "train_adain"))
+    check_run_paths(args.out, [args.styles, args.data], args.weights, resume=args.resume)
+    from styleforge.adain.training import train_adain
+
+    path = train_adain(args.styles, args.data, args.out, resume=args.resume, test_image=args.test_image,
+                       progress=not args.quiet, **options)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 wrote the model
         print(path)
     return 0

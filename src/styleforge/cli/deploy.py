@@ -70,14 +70,17 @@ def _register_bench(subparsers: Any) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """Run the bench and print one table (or JSON)."""
     from styleforge.cli.common import parse_list
+    from styleforge.deploy.bench import bench_classifier, bench_images, bench_style
+    from styleforge.transfer_plan import resolve_model_file
 
     sizes = list(parse_list(args.sizes, "--sizes", int) or ()) if args.model else []
     if any(s < 8 for s in sizes):
         raise StyleforgeError("--sizes must be >= 8 pixels")
-    from styleforge.deploy.bench import bench_classifier, bench_images, bench_style
-
-    images = bench_images(args.data)
-    calibration = bench_images(args.calibration) if args.calibration else images
+    if args.model:
+        resolve_model_file(args.model)
+    calibration = bench_images(args.calibration) if args.calibration else None
+    images = bench_images(args.data)  # the packaged photo when None: that import loads PyTorch
+    calibration = calibration or images
     if args.model:
         rows = bench_style(args.model, images, sizes, repeat=args.repeat, calibration=calibration)
     else:
@@ -163,8 +166,14 @@ def run_quantize(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Export, print the verification and the written file."""
+    from styleforge.deploy.export_plan import onnx_target
+    from styleforge.transfer_plan import resolve_model_file
+
     if args.classifier and args.power_difference:
         raise StyleforgeError("--power-difference applies to style models (their instance norms); VGG19 has none")
+    onnx_target(args.output, [args.model] if args.model else None)
+    if args.model:
+        resolve_model_file(args.model)
     from styleforge.deploy.export import export_classifier, export_style_model
 
     if args.model:

@@ -146,11 +146,11 @@ def _register_transfer(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train and print the model path. Options and the output and photo folders are
-    checked before PyTorch is imported, so such errors come at once."""
+    """Train and print the model path. Options, the folders, the checkpoint to resume
+    and the model to extend are checked before PyTorch is imported, so such errors come
+    at once."""
     from styleforge.config import options_from_kwargs
-    from styleforge.fsutil import check_output_dir
-    from styleforge.training_plan import photo_files, validate_train_options
+    from styleforge.training_plan import check_run_paths, validate_train_options
 
     options = dict(
         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, style_size=args.style_size,
@@ -161,8 +161,7 @@ def run_train(args: argparse.Namespace) -> int:
         upsample=args.upsample, precision=args.precision, power_difference=args.power_difference, extend=args.extend,
     )
     validate_train_options(options_from_kwargs(TrainOptions, options, "train"))
-    check_output_dir(args.out, "output folder")
-    photo_files(args.data)
+    check_run_paths(args.out, [args.data], args.weights, resume=args.resume, extend=args.extend)
     from styleforge.training import train
 
     path = train(args.style if len(args.style) > 1 else args.style[0], args.data, args.out, resume=args.resume,

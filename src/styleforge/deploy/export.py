@@ -43,6 +43,7 @@ from PIL import Image
 
 from styleforge import __version__
 from styleforge.config import TransferOptions
+from styleforge.deploy.export_plan import onnx_target
 from styleforge.deploy.runtime import (
     ADAIN_FORMAT,
     ADAIN_INPUTS,
@@ -54,7 +55,7 @@ from styleforge.deploy.runtime import (
     OnnxTransformNet,
 )
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import check_output_file, write_bytes_atomic
+from styleforge.fsutil import write_bytes_atomic
 
 #: Largest accepted difference between ONNX Runtime and PyTorch: grey levels (0-255) of
 #: stylised images, and probabilities of the classifier (float32 summation order).
@@ -106,8 +107,7 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
     from styleforge.transfer import is_adain_model, load_style_model, style_names
     from styleforge.transform_net import export_mode, use_power_difference
 
-    target = check_output_file(output, "output", [model_path])
-    _check_suffix(target)
+    target = onnx_target(output, [model_path])
     if is_adain_model(model_path):
         if power_difference or style_weights:
             raise StyleforgeError("--power-difference and --style-weights do not apply to an AdaIN model: its graph takes "
@@ -247,8 +247,7 @@ def export_classifier(weights: str, output: str | os.PathLike[str], size: int = 
     from styleforge.vgg import load_vgg19
     from styleforge.weights.store import load_bundle
 
-    target = check_output_file(output, "output")
-    _check_suffix(target)
+    target = onnx_target(output)
     bundle = load_bundle(weights)
     vgg = load_vgg19(weights, device="cpu")
     if not vgg.has_classifier:
@@ -382,11 +381,6 @@ def _write_verified(target: Path, data: bytes, what: str, checks: list[tuple[str
                               f"{tolerance:g}); nothing was written")
     write_bytes_atomic(target, data)
     return ExportReport(target, what, checks, tolerance, len(data))
-
-
-def _check_suffix(target: Path) -> None:
-    if target.suffix.lower() != ".onnx":
-        raise StyleforgeError(f"output '{target}' needs the suffix .onnx")
 
 
 def _sha256(path: Path) -> str:

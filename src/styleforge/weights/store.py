@@ -154,6 +154,20 @@ def load_bundle(source: str | os.PathLike[str]) -> WeightsBundle:
     return bundle
 
 
+def weights_file(source: str | os.PathLike[str]) -> Path:
+    """The file a weights source names (see :func:`load_bundle`), checked to exist
+    without reading it: a path must be a regular file, a name must be in the cache.
+
+    Raises:
+        StyleforgeError: no such file, or a name that is unknown or not downloaded (the
+            message says how to get it).
+    """
+    text = os.fspath(source)
+    if _looks_like_path(text):
+        return check_regular_file(text, "weights file")
+    return weights_path(text)
+
+
 def missing_weights_error(name: str) -> StyleforgeError:
     """Build the error for weights that are not in the cache, saying how to get them."""
     spec = REGISTRY.get(name)
