@@ -100,3 +100,20 @@ def test_heartbeat_lists_recent_workers(tmp_path: Path, workers: int) -> None:
         store.heartbeat(f"w{index}")
     assert store.workers_seen(within=5) == [f"w{i}" for i in range(workers)]
     assert store.workers_seen(within=-1) == []
+
+
+def test_a_gatys_job_over_the_time_limit_fails_and_frees_its_worker(servers: list[Server], style_folder: Path,
+                                                                    weight_files: dict[str, Path], tmp_path: Path) -> None:
+    """Embedded mode keeps ``job_timeout`` too (its threads cannot be killed): the job stops
+    at its next step, fails saying why, and the worker goes on to the next job."""
+    env = {"STYLEFORGE_VGG": str(weight_files["pth"]), "STYLEFORGE_GATYS_ITERATIONS": "100000", "STYLEFORGE_GATYS_SIZE": "32",
+           "STYLEFORGE_DEVICE": "cpu", "STYLEFORGE_WORKERS": "1", "STYLEFORGE_JOB_TIMEOUT": "3"}
+    server = serve(servers, style_folder, tmp_path / "data", env=env)
+    ids = [httpx.post(server.url("/api/jobs"), files={"file": ("p.png", photo_bytes(tmp_path))},
+                      data={"style": style}).json()["id"] for style in ("starry", "wave")]
+    started = time.monotonic()
+    failed = wait_for_job(server, ids[0])
+    assert failed["status"] == "failed", failed
+    assert "longer than the 3 s limit (job_timeout)" in failed["error"], failed
+    assert time.monotonic() - started < 60  # 100000 L-BFGS steps would take hours
+    assert wait_for_job(server, ids[1])["status"] == "done"

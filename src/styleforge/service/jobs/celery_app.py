@@ -172,10 +172,11 @@ def _fail_jobs_over_the_time_limit(store: object, limit: float) -> None:
     from celery.exceptions import TimeLimitExceeded
     from celery.signals import task_failure
 
+    from styleforge.service.jobs.runner import over_time_limit
+
     def on_failure(sender: object = None, task_id: str | None = None, exception: BaseException | None = None,
                    args: tuple | None = None, **_: object) -> None:
         if isinstance(exception, TimeLimitExceeded) and args:
-            store.fail(args[0], f"the job ran longer than the {limit:g} s limit (job_timeout); "  # type: ignore[attr-defined]
-                                "try a smaller size or fewer iterations")
+            store.fail(args[0], over_time_limit(limit))  # type: ignore[attr-defined]
 
     task_failure.connect(on_failure, weak=False)

@@ -38,6 +38,11 @@ class JobGone(Exception):
     """The job was deleted while it ran: stop and keep nothing."""
 
 
+def over_time_limit(limit: float) -> str:
+    """The failure reason of a job stopped at the ``job_timeout`` limit of ``limit`` seconds."""
+    return f"the job ran longer than the {limit:g} s limit (job_timeout); try a smaller size or fewer iterations"
+
+
 def result_suffix(input_name: str) -> str:
     """The result's suffix for an upload stored as ``input_name`` (its suffix is the
     sniffed format's): ``.jpg`` for JPEG uploads, ``.png`` otherwise."""
@@ -87,7 +92,7 @@ class JobRunner:
         started = time.perf_counter()
         try:
             style = self._style(job)
-            result, mime = self._stylise(job, style)
+            result, mime = self._stylise(job, style, started + self.settings.job_timeout)
         except JobGone:
             log.info("job %s was deleted while running; result discarded", job.id)
             return
@@ -118,14 +123,16 @@ class JobRunner:
             raise StyleforgeError(f"the style '{job.style}' is no longer offered by this server")
         return style
 
-    def _stylise(self, job: Job, style: Style) -> tuple[Path, str]:
+    def _stylise(self, job: Job, style: Style, deadline: float) -> tuple[Path, str]:
+        """Stylise the job's upload, stopping a Gatys run at ``deadline`` (``time.perf_counter``
+        seconds); returns the written result and its MIME type."""
         folder = self.store.folder(job.id)
         upload = folder / job.input_name
         image = read_image(upload, max_pixels=self.settings.max_pixels)
         suffix = result_suffix(job.input_name)
         mime = RESULT_TYPES[suffix]
         if style.kind == GATYS:
-            out = self._gatys(job, style, image)
+            out = self._gatys(job, style, image, deadline)
         else:
             out = self._fast(job, style, image)
         if self.store.get(job.id) is None:
@@ -157,7 +164,7 @@ class JobRunner:
         with self._models_lock:
             return _cached_style_model(path, mtime_ns, self.settings.device, index)
 
-    def _gatys(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
+    def _gatys(self, job: Job, style: Style, image: Image.Image, deadline: float) -> Image.Image:
         from styleforge.gatys import run_stylize
 
         size = result_long_side(self.settings, style.kind, job.size, image.size)
@@ -168,6 +175,10 @@ class JobRunner:
         painting = read_image(style.path)
 
         def report(info: object) -> None:
+            # The embedded pool's threads cannot be killed, so the limit is kept here, at
+            # each step; under Celery this ends the job before the hard limit kills its process.
+            if time.perf_counter() > deadline:
+                raise StyleforgeError(over_time_limit(self.settings.job_timeout))
             step, total = info.step, info.total_steps  # type: ignore[attr-defined]
             if step % 5 == 0 or step == total:
                 if self.store.get(job.id) is None:
