@@ -154,12 +154,25 @@ def run_worker(settings: ServiceSettings, concurrency: int, data: Path) -> None:
     store.heartbeat(name)
     threading.Thread(target=beat, name="styleforge-heartbeat", daemon=True).start()
     _fail_jobs_over_the_time_limit(store, settings.job_timeout)
+    _preload_job_code()
     log.info("worker %s consuming %s", name, redacted_url(settings.broker))
     try:
         app.worker_main(["worker", "--concurrency", str(concurrency), "--pool", "prefork",  # type: ignore[attr-defined]
                          "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", f"styleforge-{os.getpid()}@%h"])
     finally:
         stop.set()
+
+
+def _preload_job_code() -> None:
+    """Import PyTorch and the job code in the worker's main process, before Celery forks
+    its pool: each pool process then starts with them loaded, so its first job does not
+    spend seconds of its time limit importing (about 3 s on a small machine).
+
+    Imports only: nothing runs on a device before the fork (CUDA cannot cross a fork),
+    and PyTorch's thread pool starts in each pool process on its first operation."""
+    import styleforge.gatys_torch  # noqa: F401  (PyTorch, VGG19, the Gatys engine)
+    import styleforge.service.jobs.runner  # noqa: F401
+    import styleforge.transfer  # noqa: F401  (fast and AdaIN models)
 
 
 def _fail_jobs_over_the_time_limit(store: object, limit: float) -> None:
