@@ -27,9 +27,11 @@
 
 from __future__ import annotations
 
+import _thread
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -69,10 +71,17 @@ def _redeliver_later(signum: int) -> None:
     """Send ``signum`` to the main thread again after :data:`REDELIVER_AFTER` seconds.
 
     A real signal (not ``_thread.interrupt_main``), so that a main thread blocked in a
-    system call by then (a sleep, a socket read) is woken, as by the first one."""
-    timer = threading.Timer(REDELIVER_AFTER, signal.pthread_kill, args=(threading.main_thread().ident, signum))
-    timer.daemon = True  # a command that ends meanwhile is not held up by it
-    timer.start()
+    system call by then (a sleep, a socket read) is woken, as by the first one. The
+    sender is a bare ``_thread`` thread: ``threading.Thread.start`` takes a lock that the
+    main thread may hold where the handler runs (a ``__del__`` during a thread start),
+    and a command that ends meanwhile is not held up by it."""
+    main = threading.main_thread().ident
+
+    def resend() -> None:
+        time.sleep(REDELIVER_AFTER)
+        signal.pthread_kill(main, signum)
+
+    _thread.start_new_thread(resend, ())
 
 
 def _raising(exception: type[KeyboardInterrupt]) -> Callable[[int, FrameType | None], None]:
