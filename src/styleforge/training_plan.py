@@ -1,8 +1,8 @@
 """What a training run needs, checked before PyTorch is imported.
 
-Option values, the photo folders, the output folder, the checkpoint ``--resume``
-continues from and the model ``--extend`` adds to are checked here without PyTorch
-(about 3 s to import on a small machine), so ``train``, ``train-adain`` and
+Option values, the photo folders, the output folder, the VGG19 weights, the checkpoint
+``--resume`` continues from and the model ``--extend`` adds to are checked here without
+PyTorch (about 3 s to import on a small machine), so ``train``, ``train-adain`` and
 ``check-data`` refuse a bad value or a missing file at once; the training functions run
 the same checks for callers of the Python API.
 """
