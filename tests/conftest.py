@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import http.server
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.synthetic import SourceWeights, random_weights, write_matconvnet_mat, write_torchvision_pth
+from tests.warm_cli import CliResult, run_styleforge
 
 
 def threads_per_xdist_worker() -> int | None:
@@ -91,24 +89,10 @@ def photos(tmp_path: Path) -> list[Path]:
     return [make_photo(tmp_path / f"photo{i}.{ext}", seed=i) for i, ext in enumerate(("png", "jpg", "webp"))]
 
 
-@dataclass
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
-    """Run ``python -m styleforge ARGS`` in a subprocess with the test's environment."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "styleforge", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    """Run ``python -m styleforge ARGS`` in a new process with the test's environment plus
+    ``env`` (forked from the warm CLI server: see tests/warm_cli.py)."""
+    return run_styleforge(list(args), env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 def assert_user_error(result: CliResult, *fragments: str) -> None:

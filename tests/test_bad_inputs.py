@@ -14,9 +14,7 @@ commands add their rows here as they land.
 from __future__ import annotations
 
 import os
-import resource
 import shlex
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.bad_input_assets import Assets, build_assets
+from tests.warm_cli import CliResult, run_styleforge
 
 TINY = ["--device", "cpu"]
 
@@ -348,26 +347,13 @@ def _snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def _limit_file_size(limit: int) -> Callable[[], None]:
-    def apply() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
-
-
-def run_case(case: Case, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``styleforge`` with the case's arguments in ``cwd``, under ``python -X importtime``
-    (see :func:`imported_modules`)."""
-    stdout = open(os.devnull if not case.stdout_full else "/dev/full", "w")  # noqa: SIM115
-    try:
-        return subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "styleforge", *case.argv], cwd=cwd, env={**os.environ, **case.env},
-            stdin=subprocess.DEVNULL, stdout=stdout if case.stdout_full else subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, timeout=180, preexec_fn=_limit_file_size(case.fsize) if case.fsize else None,
-        )
-    finally:
-        stdout.close()
+def run_case(case: Case, cwd: Path) -> CliResult:
+    """Run ``styleforge`` with the case's arguments in ``cwd``: an instant case in a fresh
+    interpreter under ``python -X importtime`` (see :func:`imported_modules`), the others
+    forked from the warm CLI server (tests/warm_cli.py), which has imported PyTorch already."""
+    return run_styleforge(case.argv, cwd=cwd, env={**os.environ, **case.env}, timeout=180,
+                          stdout_path="/dev/full" if case.stdout_full else None, file_size_limit=case.fsize,
+                          python_flags=("-X", "importtime") if case.instant else ())
 
 
 IMPORT_TIME_LINE = "import time:"
@@ -402,7 +388,8 @@ def test_bad_input_is_refused_in_one_line_and_leaves_nothing(name: str, assets: 
     assert "Traceback" not in result.stderr and "weights_only=False" not in result.stderr
     assert case.fragment in lines[0], (case.fragment, lines[0])
     assert _snapshot(tmp_path, assets.root, isolated_home) == before
-    assert ("torch" in imported_modules(result.stderr)) == (not case.instant), "instant" if case.instant else "not instant"
+    if case.instant:
+        assert "torch" not in imported_modules(result.stderr), "refused only after PyTorch was imported"
 
 
 def test_a_1x1_image_stylises_with_a_trained_model(assets: Assets, tmp_path: Path) -> None:
@@ -412,7 +399,7 @@ def test_a_1x1_image_stylises_with_a_trained_model(assets: Assets, tmp_path: Pat
 
     Image.new("RGB", (1, 1), (10, 200, 30)).save(tmp_path / "dot.png")
     Image.new("RGB", (3, 2), (10, 200, 30)).save(tmp_path / "small.png")
-    result = run_case(Case(_transfer(assets, str(tmp_path / "dot.png"), str(tmp_path / "small.png"), out="res"), ""), tmp_path)
+    result = run_case(Case(_transfer(assets, str(tmp_path / "dot.png"), str(tmp_path / "small.png"), out="res"), "", instant=False), tmp_path)
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "res" / "dot.png").size == (1, 1)
     assert Image.open(tmp_path / "res" / "small.png").size == (3, 2)
