@@ -53,3 +53,31 @@ def test_broker_passwords_are_redacted() -> None:
     assert redacted_url("redis://:hunter2@cache.internal:6380/1") == "redis://:***@cache.internal:6380/1"
     assert redacted_url("redis://localhost:6379/0") == "redis://localhost:6379/0"
     assert "hunter2" not in repr(load_settings(None, {"broker": "redis://:hunter2@h:1/0"}))
+
+
+@pytest.mark.parametrize(("setting", "omp", "workers", "expected"), [
+    (3, "1", 2, 3),        # the `threads` setting wins
+    (None, "1", 1, 1),     # then OMP_NUM_THREADS, as for any PyTorch program
+    (None, "2,1", 4, 2),   # a nested list: the outer level's count
+    (None, None, 1, "cores"),
+    (None, "0", 2, "cores/2"),  # not a usable count: the cores split between the jobs
+    (None, "many", 2, "cores/2"),
+])
+def test_job_threads(setting: int | None, omp: str | None, workers: int, expected: int | str,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from styleforge.service.jobs.runner import set_job_threads, usable_cores
+
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    before = torch.get_num_threads()
+    try:
+        count = set_job_threads(setting, workers)
+        assert torch.get_num_threads() == count
+    finally:
+        torch.set_num_threads(before)
+    cores = usable_cores()
+    assert count == {"cores": cores, "cores/2": max(1, cores // 2)}.get(expected, expected)

@@ -234,14 +234,21 @@ def _cached_vgg(source: str, device: str) -> object:
 
 
 def set_job_threads(threads: int | None, workers: int) -> int:
-    """Set PyTorch's intra-op threads for jobs: ``threads``, else the cores this process
-    may use divided by ``workers``; returns the number set."""
+    """Set PyTorch's intra-op threads for jobs: ``threads``, else ``OMP_NUM_THREADS``
+    when set (what a PyTorch program uses by default), else the cores this process may
+    use divided by ``workers``; returns the number set."""
     import torch
 
-    cores = usable_cores()
-    count = threads or max(1, cores // workers)
+    count = threads or omp_threads() or max(1, usable_cores() // workers)
     torch.set_num_threads(count)
     return count
+
+
+def omp_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a positive number of threads, or None when unset or not one
+    (OpenMP reads a list there too: its first entry is the outer level's)."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
 
 
 def usable_cores() -> int:
