@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import threads_per_xdist_worker
+from tests.conftest import make_photo, threads_per_xdist_worker
 from tests.warm_cli import COLD_VARIABLE, CliResult, run_styleforge
 
 
@@ -50,6 +50,17 @@ def test_a_warm_command_ends_as_a_cold_one(argv: list[str], monkeypatch: pytest.
     warm, cold = _both(monkeypatch, argv)
     assert warm == cold
     assert warm.stdout or warm.stderr  # a real command ran: something was said
+
+
+def test_a_warm_command_that_imports_pytorch_says_what_a_cold_one_says(tmp_path: Path, weight_files: dict[str, Path],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever importing PyTorch prints (a warning, say) must show in both: the server
+    must not have swallowed it."""
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(weight_files["pth"].read_bytes()[:4000])
+    make_photo(tmp_path / "photo.png")
+    warm, cold = _both(monkeypatch, ["classify", "photo.png", "--weights", str(truncated)], cwd=tmp_path)
+    assert warm == cold and warm.returncode == 2 and "truncated.pth" in warm.stderr
 
 
 def test_a_warm_command_gets_its_own_folder_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
