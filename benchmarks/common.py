@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -87,6 +88,14 @@ def precisions_to_time(device: torch.device, asked: str | None, reduced: int = 2
         return asked.split(",")
     native = [p for p in ("bf16", "fp16") if is_native(device, p)]
     return ["fp32", *native[:reduced]]
+
+
+def add_matmul_size_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--matmul-size N``: the n x n product that measures the machine's rate for the
+    floor column (``default`` describes the script's own choice)."""
+    parser.add_argument("--matmul-size", type=int, default=None,
+                        help=f"n of the n x n matmul that measures the rate behind the floor (default: {default}); "
+                             "smaller runs quicker and measures a lower rate")
 
 
 def throughputs(device: torch.device, precisions: list[str], n: int = 4096) -> dict[str, float | None]:

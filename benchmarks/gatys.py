@@ -43,7 +43,16 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, floor, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
+from common import (  # noqa: E402
+    add_matmul_size_argument,
+    environment,
+    floor,
+    model_gflops,
+    precisions_to_time,
+    print_table,
+    throughputs,
+    write_json,
+)
 
 from styleforge.architecture import LAYER_NAMES  # noqa: E402
 from styleforge.config import GatysOptions  # noqa: E402
@@ -198,13 +207,14 @@ def main() -> None:
     parser.add_argument("--content", default=str(EXAMPLES / "chelsea.jpg"))
     parser.add_argument("--style", default=str(EXAMPLES / "coffee.jpg"))
     parser.add_argument("--json", default=None)
+    add_matmul_size_argument(parser, "4096")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
     vgg = (load_vgg19(args.weights) if args.weights else random_imagenet_vgg()).to(device)
     content_img, style_img = read_image(args.content), read_image(args.style)
     precisions = precisions_to_time(device, args.precisions)
-    throughput = throughputs(device, precisions)
+    throughput = throughputs(device, precisions, n=args.matmul_size or 4096)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         opts = GatysOptions(size=size, iterations=args.iterations, device=str(device))

@@ -40,7 +40,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, floor, is_native, median, model_gflops, print_table, throughputs, time_call, write_json  # noqa: E402
+from common import (  # noqa: E402
+    add_matmul_size_argument,
+    environment,
+    floor,
+    is_native,
+    median,
+    model_gflops,
+    print_table,
+    throughputs,
+    time_call,
+    write_json,
+)
 
 from styleforge.adain.network import AdaINStylizer  # noqa: E402
 from styleforge.cuda_graphs import GraphedCalls  # noqa: E402
@@ -193,10 +204,11 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=3, help="timed training steps per trainer (0: skip training)")
     parser.add_argument("--train-precisions", default="fp32,auto")
     parser.add_argument("--json", default=None)
+    add_matmul_size_argument(parser, "2048, 8192 on CUDA")
     args = parser.parse_args()
     device = resolve_device(args.device)
     sizes = [tuple(int(v) for v in s.split("x")) if "x" in s else (int(s), int(s)) for s in args.sizes.split(",")]
-    n = 8192 if device.type == "cuda" else 2048
+    n = args.matmul_size or (8192 if device.type == "cuda" else 2048)
     if device.type == "cuda":
         # cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32):
         # their floor is the TF32 matmul rate, measured with TF32 allowed for matmuls too.

@@ -47,7 +47,17 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classify import random_imagenet_vgg  # noqa: E402
-from common import environment, floor, median, model_gflops, precisions_to_time, print_table, throughputs, write_json  # noqa: E402
+from common import (  # noqa: E402
+    add_matmul_size_argument,
+    environment,
+    floor,
+    median,
+    model_gflops,
+    precisions_to_time,
+    print_table,
+    throughputs,
+    write_json,
+)
 from transfer import PlainTransformNet  # noqa: E402
 
 from styleforge.config import TrainOptions  # noqa: E402
@@ -189,10 +199,11 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive row")
     parser.add_argument("--styles", type=int, default=1, help="also time a conditional-instance-norm network of this many styles")
     parser.add_argument("--json", default=None)
+    add_matmul_size_argument(parser, "4096")
     args = parser.parse_args()
     device = resolve_device(args.device)
     precisions = precisions_to_time(device, args.precisions, reduced=1)
-    throughput = throughputs(device, precisions)
+    throughput = throughputs(device, precisions, n=args.matmul_size or 4096)
     vgg = random_imagenet_vgg().to(device)
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "photos", args.batch_size * (args.steps + 1), args.image_size)

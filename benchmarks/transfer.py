@@ -46,6 +46,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    add_matmul_size_argument,
     environment,
     floor,
     median,
@@ -156,6 +157,7 @@ def main() -> None:
     parser.add_argument("--video-sizes", default="640x360,1280x720")
     parser.add_argument("--video-frames", type=int, default=30)
     parser.add_argument("--json", default=None)
+    add_matmul_size_argument(parser, "2048, 8192 on CUDA")
     args = parser.parse_args()
     device = resolve_device(args.device)
     net = _noisy(TransformNet()).eval().requires_grad_(False)
@@ -179,7 +181,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # cuDNN runs fp32 convolutions as TF32: their floor
     needed = list(dict.fromkeys(_precision(name) for name in paths))
-    rates = throughputs(device, needed, n=8192 if device.type == "cuda" else 2048)
+    rates = throughputs(device, needed, n=args.matmul_size or (8192 if device.type == "cuda" else 2048))
     torch.backends.cuda.matmul.allow_tf32 = False
     compiled = {}
     rows = []

@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(script: str, tmp_path: Path, *args: str) -> dict:
+    """Run ``benchmarks/<script>.py ARGS --json`` and return its JSON (the floor's matmul
+    is measured at 256 in the tests: at the default 4096 it took 12 s of a test worker's core)."""
     out = tmp_path / f"{script}.json"
     env = {**os.environ, "STYLEFORGE_HOME": str(tmp_path / "home")}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args, "--json", str(out)],
@@ -41,7 +43,7 @@ def _render(data: dict) -> str:
 @pytest.mark.parametrize("emulated", [False, True])
 def test_transfer_benchmark_compares_with_the_examples_layout(tmp_path: Path, emulated: bool) -> None:
     paths = "cl-fp32,cl-bf16" if emulated else "cl-fp32"
-    data = _run("transfer", tmp_path, "--device", "cpu", "--sizes", "24,16x20", "--repeats", "1", "--warmup", "0", "--paths", paths)
+    data = _run("transfer", tmp_path, "--device", "cpu", "--matmul-size", "256", "--sizes", "24,16x20", "--repeats", "1", "--warmup", "0", "--paths", paths)
     rows = {(r["size"], r["path"]): r for r in data["results"]}
     assert set(rows) == {(size, path) for size in ("24", "16x20") for path in ("baseline-fp32", *paths.split(","))}
     assert data["environment"]["allocator"] in ("reuse", "system")
@@ -56,14 +58,14 @@ def test_transfer_benchmark_compares_with_the_examples_layout(tmp_path: Path, em
 
 
 def test_networks_benchmark_times_each_network_and_path(tmp_path: Path) -> None:
-    data = _run("networks", tmp_path, "--device", "cpu", "--sizes", "16", "--repeats", "1", "--train-steps", "0")
+    data = _run("networks", tmp_path, "--device", "cpu", "--matmul-size", "256", "--sizes", "16", "--repeats", "1", "--train-steps", "0")
     timed = {(r["network"], r["path"]) for r in data["inference"] if "ms" in r}
     assert {("single", "fp32"), ("single", "fp32-cl"), ("multi4", "fp32"), ("adain", "fp32-cl")} <= timed
     assert "| single | 16x16 | 1 |" in _render(data)
 
 
 def test_gatys_benchmark_compares_with_the_tutorial(tmp_path: Path) -> None:
-    data = _run("gatys", tmp_path, "--device", "cpu", "--sizes", "64", "--iterations", "3", "--precisions", "fp32")
+    data = _run("gatys", tmp_path, "--device", "cpu", "--matmul-size", "256", "--sizes", "64", "--iterations", "3", "--precisions", "fp32")
     rows = {r["impl"]: r for r in data["results"]}
     assert set(rows) == {"tutorial", "naive", "styleforge-fp32"}
     assert rows["tutorial"]["speedup"] == 1.0 and rows["styleforge-fp32"]["loss_vs_fp32_pct"] == 0.0
@@ -72,7 +74,7 @@ def test_gatys_benchmark_compares_with_the_tutorial(tmp_path: Path) -> None:
 
 
 def test_train_benchmark_compares_with_the_examples_step(tmp_path: Path) -> None:
-    data = _run("train", tmp_path, "--device", "cpu", "--batch-size", "2", "--image-size", "32", "--steps", "2",
+    data = _run("train", tmp_path, "--device", "cpu", "--matmul-size", "256", "--batch-size", "2", "--image-size", "32", "--steps", "2",
                 "--precisions", "fp32", "--styles", "2")
     rows = {r["impl"]: r for r in data["results"]}
     assert set(rows) == {"examples-fp32", "naive", "styleforge-fp32, examples layers", "styleforge-fp32, default layers",
