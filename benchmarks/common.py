@@ -90,10 +90,17 @@ def precisions_to_time(device: torch.device, asked: str | None, reduced: int = 2
     return ["fp32", *native[:reduced]]
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def add_matmul_size_argument(parser: argparse.ArgumentParser, default: str) -> None:
     """``--matmul-size N``: the n x n product that measures the machine's rate for the
     floor column (``default`` describes the script's own choice)."""
-    parser.add_argument("--matmul-size", type=int, default=None,
+    parser.add_argument("--matmul-size", type=_positive_int, default=None,
                         help=f"n of the n x n matmul that measures the rate behind the floor (default: {default}); "
                              "smaller runs quicker and measures a lower rate")
 

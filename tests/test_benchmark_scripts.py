@@ -26,6 +26,14 @@ def _run(script: str, tmp_path: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.parametrize("script", ["gatys", "train", "transfer", "networks"])
+def test_a_bad_matmul_size_is_refused_before_any_work(script: str) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--matmul-size", "0"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "--matmul-size: expected a whole number >= 1, got '0'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def _benchmark_module(script: str):
     """``benchmarks/<script>.py`` imported as a module (with its sibling imports)."""
     if str(ROOT / "benchmarks") not in sys.path:
