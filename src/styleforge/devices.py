@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import ContextManager
 
 import torch
@@ -68,14 +69,42 @@ def autocast(device: torch.device, precision: str) -> ContextManager[object]:
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (AMX or AVX512-BF16; read from /proc/cpuinfo)."""
+#: Overrides the CPU's native-bf16 detection: ``1`` (treat it as native), ``0`` (as
+#: emulated). For a virtual machine whose /proc/cpuinfo hides flags the host has, for
+#: forcing the fp32 defaults, and for the tests, which run both branches on every CPU.
+NATIVE_BF16_ENV = "STYLEFORGE_NATIVE_BF16"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
     except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+        pass
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic: AMX-BF16 or AVX512-BF16, read from the
+    feature flags (not guessed from the vendor); ``STYLEFORGE_NATIVE_BF16=1|0`` overrides.
+
+    Raises:
+        StyleforgeError: the override is set to something other than 1 or 0.
+    """
+    override = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if override:
+        if override not in ("0", "1"):
+            raise StyleforgeError(f"{NATIVE_BF16_ENV}={override!r}: use 1 (native bf16) or 0 (emulated), or unset it")
+        return override == "1"
+    return flags_have_native_bf16()
+
+
+def flags_have_native_bf16() -> bool:
+    """True when the CPU's own flags name AMX-BF16 or AVX512-BF16 (no override applied)."""
+    return not cpu_flags().isdisjoint({"amx_bf16", "avx512_bf16"})
 
 
 def auto_precision(device: torch.device, training: bool = False) -> str:

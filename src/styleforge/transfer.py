@@ -500,11 +500,13 @@ def _resized(img: Image.Image, size: int | None) -> Image.Image:
 
 @dataclass
 class TransferResult:
-    """What :func:`transfer_files` did: written items with seconds per image, and skipped files."""
+    """What :func:`transfer_files` did: written items with seconds per image, skipped files,
+    and where and in which precision (``auto`` resolved) the network ran."""
 
     written: list[tuple[TransferItem, float]]
     skipped: list[tuple[Path, str]]
     device: str
+    precision: str
 
 
 def transfer_files(model: StyleModel, items: list[TransferItem], report: Callable[[TransferItem, float], None] | None = None) -> TransferResult:
@@ -543,4 +545,4 @@ def transfer_files(model: StyleModel, items: list[TransferItem], report: Callabl
             flush()
         pending.append((item, image))
     flush()
-    return TransferResult(written, skipped, model.device_description)
+    return TransferResult(written, skipped, model.device_description, model.options.precision)

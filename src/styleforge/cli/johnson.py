@@ -208,6 +208,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     if args.json:
         print_json({
             "device": result.device,
+            "precision": result.precision,
             "images": [{"input": str(i.source), "output": str(i.target), "ms": 1000 * s} for i, s in result.written],
             "skipped": [{"input": str(p), "reason": r} for p, r in result.skipped],
         })
