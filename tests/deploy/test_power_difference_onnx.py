@@ -19,6 +19,7 @@ from styleforge.deploy.runtime import OnnxTransformNet
 from styleforge.deploy.sessions import open_session
 from styleforge.ops.ort_library import ort_include_dir
 from tests.conftest import assert_user_error, make_photo, run_cli
+from tests.setup_hints import ort_headers_hint
 
 KERNELS = ["native", "python"]
 
@@ -28,8 +29,8 @@ def _use_kernel(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("STYLEFORGE_NATIVE_OPS", "0")
     elif ort_include_dir() is None:
         if os.environ.get("STYLEFORGE_REQUIRE_NATIVE_OPS") == "1":
-            pytest.fail("STYLEFORGE_REQUIRE_NATIVE_OPS=1 but ONNX Runtime's headers are missing (scripts/fetch-onnxruntime-headers)")
-        pytest.skip("ONNX Runtime's C++ headers are not here: only the Python kernel can run")
+            pytest.fail(f"STYLEFORGE_REQUIRE_NATIVE_OPS=1 but ONNX Runtime's headers are missing: {ort_headers_hint()}")
+        pytest.skip(f"ONNX Runtime's C++ headers are not here, so only the Python kernel can run: {ort_headers_hint()}")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from PIL import Image
 
 from tests.conftest import make_photo
 from tests.service.processes import RedisServer, Server, free_port, wait_for_job  # noqa: F401 (re-exported to the tests)
+from tests.setup_hints import install_hint
 from tests.synthetic import random_style_network
 
 REQUIRE = os.environ.get("STYLEFORGE_REQUIRE_SERVICES") == "1"
@@ -27,7 +28,7 @@ def require_program(path: str) -> str:
     if found is None:
         if REQUIRE:
             pytest.fail(f"{path} is required (STYLEFORGE_REQUIRE_SERVICES=1) but not installed")
-        pytest.skip(f"{path} is not installed (Debian package; .ci/run installs it)")
+        pytest.skip(f"{path} is not installed: {install_hint(path)}")
     return found
 
 
