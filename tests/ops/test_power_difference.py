@@ -14,6 +14,7 @@ import torch
 
 import styleforge.ops as ops
 from styleforge.ops import power_difference
+from tests.setup_hints import install_hint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,20 +133,29 @@ def test_the_same_tests_pass_with_the_pure_pytorch_kernel() -> None:
 
 
 @pytest.mark.skipif(os.environ.get("STYLEFORGE_NATIVE_OPS") == "0", reason="runs both kernels itself: once is enough")
-def test_native_and_fallback_give_the_same_numbers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("capability", ["", "avx2", "default"], ids=["this-cpu", "avx2", "scalar"])
+def test_native_and_fallback_give_the_same_numbers(tmp_path: Path, capability: str) -> None:
+    """The native kernel is built per PyTorch CPU capability (ops/native.py's
+    CAPABILITY_FLAGS); ATEN_CPU_CAPABILITY makes PyTorch report a lower one, so the AVX2
+    and scalar builds run on every x86-64 CPU here, and the AVX-512 one where the CPU has it."""
     code = (
         "import torch, styleforge.ops as o; g = torch.Generator().manual_seed(0); "
         "x = torch.randn(2, 8, 9, 7, generator=g); y = torch.randn(8, 1, 7, generator=g); "
         "torch.save({z: o.power_difference(x, y, z) for z in (1.0, 2.0, 3.0, 0.0)} | {'kernel': o.KERNEL}, __import__('sys').argv[1])"
     )
     results = {}
+    env = {key: value for key, value in os.environ.items() if key != "ATEN_CPU_CAPABILITY"}
+    if capability:
+        env["ATEN_CPU_CAPABILITY"] = capability
     for flag in ("1", "0"):
         out = tmp_path / f"{flag}.pt"
-        subprocess.run([sys.executable, "-c", code, str(out)], env={**os.environ, "STYLEFORGE_NATIVE_OPS": flag},
+        subprocess.run([sys.executable, "-c", code, str(out)], env={**env, "STYLEFORGE_NATIVE_OPS": flag},
                        check=True, capture_output=True, timeout=300)
         results[flag] = torch.load(out)
     if results["1"]["kernel"] != "native":
-        pytest.skip("no C++ compiler here: only the pure-PyTorch kernel exists")
+        if os.environ.get("STYLEFORGE_REQUIRE_NATIVE_OPS") == "1":
+            pytest.fail("STYLEFORGE_REQUIRE_NATIVE_OPS=1 but the native kernel did not build")
+        pytest.skip(f"no C++ compiler here: only the pure-PyTorch kernel exists; {install_hint('c++')}")
     assert results["1"].pop("kernel") == "native" and results["0"].pop("kernel") == "pytorch"
     for z, value in results["1"].items():
         assert torch.equal(value, results["0"][z]), z
