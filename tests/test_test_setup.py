@@ -35,6 +35,32 @@ def test_this_worker_runs_its_share_of_threads() -> None:
     assert torch.get_num_threads() == share and os.environ["OMP_NUM_THREADS"] == str(share)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_ci_and_scripts_test_run_the_same_command() -> None:
+    """The README's test command is scripts/test, .ci/run runs it in a fresh venv, and
+    scripts/test's two modes run pytest with the same options."""
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in first_block.splitlines() if line and not line.startswith("#")]
+    assert commands[1] == "scripts/test"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "rm -rf .venv" in ci and ci.rstrip().endswith("exec bash scripts/test")
+    script = (ROOT / "scripts" / "test").read_text()
+    pytest_lines = {line.strip().removeprefix("exec ") for line in script.splitlines() if "python -m pytest" in line}
+    assert pytest_lines == {'python -m pytest -q -n auto --dist loadfile "$@"'}
+
+
+def test_scripts_test_without_setup_hands_its_arguments_to_pytest() -> None:
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "test"), "--no-setup", "-n", "0", "--collect-only",
+                           "tests/test_devices.py::test_a_bad_override_is_one_clear_error"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tests/test_devices.py::test_a_bad_override_is_one_clear_error" in done.stdout
+    assert "1 test collected" in done.stdout
+
+
 def _both(monkeypatch: pytest.MonkeyPatch, argv: list[str], **options: object) -> tuple[CliResult, CliResult]:
     """``argv`` run warm (forked from the server), then cold (a fresh interpreter)."""
     warm = run_styleforge(argv, **options)
