@@ -43,6 +43,14 @@ Choices (documented in the README):
   upsampling. Their pixels are BGR minus the VGG mean (``channel_order="bgr"``,
   ``input_mean``, ``input_divisor=1``) and their output is ``150 tanh`` plus that mean
   (``output_scale``, ``output_offset``, per channel).
+* Other trained shapes, as part of the convention (``widths``, ``residual_blocks``,
+  ``conv_bias``, ``contract_norm``, ``output_norm``, ``output="sigmoid"``): Dumoulin et
+  al.'s 26-style network from Magenta's TensorFlow demo is this architecture with widths
+  32, 32, 32, 8, 4, six residual blocks, convolutions without bias, a conditional instance
+  norm after the last convolution too and ``255 sigmoid`` out; Ghiasi et al.'s arbitrary
+  style network (2017) has widths 8, 16, 32, 16, 8, five blocks, its contracting layers'
+  batch norms folded into their biases (no norm there) and every other norm conditioned
+  on a 100-d style vector (``style_vector``; see :class:`InstanceNorm`).
 * Reduced precision: under bf16/fp16 autocast the first convolution still runs in fp32
   (it sees the raw image; see :class:`FullPrecisionConvLayer`).
 """
@@ -51,7 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +77,10 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 INPUT_PAD = 40
 #: Output activations: ``tanh`` scaled to [0, 255] (styleforge, Johnson) or the last
 #: convolution clamped to [0, 255] (pytorch/examples).
-OUTPUTS = ("tanh", "clamp")
+#: ``sigmoid``: ``255 sigmoid`` of the last layer (Magenta's networks, on [0, 1] inputs).
+OUTPUTS = ("tanh", "clamp", "sigmoid")
+#: The default widths: the 9x9 and two strided convolutions, then the two upsampling layers.
+WIDTHS = (32, 64, 128, 64, 32)
 
 
 class InstanceNorm(nn.Module):
@@ -85,6 +96,11 @@ class InstanceNorm(nn.Module):
     Kudlur 2017): ``weight`` and ``bias`` are (K, C), one row per style, and the scale and
     shift used are ``mix @ weight`` and ``mix @ bias`` for the mixing weights ``mix`` (K,)
     set by :func:`select_styles` (one-hot: one style; convex weights: a blend).
+
+    A norm conditioned on a style vector ``v`` (D,) through learned affine maps,
+    ``gamma = W_g v + b_g`` and ``beta = W_b v + b_b`` (Ghiasi et al. 2017), is the same
+    layer with K = D + 1 rows, ``weight = [W_g^T; b_g^T]``, and ``mix = [v, 1]``
+    (:meth:`TransformNet.set_style_vector`).
     """
 
     def __init__(self, channels: int, eps: float = 1e-5, styles: int = 1) -> None:
@@ -234,10 +250,10 @@ class ConvLayer(nn.Module):
     """Padding then a convolution: ``reflect`` (output size = ceil(input / stride)),
     ``zero`` (the same size, zeros outside) or ``none`` (valid convolution)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, pad: str = "reflect") -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, pad: str = "reflect", bias: bool = True) -> None:
         super().__init__()
         self.pad = nn.ReflectionPad2d(kernel // 2) if pad == "reflect" else nn.Identity()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2 if pad == "zero" else 0)
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2 if pad == "zero" else 0, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.pad(x))
@@ -260,12 +276,12 @@ class ResidualBlock(nn.Module):
     """conv-norm-ReLU-conv-norm plus the identity; with ``padded=False`` the convolutions
     are unpadded and the identity is cropped by 2 pixels per side to match."""
 
-    def __init__(self, channels: int, norm: str, padded: bool = True, styles: int = 1) -> None:
+    def __init__(self, channels: int, norm: str, padded: bool = True, styles: int = 1, bias: bool = True) -> None:
         super().__init__()
         pad = "reflect" if padded else "none"
         self.crop = 0 if padded else 2
-        self.conv1, self.norm1 = ConvLayer(channels, channels, 3, pad=pad), _norm(norm, channels, styles)
-        self.conv2, self.norm2 = ConvLayer(channels, channels, 3, pad=pad), _norm(norm, channels, styles)
+        self.conv1, self.norm1 = ConvLayer(channels, channels, 3, pad=pad, bias=bias), _norm(norm, channels, styles)
+        self.conv2, self.norm2 = ConvLayer(channels, channels, 3, pad=pad, bias=bias), _norm(norm, channels, styles)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.norm1(self.conv1(x)))
@@ -277,13 +293,13 @@ class ResidualBlock(nn.Module):
 class UpsampleLayer(nn.Module):
     """x2 upsampling: nearest resize + conv (``resize``) or a transposed conv (``deconv``)."""
 
-    def __init__(self, c_in: int, c_out: int, mode: str) -> None:
+    def __init__(self, c_in: int, c_out: int, mode: str, bias: bool = True) -> None:
         super().__init__()
         self.mode = mode
         if mode == "resize":
-            self.conv = ConvLayer(c_in, c_out, 3)
+            self.conv = ConvLayer(c_in, c_out, 3, bias=bias)
         else:
-            self.deconv = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)
+            self.deconv = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "resize":
@@ -301,11 +317,27 @@ def _per_channel(value: float | tuple[float, ...] | list[float], what: str) -> t
     return values  # type: ignore[return-value]
 
 
-def _whole(text: str) -> int:
+def _whole(text: str, what: str = "styles") -> int:
     try:
         return int(text)
     except ValueError:
-        raise StyleforgeError(f"styles {text!r} is not a whole number") from None
+        raise StyleforgeError(f"{what} {text!r} is not a whole number") from None
+
+
+def _whole_numbers(text: str, what: str, count: int) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count or not all(v >= 1 for v in values):
+        raise StyleforgeError(f"{what} {text!r} must be {count} comma-separated whole numbers >= 1")
+    return values
+
+
+def _flag(text: str, what: str) -> bool:
+    if text not in ("0", "1"):
+        raise StyleforgeError(f"{what} {text!r} must be 0 or 1")
+    return text == "1"
 
 
 def _text(values: tuple[float, float, float]) -> str:
@@ -329,15 +361,34 @@ class TransformNet(nn.Module):
         output_scale, output_offset: of the ``tanh`` output, per channel in ``channel_order``.
         styles: K > 1 makes every instance norm conditional, one scale/shift row per style
             (:meth:`select_styles` picks or blends them); instance norm only.
+        widths: channels of the 9x9, the two strided and the two upsampling layers.
+        residual_blocks: how many residual blocks (at the last strided layer's width).
+        conv_bias: whether the convolutions have biases (Magenta's 26-style network's do not).
+        contract_norm: whether the 9x9 and strided convolutions are normalised (Ghiasi et
+            al.'s are not: their batch norms are folded into the biases).
+        output_norm: a norm after the last convolution too, before the output activation.
+        style_vector: D > 0 conditions every norm on a D-dimensional style vector
+            (:meth:`set_style_vector`) instead of K fixed styles.
     """
 
     def __init__(self, norm: str = "instance", upsample: str = "resize", input_divisor: Channels = 255.0,
                  output: str = "tanh", *, padding: str = "layer", channel_order: str = "rgb", input_mean: Channels = 0.0,
-                 output_scale: Channels = 127.5, output_offset: Channels = 127.5, styles: int = 1) -> None:
+                 output_scale: Channels = 127.5, output_offset: Channels = 127.5, styles: int = 1,
+                 widths: tuple[int, ...] = WIDTHS, residual_blocks: int = 5, conv_bias: bool = True,
+                 contract_norm: bool = True, output_norm: bool = False, style_vector: int = 0) -> None:
         super().__init__()
         if not (isinstance(styles, int) and styles >= 1) or (styles > 1 and norm != "instance"):
             raise StyleforgeError(f"styles must be a whole number >= 1, and > 1 needs instance norm (got {styles}, {norm} norm)")
-        self.styles = styles
+        if style_vector and (styles > 1 or norm != "instance" or padding != "layer"):
+            raise StyleforgeError("a style-vector network has one instance-norm layout (styles 1, instance norm, layer padding)")
+        widths = tuple(int(w) for w in widths)
+        if len(widths) != 5 or not all(w >= 1 for w in widths) or not residual_blocks >= 1:
+            raise StyleforgeError(f"widths must be 5 whole numbers >= 1 and residual blocks >= 1 (got {widths}, {residual_blocks})")
+        if padding == "input" and residual_blocks != 5:
+            raise StyleforgeError("padding 'input' is jcjohnson's layout of exactly 5 residual blocks")
+        self.styles, self.style_vector = styles, style_vector
+        self.widths, self.residual_blocks, self.conv_bias = widths, residual_blocks, conv_bias
+        self.contract_norm, self.output_norm = contract_norm, output_norm
         for value, choices, what in ((norm, NORMS, "norm"), (upsample, UPSAMPLES, "upsample"), (output, OUTPUTS, "output"),
                                      (padding, PADDINGS, "padding"), (channel_order, CHANNEL_ORDERS, "channel order")):
             if value not in choices:
@@ -352,13 +403,23 @@ class TransformNet(nn.Module):
                              ("_offset", self.output_offset)):
             self.register_buffer(name, torch.tensor(values).view(1, 3, 1, 1), persistent=False)
         conv_pad = "reflect" if padding == "layer" else "zero"
-        self.conv1, self.norm1 = FullPrecisionConvLayer(3, 32, 9, pad=conv_pad), _norm(norm, 32, styles)
-        self.conv2, self.norm2 = ConvLayer(32, 64, 3, stride=2, pad=conv_pad), _norm(norm, 64, styles)
-        self.conv3, self.norm3 = ConvLayer(64, 128, 3, stride=2, pad=conv_pad), _norm(norm, 128, styles)
-        self.residuals = nn.Sequential(*(ResidualBlock(128, norm, padding == "layer", styles) for _ in range(5)))
-        self.up1, self.norm4 = UpsampleLayer(128, 64, upsample), _norm(norm, 64, styles)
-        self.up2, self.norm5 = UpsampleLayer(64, 32, upsample), _norm(norm, 32, styles)
-        self.conv_out = ConvLayer(32, 3, 9, pad=conv_pad)
+        rows = style_vector + 1 if style_vector else styles  # [v, 1] @ [W^T; b^T] (see InstanceNorm)
+        w1, w2, w3, w4, w5 = widths
+
+        def contract(channels: int) -> nn.Module:
+            return _norm(norm, channels, rows) if contract_norm else nn.Identity()
+
+        self.conv1, self.norm1 = FullPrecisionConvLayer(3, w1, 9, pad=conv_pad, bias=conv_bias), contract(w1)
+        self.conv2, self.norm2 = ConvLayer(w1, w2, 3, stride=2, pad=conv_pad, bias=conv_bias), contract(w2)
+        self.conv3, self.norm3 = ConvLayer(w2, w3, 3, stride=2, pad=conv_pad, bias=conv_bias), contract(w3)
+        self.residuals = nn.Sequential(*(ResidualBlock(w3, norm, padding == "layer", rows, conv_bias) for _ in range(residual_blocks)))
+        self.up1, self.norm4 = UpsampleLayer(w3, w4, upsample, conv_bias), _norm(norm, w4, rows)
+        self.up2, self.norm5 = UpsampleLayer(w4, w5, upsample, conv_bias), _norm(norm, w5, rows)
+        self.conv_out = ConvLayer(w5, 3, 9, pad=conv_pad, bias=conv_bias)
+        if output_norm:
+            self.norm_out = _norm(norm, 3, rows)
+        if style_vector:
+            self.set_style_vector(torch.zeros(style_vector))
 
     @classmethod
     def from_convention(cls, convention: dict[str, str]) -> TransformNet:
@@ -381,7 +442,13 @@ class TransformNet(nn.Module):
                    convention.get("output", "tanh"), padding=convention.get("padding", "layer"),
                    channel_order=convention.get("channel_order", "rgb"), input_mean=numbers("input_mean", 0.0),
                    output_scale=numbers("output_scale", 127.5), output_offset=numbers("output_offset", 127.5),
-                   styles=_whole(convention.get("styles", "1")))
+                   styles=_whole(convention.get("styles", "1")),
+                   widths=_whole_numbers(convention.get("widths", ",".join(map(str, WIDTHS))), "widths", 5),
+                   residual_blocks=_whole(convention.get("residual_blocks", "5"), "residual_blocks"),
+                   conv_bias=_flag(convention.get("conv_bias", "1"), "conv_bias"),
+                   contract_norm=_flag(convention.get("contract_norm", "1"), "contract_norm"),
+                   output_norm=_flag(convention.get("output_norm", "0"), "output_norm"),
+                   style_vector=_whole(convention.get("style_vector", "0"), "style_vector"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Stylise a batch of RGB 0-255 images; returns the same shape, values in [0, 255]."""
@@ -413,8 +480,12 @@ class TransformNet(nn.Module):
         y = F.relu(self.norm4(self.up1(y)))
         y = F.relu(self.norm5(self.up2(y)))
         y = self._last_conv(y)
+        if self.output_norm:
+            y = self.norm_out(y)
         if self.output == "clamp":
             return y.clamp(0.0, 255.0)
+        if self.output == "sigmoid":
+            return torch.sigmoid(y.float()) * 255.0
         if self.output_scale == (127.5,) * 3 and self.output_offset == (127.5,) * 3:
             return (torch.tanh(y) + 1.0) * 127.5  # within [0, 255] by construction
         return (torch.tanh(y) * self._scale + self._offset).clamp(0.0, 255.0)
@@ -441,7 +512,11 @@ class TransformNet(nn.Module):
         fields = {"norm": self.norm, "upsample": self.upsample, "input_divisor": _text(self.input_divisor), "output": self.output}
         extra = {"padding": (self.padding, "layer"), "channel_order": (self.channel_order, "rgb"), "styles": (str(self.styles), "1"),
                  "input_mean": (_text(self.input_mean), "0"), "output_scale": (_text(self.output_scale), "127.5"),
-                 "output_offset": (_text(self.output_offset), "127.5")}
+                 "output_offset": (_text(self.output_offset), "127.5"),
+                 "widths": (",".join(map(str, self.widths)), ",".join(map(str, WIDTHS))),
+                 "residual_blocks": (str(self.residual_blocks), "5"), "conv_bias": (str(int(self.conv_bias)), "1"),
+                 "contract_norm": (str(int(self.contract_norm)), "1"), "output_norm": (str(int(self.output_norm)), "0"),
+                 "style_vector": (str(self.style_vector), "0")}
         return fields | {key: value for key, (value, default) in extra.items() if value != default}
 
     def select_styles(self, weights: object | None) -> None:
@@ -464,6 +539,15 @@ class TransformNet(nn.Module):
             mix = values / values.sum()
         select_styles(self, mix)
 
+    def set_style_vector(self, vector: torch.Tensor) -> None:
+        """Condition a style-vector network's norms on ``vector`` (D,), any real numbers
+        (Ghiasi et al.'s style prediction network's output)."""
+        values = torch.as_tensor(vector, dtype=torch.float32).flatten()
+        if not self.style_vector or values.numel() != self.style_vector or not bool(torch.isfinite(values).all()):
+            raise StyleforgeError(f"a style vector needs {self.style_vector} finite numbers for this network, got {values.numel()}"
+                                  if self.style_vector else "this network takes no style vector")
+        select_styles(self, torch.cat([values, values.new_ones(1)]))
+
     def record_norm_statistics(self, x: torch.Tensor) -> None:
         """Record every instance norm's statistics on the (1, 3, H, W) image ``x``; later
         calls normalise with them (tiles of that image) until :meth:`clear_norm_statistics`."""
@@ -479,6 +563,62 @@ class TransformNet(nn.Module):
     def exporting(self) -> bool:
         """True inside :func:`export_mode`."""
         return getattr(self, "_exporting", False)
+
+
+class StyleVectorStylizer(nn.Module):
+    """A style-vector network (``style_vector = D``, Ghiasi et al. 2017) conditioned on
+    ``s * style + (1 - s) * own`` for the strength ``s``: ``style`` is the painting's
+    (or a blend of paintings') vector and ``own`` the photo's own vector, predicted by
+    ``predict`` from each image, so ``s = 0`` asks the network for the photo's own style
+    (the paper's way of weakening the style, section 5). With ``s = 1`` ``predict`` is
+    never called. Tiles of one image share the whole image's vector
+    (:meth:`record_norm_statistics`).
+
+    Args:
+        net: the :class:`TransformNet` with ``style_vector > 0``.
+        style: the (D,) style vector to apply.
+        strength: ``s`` in [0, 1].
+        predict: (1, 3, H, W) 0-255 image -> its (D,) style vector; needed when s < 1.
+    """
+
+    def __init__(self, net: TransformNet, style: torch.Tensor, strength: float = 1.0,
+                 predict: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        super().__init__()
+        if strength < 1.0 and predict is None:
+            raise StyleforgeError("a strength below 1 needs the style predictor, to find the photo's own style vector")
+        self.net, self.strength, self.predict = net, float(strength), predict
+        self.style = torch.as_tensor(style, dtype=torch.float32).flatten()
+        self.frozen: torch.Tensor | None = None
+        net.set_style_vector(self.style)
+
+    def vector_for(self, x: torch.Tensor) -> torch.Tensor:
+        """The (D,) vector used for the (1, 3, H, W) image ``x``."""
+        if self.strength >= 1.0 or self.predict is None:
+            return self.style
+        own = torch.as_tensor(self.predict(x), dtype=torch.float32).flatten()
+        return self.strength * self.style + (1.0 - self.strength) * own
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.strength >= 1.0 or self.frozen is not None:
+            return self.net(x)
+        outputs = []
+        for i in range(x.shape[0]):  # each photo its own vector
+            self.net.set_style_vector(self.vector_for(x[i : i + 1]))
+            outputs.append(self.net(x[i : i + 1]))
+        return torch.cat(outputs)
+
+    def record_norm_statistics(self, x: torch.Tensor) -> None:
+        """Fix the vector and the norms' statistics from the whole (1, 3, H, W) image ``x``
+        for its tiles, until :meth:`clear_norm_statistics`."""
+        self.frozen = self.vector_for(x)
+        self.net.set_style_vector(self.frozen)
+        self.net.record_norm_statistics(x)
+
+    def clear_norm_statistics(self) -> None:
+        """Back to per-image vectors and statistics."""
+        self.frozen = None
+        self.net.set_style_vector(self.style)
+        self.net.clear_norm_statistics()
 
 
 @contextlib.contextmanager
