@@ -185,6 +185,8 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     if isinstance(net, AdaINNet):
         return _adain_style_model(file, net, metadata, opts, dev)
+    if net.style_vector:
+        return _style_vector_model(file, net, metadata, opts, dev)
     if opts.styles:
         raise StyleforgeError(f"--style images are for AdaIN models (styleforge train-adain); '{file}' has its style built in "
                               "(a multi-style model takes --style-weights)")
@@ -211,6 +213,44 @@ def _adain_style_model(file: Path, net: AdaINNet, metadata: dict, opts: Transfer
     model = StyleModel(AdaINStylizer(net, mean, std, opts.alpha).eval(), {**metadata, **styles}, device, opts)  # type: ignore[arg-type]
     model.net.to(device, memory_format=model.memory_format)
     return model
+
+
+def _style_vector_model(file: Path, net: TransformNet, metadata: dict, opts: TransferOptions, device: torch.device) -> StyleModel:
+    """A StyleModel stylising toward the style vector of ``opts.styles`` (blended by
+    ``opts.style_weights``) with a style-vector network (magenta-arbitrary); with
+    ``--strength-mode norm`` the vector moves toward each photo's own
+    (:class:`~styleforge.transform_net.StyleVectorStylizer`)."""
+    from styleforge.models.formats.magenta import load_style_predictor
+    from styleforge.transform_net import StyleVectorStylizer
+
+    if opts.alpha != 1.0:
+        raise StyleforgeError(f"--alpha is AdaIN's content-style trade-off; for '{file}' use --strength")
+    predictor = load_style_predictor(file, metadata)
+    vector, styles = style_vector(file, opts, predictor)
+    use_power_difference(net, opts.power_difference)
+    strength = opts.strength if opts.strength_mode == "norm" else 1.0
+    stylizer = StyleVectorStylizer(net, vector, strength, lambda x: torch.from_numpy(predictor(_to_images(x)[0])))
+    model = StyleModel(stylizer.eval().requires_grad_(False), {**metadata, **styles}, device, opts)  # type: ignore[arg-type]
+    model.net.to(device, memory_format=model.memory_format)
+    return model
+
+
+def style_vector(file: Path, opts: TransferOptions, predict: Callable[[Image.Image], np.ndarray]) -> tuple[torch.Tensor, dict]:
+    """The style vector of ``opts.styles`` for the style-vector model ``file``: each
+    painting's vector by ``predict``, averaged with ``opts.style_weights`` (equal weights
+    when absent), and the metadata naming them.
+
+    Raises:
+        StyleforgeError: no style given, an unreadable style image or bad weights.
+    """
+    if not opts.styles:
+        raise StyleforgeError(f"'{file}' takes any painting as the style: give one or more with --style IMAGE")
+    names = [Path(style).stem for style in opts.styles]
+    weights = style_mix(opts.style_weights, names, len(names), given=True) if opts.style_weights is not None else None
+    vectors = np.stack([predict(read_image(style)) for style in opts.styles])
+    vector = np.average(vectors, axis=0, weights=weights)
+    styles = [{"name": name, "style_image": str(style)} for name, style in zip(names, opts.styles, strict=True)]
+    return torch.from_numpy(vector.astype(np.float32)), {"styles": styles, "style_image": " + ".join(names)}
 
 
 def adain_style(file: Path, opts: TransferOptions, statistics: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
