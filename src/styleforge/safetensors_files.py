@@ -31,3 +31,21 @@ def read_safetensors_file(path: str | os.PathLike[str], framework: str, what: st
     except Exception as exc:  # noqa: BLE001 (any failure of the parser on an untrusted file is a bad file)
         raise StyleforgeError(f"cannot read {what} '{path}': {one_line(exc, 200)}") from None
     return metadata, tensors
+
+
+def read_safetensors_header(path: str | os.PathLike[str], what: str = "model") -> dict[str, str]:
+    """The metadata of a safetensors file, without reading its tensors.
+
+    Raises:
+        StyleforgeError: the file cannot be read or is not safetensors.
+    """
+    from safetensors import safe_open
+
+    from styleforge.fsutil import check_regular_file
+
+    check_regular_file(path, what)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as exc:  # noqa: BLE001 (any failure of the parser on an untrusted file is a bad file)
+        raise StyleforgeError(f"cannot read {what} '{path}': {one_line(exc, 200)}") from None

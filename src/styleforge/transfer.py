@@ -302,6 +302,20 @@ def is_adain_model(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def is_style_vector_model(path: str | os.PathLike[str]) -> bool:
+    """Whether the style model ``path`` (``.safetensors``) conditions on a style vector
+    (magenta-arbitrary), read from its header."""
+    from styleforge.safetensors_files import read_safetensors_header
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return False
+    try:
+        return int(read_safetensors_header(path).get("style_vector", "0") or 0) > 0
+    except (StyleforgeError, ValueError):
+        return False  # the normal loader says what is wrong with the file
+
+
 def style_names(metadata: dict, count: int) -> list[str]:
     """The names of a model's ``count`` styles, from its metadata (``style0``... when absent)."""
     styles = metadata.get("styles")
@@ -351,10 +365,13 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
     if opts.power_difference:
         raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
                               "it was exported with 'styleforge export --power-difference'")
+    info = read_model_info(file)[0]
+    if int(info.get("style_vector", "0") or 0) > 0:
+        return _onnx_style_vector_model(file, opts)
     if opts.strength_mode == "norm":
         raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
                               "use --strength-mode pixel, or the .safetensors model")
-    if read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT:
+    if info.get("styleforge_format") == ADAIN_FORMAT:
         adain_net = OnnxAdaINNet(file, opts.device, opts.runtime)
         mean, std, styles = adain_style(file, opts, adain_net.statistics)
         adain_net.set_style(mean.numpy(), std.numpy(), opts.alpha)
@@ -373,6 +390,23 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
         net.select_styles(style_mix(opts.style_weights, names, net.styles))
     metadata = {"style_image": net.metadata.get("style_image"), "runtime": net.device_description, **net.metadata}
     return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
+
+
+def _onnx_style_vector_model(file: Path, opts: TransferOptions) -> StyleModel:
+    """A StyleModel running an exported style-vector network (its predictor beside it)."""
+    from styleforge.deploy.runtime import OnnxTransformNet
+    from styleforge.models.formats.magenta import load_style_predictor
+    from styleforge.transform_net import StyleVectorStylizer
+
+    if opts.alpha != 1.0:
+        raise StyleforgeError(f"--alpha is AdaIN's content-style trade-off; for '{file}' use --strength")
+    net = OnnxTransformNet(file, opts.device, opts.runtime)
+    predictor = load_style_predictor(file, net.metadata)
+    vector, styles = style_vector(file, opts, predictor)
+    strength = opts.strength if opts.strength_mode == "norm" else 1.0
+    stylizer = StyleVectorStylizer(net, vector, strength, lambda x: torch.from_numpy(predictor(_to_images(x)[0])))  # type: ignore[arg-type]
+    metadata = {"runtime": net.device_description, **net.metadata, **styles}
+    return StyleModel(stylizer, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
 
 
 def _read_safetensors_model(file: Path) -> tuple[TransformNet | AdaINNet, dict]:

@@ -591,6 +591,11 @@ class StyleVectorStylizer(nn.Module):
         self.frozen: torch.Tensor | None = None
         net.set_style_vector(self.style)
 
+    @property
+    def device_description(self) -> str | None:
+        """The wrapped network's runtime description (an ONNX file's provider), if any."""
+        return getattr(self.net, "device_description", None)
+
     def vector_for(self, x: torch.Tensor) -> torch.Tensor:
         """The (D,) vector used for the (1, 3, H, W) image ``x``."""
         if self.strength >= 1.0 or self.predict is None:

@@ -300,3 +300,50 @@ def test_arbitrary_needs_a_painting_and_refuses_alpha(tmp_path: Path) -> None:
     assert_user_error(run_cli("transfer", str(PHOTO), "--model", "magenta-arbitrary", "--style", str(SCREAM), "--alpha", "0.5",
                               "-o", str(tmp_path / "o.png")), "--strength")
     assert not (tmp_path / "o.png").exists()
+
+
+def test_export_quantize_and_onnx_transfer_keep_the_style_vector_as_an_input(tmp_path: Path) -> None:
+    """The export takes the vector as its second input and carries the predictor beside it;
+    its output equals PyTorch's for the same painting, with the paper's strength too."""
+    store.install_packaged("magenta-arbitrary")
+    result = run_cli("export", "--model", "magenta-arbitrary", "-o", str(tmp_path / "arb.onnx"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "arb.predict.onnx").read_bytes() == wheel_file("arbitrary_predict.onnx").read_bytes()
+    assert [i.name for i in session(tmp_path / "arb.onnx").get_inputs()] == ["image", "style_vector"]
+    photo = tmp_path / "p.png"
+    Image.open(PHOTO).convert("RGB").resize((96, 64), Image.LANCZOS).save(photo)
+    outputs = {}
+    for model in ("magenta-arbitrary", str(tmp_path / "arb.onnx")):
+        out = tmp_path / f"{len(outputs)}.png"
+        result = run_cli("transfer", str(photo), "--model", model, "--style", str(WAVE), "--strength", "0.6",
+                         "--strength-mode", "norm", "--precision", "fp32", "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        outputs[model] = np.asarray(Image.open(out), dtype=np.int16)
+    first, second = outputs.values()
+    assert np.abs(first - second).max() <= 1
+    (tmp_path / "calibration").mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        shutil.copy(EXAMPLES / name, tmp_path / "calibration" / name)
+    config = Path(__file__).resolve().parents[2] / "configs" / "style_int8.ini"
+    result = run_cli("quantize", "--config", str(config), "--model", str(tmp_path / "arb.onnx"), "-o", str(tmp_path / "q.onnx"),
+                     "--data", str(tmp_path / "calibration"), "--batch-size", "1", "--num-runs", "2")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "q.predict.onnx").is_file()
+    result = run_cli("transfer", str(photo), "--model", str(tmp_path / "q.onnx"), "--style", str(WAVE), "--runtime", "onnxruntime",
+                     "-o", str(tmp_path / "q.png"))
+    assert result.returncode == 0, result.stderr
+    full = np.asarray(load_style_model("magenta-arbitrary", options=TransferOptions(
+        device="cpu", precision="fp32", styles=(str(WAVE),))).stylize(Image.open(photo), resize=False), dtype=np.float32) / 255
+    assert psnr(np.asarray(Image.open(tmp_path / "q.png"), dtype=np.float32) / 255, full) > 22.0
+
+
+def test_the_service_offers_each_of_the_26_styles_and_any_painting() -> None:
+    from styleforge.config import ServiceSettings
+    from styleforge.service.catalog import ADAIN, FAST, discover_styles, thumbnail
+
+    store.install_packaged("magenta-26")
+    store.install_packaged("magenta-arbitrary")
+    styles = discover_styles([Path(os.environ["STYLEFORGE_HOME"]) / "models"], ServiceSettings())
+    assert sorted(styles) == sorted([f"magenta-26-{i}" for i in range(26)] + ["magenta-arbitrary"])
+    assert styles["magenta-arbitrary"].kind == ADAIN and styles["magenta-26-19"].kind == FAST
+    assert thumbnail(styles["magenta-26-19"]).size == (128, 85)

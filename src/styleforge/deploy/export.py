@@ -104,15 +104,22 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
         An :class:`ExportReport`; raises StyleforgeError (writing nothing) when the
         exported graph disagrees with PyTorch beyond :data:`STYLE_TOLERANCE`.
     """
-    from styleforge.transfer import is_adain_model, load_style_model, style_names
+    from styleforge.transfer import is_adain_model, is_style_vector_model, load_style_model, style_names
+    from styleforge.transfer_plan import resolve_model_file
     from styleforge.transform_net import export_mode, use_power_difference
 
+    model_path = resolve_model_file(model_path)
     target = onnx_target(output, [model_path])
     if is_adain_model(model_path):
         if power_difference or style_weights:
             raise StyleforgeError("--power-difference and --style-weights do not apply to an AdaIN model: its graph takes "
                                   "any style's statistics as inputs")
         return export_adain_model(model_path, target)
+    if is_style_vector_model(model_path):
+        if style_weights:
+            raise StyleforgeError("--style-weights does not apply to a style-vector model: its graph takes any painting's "
+                                  "style vector as an input")
+        return export_style_vector_model(model_path, target, power_difference)
     model = load_style_model(model_path, options=TransferOptions(device="cpu", style_weights=style_weights))
     net = model.net.float().eval()
     use_power_difference(net, power_difference)
@@ -159,6 +166,58 @@ class StyleWeightsGraph(torch.nn.Module):
     def forward(self, image: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         mix = style_weights / style_weights.sum()
         return torch.func.functional_call(self.net, dict.fromkeys(self.mix_names, mix), (image,))
+
+
+class StyleVectorGraph(torch.nn.Module):
+    """A style-vector network whose vector is an input: ``(image, style_vector)``, the
+    vector (D,) given to every norm as the mix ``[v, 1]`` (see
+    :class:`~styleforge.transform_net.InstanceNorm`)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        from styleforge.transform_net import InstanceNorm
+
+        self.net = net
+        self.mix_names = [f"{name}.mix" for name, m in net.named_modules() if isinstance(m, InstanceNorm) and m.styles > 1]
+
+    def forward(self, image: torch.Tensor, style_vector: torch.Tensor) -> torch.Tensor:
+        mix = torch.cat([style_vector.flatten(), style_vector.new_ones(1)])
+        return torch.func.functional_call(self.net, dict.fromkeys(self.mix_names, mix), (image,))
+
+
+def export_style_vector_model(model_path: Path, target: Path, power_difference: bool = False) -> ExportReport:
+    """Export a style-vector model to a verified ONNX file with a second input,
+    ``style_vector`` (D,), and copy its style predictor beside it
+    (``<target stem>.predict.onnx``, named in the metadata), so that ``transfer --model
+    FILE.onnx --style PAINTING`` works from the two files alone."""
+    import shutil
+
+    from styleforge.models.formats.magenta import load_style_predictor
+    from styleforge.transfer import _read_safetensors_model
+    from styleforge.transform_net import export_mode, use_power_difference
+
+    net, metadata_in = _read_safetensors_model(model_path)
+    predictor = load_style_predictor(model_path, metadata_in)
+    net = net.float().eval()
+    use_power_difference(net, power_difference)
+    generator = torch.Generator().manual_seed(0)
+    example = (torch.rand(2, 3, 64, 48, generator=generator) * 255, torch.randn(net.style_vector, generator=generator))
+    batch, height, width = (torch.export.Dim(name, min=low, max=16384) for name, low in (("batch", 1), ("height", 5), ("width", 5)))
+    with export_mode(net):
+        data = _export(StyleVectorGraph(net), example, ["stylized"], {"image": {0: batch, 2: height, 3: width}, "style_vector": None},
+                       custom_ops=power_difference, input_names=["image", "style_vector"])
+    predictor_name = f"{target.stem}.predict.onnx"
+    metadata = {
+        "styleforge_format": STYLE_FORMAT, **net.convention(), "style_image": "",
+        "source_file": model_path.name, "source_sha256": _sha256(model_path),
+        "power_difference": str(power_difference).lower(),
+        "style_predictor": predictor_name, "style_predictor_sha256": _sha256(Path(predictor.file)),
+    }
+    data = _with_metadata(data, metadata)
+    checks = _verify_style(net, data, style_vector=example[1])
+    report = _write_verified(target, data, "style model", checks, STYLE_TOLERANCE)
+    shutil.copyfile(predictor.file, target.with_name(predictor_name))
+    return report
 
 
 class _AdaINGraph(torch.nn.Module):
@@ -329,12 +388,16 @@ def _with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
     return model.SerializeToString()
 
 
-def _verify_style(net: torch.nn.Module, data: bytes) -> list[tuple[str, float]]:
+def _verify_style(net: torch.nn.Module, data: bytes, style_vector: torch.Tensor | None = None) -> list[tuple[str, float]]:
     """ONNX Runtime vs PyTorch eager (each image alone, the reference) on the photo,
-    odd sizes and batches of different images; returns (check, max abs difference)."""
+    odd sizes and batches of different images (a style-vector network: both given
+    ``style_vector``, then another one); returns (check, max abs difference)."""
     from styleforge.transfer import _to_tensor
 
     onnx_net = _session_from_bytes(data, OnnxTransformNet)
+    if style_vector is not None:
+        onnx_net.set_style_vector(style_vector)
+        net.set_style_vector(style_vector)
     cases = [("photo " + "x".join(map(str, verification_photo().size)), _to_tensor([verification_photo()], torch.device("cpu")))]
     generator = torch.Generator().manual_seed(1)
     for (height, width), count in STYLE_CHECKS:
@@ -344,6 +407,12 @@ def _verify_style(net: torch.nn.Module, data: bytes) -> list[tuple[str, float]]:
         for name, x in cases:
             expected = torch.cat([net(x[i : i + 1]) for i in range(x.shape[0])])
             checks.append((name, float((onnx_net(x) - expected).abs().max())))
+        if onnx_net.style_vector:  # another vector through the graph's style_vector input
+            vector = torch.randn(onnx_net.style_vector, generator=generator)
+            onnx_net.set_style_vector(vector)
+            net.set_style_vector(vector)
+            x = cases[0][1]
+            checks.append(("the photo with another style vector", float((onnx_net(x) - net(x)).abs().max())))
         if onnx_net.styles > 1:  # a blend of every style through the graph's style_weights input
             blend = list(range(1, onnx_net.styles + 1))
             onnx_net.select_styles(blend)

@@ -50,7 +50,7 @@ from styleforge.config import QuantizeOptions
 from styleforge.deploy.calibration import calibration_batches
 from styleforge.deploy.convfirst import RAW_PIXELS, fold_input_normalization
 from styleforge.deploy.custom_ops import uses_custom_domain
-from styleforge.deploy.runtime import ADAIN_FORMAT, ADAIN_INPUTS, CLASSIFIER_FORMAT, STYLE_FORMAT, STYLE_WEIGHTS
+from styleforge.deploy.runtime import ADAIN_FORMAT, ADAIN_INPUTS, CLASSIFIER_FORMAT, STYLE_FORMAT, STYLE_VECTOR, STYLE_WEIGHTS
 from styleforge.deploy.sessions import require_onnxruntime
 from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_file, check_regular_file, write_bytes_atomic
@@ -87,8 +87,12 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
         metadata["input_preprocessing"] = RAW_PIXELS
         opts = replace(opts, mean=(0.0,), std=(1.0,))  # the folded graph is calibrated on raw pixels
     batches = calibration_batches(opts)
-    feeds = _adain_feeds(model, batches) if metadata.get("styleforge_format") == ADAIN_FORMAT else \
-        [{opts.input_tensor_names[0]: batch, **_style_weights_feed(model, i)} for i, batch in enumerate(batches)]
+    if metadata.get("styleforge_format") == ADAIN_FORMAT:
+        feeds = _adain_feeds(model, batches)
+    elif int(metadata.get("style_vector", "0") or 0):
+        feeds = _style_vector_feeds(source, metadata, opts.input_tensor_names[0], batches)
+    else:
+        feeds = [{opts.input_tensor_names[0]: batch, **_style_weights_feed(model, i)} for i, batch in enumerate(batches)]
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -125,6 +129,10 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
     del quantized.metadata_props[:]
     for key, value in entries.items():
         quantized.metadata_props.add(key=key, value=value)
+    if "style_predictor" in metadata:  # the predictor travels beside the quantised file too
+        predictor = target.with_name(f"{target.stem}.predict.onnx")
+        write_bytes_atomic(predictor, (source.parent / metadata["style_predictor"]).read_bytes())
+        quantized.metadata_props[[p.key for p in quantized.metadata_props].index("style_predictor")].value = predictor.name
     write_bytes_atomic(target, quantized.SerializeToString())
     ranges_path = None
     if ranges_text is not None:
@@ -245,6 +253,22 @@ def _adain_feeds(model: Any, batches: list[np.ndarray]) -> list[dict[str, np.nda
     return feeds
 
 
+def _style_vector_feeds(source: Path, metadata: dict[str, str], image_input: str, batches: list[np.ndarray]
+                        ) -> list[dict[str, np.ndarray]]:
+    """For a style-vector export: each batch with the style vector its first image's
+    predicts (the predictor beside ``source``), so that the ranges cover real vectors."""
+    from PIL import Image
+
+    from styleforge.models.formats.magenta import load_style_predictor
+
+    predictor = load_style_predictor(source, metadata)
+    feeds = []
+    for batch in batches:
+        pixels = np.clip(batch[0].transpose(1, 2, 0), 0, 255).astype(np.uint8)
+        feeds.append({image_input: batch, STYLE_VECTOR: predictor(Image.fromarray(pixels))})
+    return feeds
+
+
 def _style_weights_feed(model: Any, index: int) -> dict[str, np.ndarray]:
     """For a multi-style export, batch ``index`` in style ``index mod K`` (every style calibrated); else nothing."""
     inputs = {i.name: i for i in model.graph.input}
@@ -264,7 +288,7 @@ def _refuse_unsupported(opts: QuantizeOptions) -> None:
 
 def _check_names(model: Any, opts: QuantizeOptions) -> None:
     inputs = [i.name for i in model.graph.input]
-    if inputs in (list(ADAIN_INPUTS), ["image", STYLE_WEIGHTS]):  # style inputs are fed by the calibration
+    if inputs in (list(ADAIN_INPUTS), ["image", STYLE_WEIGHTS], ["image", STYLE_VECTOR]):  # style inputs are fed by the calibration
         inputs = inputs[:1]
     outputs = [o.name for o in model.graph.output]
     if list(opts.input_tensor_names) != inputs:

@@ -46,6 +46,8 @@ ADAIN_FORMAT = "styleforge-onnx-adain"
 
 #: The second input of a multi-style export: the style weights (K,).
 STYLE_WEIGHTS = "style_weights"
+#: The second input of a style-vector export (magenta-arbitrary): the style vector (D,).
+STYLE_VECTOR = "style_vector"
 
 #: Inputs and outputs of an exported AdaIN graph (:class:`OnnxAdaINNet`).
 ADAIN_INPUTS = ("image", "style_mean", "style_std", "alpha", "content_mean", "content_std", "freeze")
@@ -77,6 +79,9 @@ class OnnxTransformNet:
         # A multi-style export takes the style weights as a second input (style 0 by default).
         self.styles = len(json.loads(self.metadata["styles"])) if STYLE_WEIGHTS in self.session.input_names else 1
         self.style_weights = np.eye(self.styles, dtype=np.float32)[0]
+        # A style-vector export (magenta-arbitrary) takes the vector (D,) as its second input.
+        self.style_vector = int(self.metadata.get("style_vector", "0")) if STYLE_VECTOR in self.session.input_names else 0
+        self.vector = np.zeros(self.style_vector, dtype=np.float32)
         self.norm_statistics: dict[str, np.ndarray] | None = None
         self._derived: dict[str, Session] = {}
         self._onnx_model: Any = None
@@ -127,10 +132,20 @@ class OnnxTransformNet:
                                   f"this file {'takes' if self.styles > 1 else 'holds one style and takes'} none other")
         self.style_weights = values
 
+    def set_style_vector(self, vector: Iterable[float]) -> None:
+        """Condition a style-vector export on ``vector`` (D finite numbers)."""
+        values = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if not self.style_vector or values.shape != (self.style_vector,) or not np.isfinite(values).all():
+            raise StyleforgeError(f"a style vector needs {self.style_vector} finite numbers for this file, got {values.size}"
+                                  if self.style_vector else "this file takes no style vector")
+        self.vector = values
+
     def _feeds(self, padded: torch.Tensor) -> dict[str, np.ndarray]:
         feeds = {self.input_name: padded.contiguous().cpu().numpy()}
         if self.styles > 1:
             feeds[STYLE_WEIGHTS] = self.style_weights
+        if self.style_vector:
+            feeds[STYLE_VECTOR] = self.vector
         return feeds
 
     def _model(self) -> Any:

@@ -6,8 +6,9 @@ optimise an image with VGG19 for a bounded number of iterations, so they are off
 when the VGG19 weights are present. The style id is the file's stem; the first folder
 that holds a stem wins; stems outside the cache's naming rule (they appear in URLs) are skipped.
 A multi-style model (conditional instance norm) offers each of its styles, as ``STEM-K``.
-An AdaIN model (``styleforge train-adain``, or its export) is one style of kind ``adain``:
-"any style", whose jobs carry the painting to take the style from.
+An AdaIN model (``styleforge train-adain``, or its export) and a style-vector network
+(``magenta-arbitrary``, or its export) are one style each of kind ``adain``: "any style",
+whose jobs carry the painting to take the style from.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ log = logging.getLogger("styleforge.service")
 
 FAST, GATYS, ADAIN = "fast", "gatys", "adain"
 MODEL_SUFFIXES = (".safetensors", ".onnx")
+#: The companion file of a style-vector model (``NAME.predict.onnx``, its style predictor).
+PREDICTOR_SUFFIX = ".predict.onnx"
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,8 @@ def _onnx_styles(file: Path) -> list | None:
 
 
 def _is_adain(file: Path) -> bool:
-    """Whether a model file is an AdaIN model (read from its header or ONNX metadata)."""
+    """Whether a model file takes any painting as its style: an AdaIN model, or a
+    style-vector network (magenta-arbitrary), read from its header or ONNX metadata."""
     from styleforge.errors import StyleforgeError
 
     try:
@@ -109,11 +113,12 @@ def _is_adain(file: Path) -> bool:
             from styleforge.deploy.runtime import ADAIN_FORMAT
             from styleforge.deploy.sessions import read_model_info
 
-            return read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT
-        from styleforge.transfer import is_adain_model
+            metadata = read_model_info(file)[0]
+            return metadata.get("styleforge_format") == ADAIN_FORMAT or int(metadata.get("style_vector", "0") or 0) > 0
+        from styleforge.transfer import is_adain_model, is_style_vector_model
 
-        return is_adain_model(file)
-    except (StyleforgeError, ImportError, OSError):
+        return is_adain_model(file) or is_style_vector_model(file)
+    except (StyleforgeError, ImportError, OSError, ValueError):
         return False  # an unreadable file is offered as a fast style and fails its jobs with the reason
 
 
@@ -121,6 +126,8 @@ def _kind_of(file: Path) -> str | None:
     if not file.is_file():
         return None
     suffix = file.suffix.lower()
+    if file.name.lower().endswith(PREDICTOR_SUFFIX):
+        return None  # a style-vector model's style predictor, not a style
     if suffix in MODEL_SUFFIXES:
         return FAST
     if suffix in IMAGE_SUFFIXES:

@@ -165,6 +165,7 @@ class StylePredictor:
         except Exception as exc:  # noqa: BLE001 (ORT raises its own exception types)
             raise StyleforgeError(f"cannot load the style predictor '{file}': {one_line(exc)}") from None
         self.input = self.session.get_inputs()[0].name
+        self.file = Path(file)
 
     def __call__(self, image) -> np.ndarray:
         """The (100,) float32 style vector of ``image`` (a PIL image)."""
@@ -178,7 +179,7 @@ class StylePredictor:
         return self.session.run(None, {self.input: pixels})[0].reshape(-1).astype(np.float32)
 
 
-def load_style_predictor(model_file: Path, metadata: dict) -> StylePredictor:
+def load_style_predictor(model_file: Path, metadata: dict[str, str]) -> StylePredictor:
     """The style predictor of the style-vector model ``model_file``: the file its metadata
     names (``style_predictor``, beside the model), checked against ``style_predictor_sha256``.
 
