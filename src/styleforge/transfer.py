@@ -188,8 +188,8 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     if net.style_vector:
         return _style_vector_model(file, net, metadata, opts, dev)
     if opts.styles:
-        raise StyleforgeError(f"--style images are for AdaIN models (styleforge train-adain); '{file}' has its style built in "
-                              "(a multi-style model takes --style-weights)")
+        raise StyleforgeError(f"--style images are for models that take any painting (AdaIN, magenta-arbitrary); '{file}' has "
+                              "its style built in (a multi-style model takes --style-weights)")
     if opts.alpha != 1.0:
         raise StyleforgeError(f"--alpha is AdaIN's content-style trade-off; for '{file}' use --strength")
     use_power_difference(net, opts.power_difference)

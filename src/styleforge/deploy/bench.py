@@ -81,9 +81,10 @@ def time_median(run: Callable[[], object], repeat: int, warmup: int) -> float:
 
 
 def bench_style(model_path: str, images: list[Image.Image], sizes: list[int], repeat: int = 10, warmup: int = 2,
-                calibration: list[Image.Image] | None = None) -> list[BenchRow]:
+                calibration: list[Image.Image] | None = None, styles: tuple[str, ...] = ()) -> list[BenchRow]:
     """Rows for a style model (module docstring); INT8/INT16 are calibrated on
-    ``calibration`` (default: ``images``)."""
+    ``calibration`` (default: ``images``); ``styles`` are the paintings of a model that
+    takes any (AdaIN, a style-vector network), given to every runtime."""
     from styleforge.deploy.export import export_style_model
     from styleforge.transfer import load_style_model
 
@@ -92,13 +93,13 @@ def bench_style(model_path: str, images: list[Image.Image], sizes: list[int], re
         onnx_path = export_style_model(model_path, Path(folder) / "model.onnx").path
         quantized = {kind: _quantize_style(onnx_path, calibration or images, kind, Path(folder)) for kind in ("int8", "int16")}
         runtimes = {
-            "pytorch fp32 eager": load_style_model(model_path, options=TransferOptions(device="cpu", precision="fp32")),
-            "pytorch default": load_style_model(model_path, options=TransferOptions(device="cpu")),
+            "pytorch fp32 eager": load_style_model(model_path, options=TransferOptions(device="cpu", precision="fp32", styles=styles)),
+            "pytorch default": load_style_model(model_path, options=TransferOptions(device="cpu", styles=styles)),
         }
         for path, file in _onnx_rows(onnx_path, quantized).items():
             runtime = path.split()[0]
-            runtimes[path] = load_style_model(file, options=TransferOptions(device="cpu", runtime=runtime))
-        runtimes |= _cuda_style_runtimes(model_path)
+            runtimes[path] = load_style_model(file, options=TransferOptions(device="cpu", runtime=runtime, styles=styles))
+        runtimes |= _cuda_style_runtimes(model_path, styles)
         rows = []
         for size in sizes:
             scaled = [resize_long_side(img, size) for img in images]
@@ -135,15 +136,15 @@ def _quantize_style(onnx_path: Path, images: list[Image.Image], kind: str, folde
     return quantize_model(opts).path
 
 
-def _cuda_style_runtimes(model_path: str) -> dict[str, Any]:
+def _cuda_style_runtimes(model_path: str, styles: tuple[str, ...] = ()) -> dict[str, Any]:
     import torch
 
     from styleforge.transfer import load_style_model
 
     if not torch.cuda.is_available():
         return {}
-    return {"pytorch cuda fp32": load_style_model(model_path, options=TransferOptions(device="cuda", precision="fp32")),
-            "pytorch cuda default": load_style_model(model_path, options=TransferOptions(device="cuda"))}
+    return {"pytorch cuda fp32": load_style_model(model_path, options=TransferOptions(device="cuda", precision="fp32", styles=styles)),
+            "pytorch cuda default": load_style_model(model_path, options=TransferOptions(device="cuda", styles=styles))}
 
 
 def bench_classifier(weights: str, images: list[Image.Image], repeat: int = 10, warmup: int = 2,
