@@ -193,10 +193,23 @@ def _adain_style_model(file: Path, net: AdaINNet, metadata: dict, opts: Transfer
 
 
 def _style_vector_model(file: Path, net: TransformNet, metadata: dict, opts: TransferOptions, device: torch.device) -> StyleModel:
-    """A StyleModel stylising toward the style vector of ``opts.styles`` (blended by
-    ``opts.style_weights``) with a style-vector network (magenta-arbitrary); with
-    ``--strength-mode norm`` the vector moves toward each photo's own
-    (:class:`~styleforge.transform_net.StyleVectorStylizer`)."""
+    """A StyleModel of the PyTorch style-vector network ``net`` (magenta-arbitrary)."""
+    use_power_difference(net, opts.power_difference)
+    stylizer, styles = style_vector_stylizer(file, net, metadata, opts)
+    model = StyleModel(stylizer.eval().requires_grad_(False), {**metadata, **styles}, device, opts)  # type: ignore[arg-type]
+    model.net.to(device, memory_format=model.memory_format)
+    return model
+
+
+def style_vector_stylizer(file: Path, net: object, metadata: dict, opts: TransferOptions) -> tuple[torch.nn.Module, dict]:
+    """``net`` (a style-vector TransformNet or its ONNX export) conditioned on the vector of
+    ``opts.styles``, moving toward each photo's own with ``--strength-mode norm``
+    (:class:`~styleforge.transform_net.StyleVectorStylizer`), and the metadata naming the
+    paintings. The predictor is the one ``metadata`` names beside ``file``.
+
+    Raises:
+        StyleforgeError: --alpha given, the predictor missing or altered, no painting.
+    """
     from styleforge.models.formats.magenta import load_style_predictor
     from styleforge.transform_net import StyleVectorStylizer
 
@@ -204,12 +217,9 @@ def _style_vector_model(file: Path, net: TransformNet, metadata: dict, opts: Tra
         raise StyleforgeError(f"--alpha is AdaIN's content-style trade-off; for '{file}' use --strength")
     predictor = load_style_predictor(file, metadata)
     vector, styles = style_vector(file, opts, predictor)
-    use_power_difference(net, opts.power_difference)
     strength = opts.strength if opts.strength_mode == "norm" else 1.0
-    stylizer = StyleVectorStylizer(net, vector, strength, lambda x: torch.from_numpy(predictor(_to_images(x)[0])))
-    model = StyleModel(stylizer.eval().requires_grad_(False), {**metadata, **styles}, device, opts)  # type: ignore[arg-type]
-    model.net.to(device, memory_format=model.memory_format)
-    return model
+    own_vector = lambda x: torch.from_numpy(predictor(_to_images(x)[0]))  # noqa: E731 (the photo's own style)
+    return StyleVectorStylizer(net, vector, strength, own_vector), styles  # type: ignore[arg-type]
 
 
 def style_vector(file: Path, opts: TransferOptions, predict: Callable[[Image.Image], np.ndarray]) -> tuple[torch.Tensor, dict]:
@@ -280,17 +290,24 @@ def is_adain_model(path: str | os.PathLike[str]) -> bool:
 
 
 def is_style_vector_model(path: str | os.PathLike[str]) -> bool:
-    """Whether the style model ``path`` (``.safetensors``) conditions on a style vector
-    (magenta-arbitrary), read from its header."""
+    """Whether the style model ``path`` (``.safetensors`` header or exported ``.onnx``
+    metadata) conditions on a style vector (magenta-arbitrary). False for anything
+    unreadable: the loader that follows says what is wrong with it."""
     from styleforge.safetensors_files import read_safetensors_header
 
     path = Path(path)
-    if path.suffix != ".safetensors":
-        return False
     try:
-        return int(read_safetensors_header(path).get("style_vector", "0") or 0) > 0
+        if path.suffix.lower() == ".onnx":
+            from styleforge.deploy.sessions import read_model_info
+
+            header = read_model_info(path)[0]
+        elif path.suffix == ".safetensors":
+            header = read_safetensors_header(path)
+        else:
+            return False
+        return int(header.get("style_vector", "0") or 0) > 0
     except (StyleforgeError, ValueError):
-        return False  # the normal loader says what is wrong with the file
+        return False
 
 
 def style_names(metadata: dict, count: int) -> list[str]:
@@ -342,7 +359,7 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
     if opts.power_difference:
         raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
                               "it was exported with 'styleforge export --power-difference'")
-    if _is_style_vector_onnx(file):
+    if is_style_vector_model(file):
         return _onnx_style_vector_model(file, opts)
     if opts.strength_mode == "norm":
         raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
@@ -368,30 +385,12 @@ def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
     return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
 
 
-def _is_style_vector_onnx(file: Path) -> bool:
-    """Whether the ONNX file is an exported style-vector network (False when unreadable:
-    the loader that follows says why)."""
-    from styleforge.deploy.sessions import read_model_info
-
-    try:
-        return int(read_model_info(file)[0].get("style_vector", "0") or 0) > 0
-    except (StyleforgeError, ValueError):
-        return False
-
-
 def _onnx_style_vector_model(file: Path, opts: TransferOptions) -> StyleModel:
     """A StyleModel running an exported style-vector network (its predictor beside it)."""
     from styleforge.deploy.runtime import OnnxTransformNet
-    from styleforge.models.formats.magenta import load_style_predictor
-    from styleforge.transform_net import StyleVectorStylizer
 
-    if opts.alpha != 1.0:
-        raise StyleforgeError(f"--alpha is AdaIN's content-style trade-off; for '{file}' use --strength")
     net = OnnxTransformNet(file, opts.device, opts.runtime)
-    predictor = load_style_predictor(file, net.metadata)
-    vector, styles = style_vector(file, opts, predictor)
-    strength = opts.strength if opts.strength_mode == "norm" else 1.0
-    stylizer = StyleVectorStylizer(net, vector, strength, lambda x: torch.from_numpy(predictor(_to_images(x)[0])))  # type: ignore[arg-type]
+    stylizer, styles = style_vector_stylizer(file, net, net.metadata, opts)
     metadata = {"runtime": net.device_description, **net.metadata, **styles}
     return StyleModel(stylizer, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
 

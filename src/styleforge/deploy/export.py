@@ -132,7 +132,7 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
     with export_mode(net):
         if selectable:
             mix = torch.linspace(1.0, 2.0, net.styles)  # every style weighs in the traced example
-            data = _export(StyleWeightsGraph(net), (example, mix), ["stylized"], {"image": image_dims, "style_weights": None},
+            data = _export(StyleWeightsGraph(net), (example, mix), ["stylized"], {"image": image_dims, "condition": None},
                            custom_ops=power_difference, input_names=["image", "style_weights"])
         else:
             data = _export(net, example, ["stylized"], {"x": image_dims}, custom_ops=power_difference)
@@ -163,26 +163,20 @@ class StyleWeightsGraph(torch.nn.Module):
         self.net = net
         self.mix_names = [f"{name}.mix" for name, m in net.named_modules() if isinstance(m, InstanceNorm) and m.styles > 1]
 
-    def forward(self, image: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
-        mix = style_weights / style_weights.sum()
-        return torch.func.functional_call(self.net, dict.fromkeys(self.mix_names, mix), (image,))
+    def mix(self, condition: torch.Tensor) -> torch.Tensor:
+        """The norms' mixing weights for the graph's second input."""
+        return condition / condition.sum()
+
+    def forward(self, image: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(self.net, dict.fromkeys(self.mix_names, self.mix(condition)), (image,))
 
 
-class StyleVectorGraph(torch.nn.Module):
-    """A style-vector network whose vector is an input: ``(image, style_vector)``, the
-    vector (D,) given to every norm as the mix ``[v, 1]`` (see
-    :class:`~styleforge.transform_net.InstanceNorm`)."""
+class StyleVectorGraph(StyleWeightsGraph):
+    """A style-vector network whose vector (D,) is an input: ``(image, style_vector)``,
+    given to every norm as the mix ``[v, 1]`` (see :class:`~styleforge.transform_net.InstanceNorm`)."""
 
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        from styleforge.transform_net import InstanceNorm
-
-        self.net = net
-        self.mix_names = [f"{name}.mix" for name, m in net.named_modules() if isinstance(m, InstanceNorm) and m.styles > 1]
-
-    def forward(self, image: torch.Tensor, style_vector: torch.Tensor) -> torch.Tensor:
-        mix = torch.cat([style_vector.flatten(), style_vector.new_ones(1)])
-        return torch.func.functional_call(self.net, dict.fromkeys(self.mix_names, mix), (image,))
+    def mix(self, condition: torch.Tensor) -> torch.Tensor:
+        return torch.cat([condition.flatten(), condition.new_ones(1)])
 
 
 def export_style_vector_model(model_path: Path, target: Path, power_difference: bool = False) -> ExportReport:
@@ -190,9 +184,7 @@ def export_style_vector_model(model_path: Path, target: Path, power_difference: 
     ``style_vector`` (D,), and copy its style predictor beside it
     (``<target stem>.predict.onnx``, named in the metadata), so that ``transfer --model
     FILE.onnx --style PAINTING`` works from the two files alone."""
-    import shutil
-
-    from styleforge.models.formats.magenta import load_style_predictor
+    from styleforge.models.formats.magenta import load_style_predictor, predictor_name_for, write_predictor_beside
     from styleforge.transfer import _read_safetensors_model
     from styleforge.transform_net import export_mode, use_power_difference
 
@@ -204,9 +196,9 @@ def export_style_vector_model(model_path: Path, target: Path, power_difference: 
     example = (torch.rand(2, 3, 64, 48, generator=generator) * 255, torch.randn(net.style_vector, generator=generator))
     batch, height, width = (torch.export.Dim(name, min=low, max=16384) for name, low in (("batch", 1), ("height", 5), ("width", 5)))
     with export_mode(net):
-        data = _export(StyleVectorGraph(net), example, ["stylized"], {"image": {0: batch, 2: height, 3: width}, "style_vector": None},
+        data = _export(StyleVectorGraph(net), example, ["stylized"], {"image": {0: batch, 2: height, 3: width}, "condition": None},
                        custom_ops=power_difference, input_names=["image", "style_vector"])
-    predictor_name = f"{target.stem}.predict.onnx"
+    predictor_name = predictor_name_for(target)
     metadata = {
         "styleforge_format": STYLE_FORMAT, **net.convention(), "style_image": "",
         "source_file": model_path.name, "source_sha256": _sha256(model_path),
@@ -216,7 +208,7 @@ def export_style_vector_model(model_path: Path, target: Path, power_difference: 
     data = _with_metadata(data, metadata)
     checks = _verify_style(net, data, style_vector=example[1])
     report = _write_verified(target, data, "style model", checks, STYLE_TOLERANCE)
-    shutil.copyfile(predictor.file, target.with_name(predictor_name))
+    write_predictor_beside(predictor.file, target)
     return report
 
 

@@ -130,9 +130,10 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
     for key, value in entries.items():
         quantized.metadata_props.add(key=key, value=value)
     if "style_predictor" in metadata:  # the predictor travels beside the quantised file too
-        predictor = target.with_name(f"{target.stem}.predict.onnx")
-        write_bytes_atomic(predictor, (source.parent / metadata["style_predictor"]).read_bytes())
-        quantized.metadata_props[[p.key for p in quantized.metadata_props].index("style_predictor")].value = predictor.name
+        from styleforge.models.formats.magenta import write_predictor_beside
+
+        name = write_predictor_beside(source.parent / metadata["style_predictor"], target)
+        quantized.metadata_props[[p.key for p in quantized.metadata_props].index("style_predictor")].value = name
     write_bytes_atomic(target, quantized.SerializeToString())
     ranges_path = None
     if ranges_text is not None:

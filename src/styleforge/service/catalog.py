@@ -108,15 +108,14 @@ def _is_adain(file: Path) -> bool:
     style-vector network (magenta-arbitrary), read from its header or ONNX metadata."""
     from styleforge.errors import StyleforgeError
 
+    from styleforge.transfer import is_adain_model, is_style_vector_model
+
     try:
         if file.suffix.lower() == ".onnx":
             from styleforge.deploy.runtime import ADAIN_FORMAT
             from styleforge.deploy.sessions import read_model_info
 
-            metadata = read_model_info(file)[0]
-            return metadata.get("styleforge_format") == ADAIN_FORMAT or int(metadata.get("style_vector", "0") or 0) > 0
-        from styleforge.transfer import is_adain_model, is_style_vector_model
-
+            return read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT or is_style_vector_model(file)
         return is_adain_model(file) or is_style_vector_model(file)
     except (StyleforgeError, ImportError, OSError, ValueError):
         return False  # an unreadable file is offered as a fast style and fails its jobs with the reason

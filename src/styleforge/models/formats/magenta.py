@@ -201,3 +201,18 @@ def load_style_predictor(model_file: Path, metadata: dict[str, str]) -> StylePre
         raise StyleforgeError(f"the style predictor '{file}' is not the one '{model_file}' was installed with (SHA-256 "
                               "differs; reinstall it: styleforge models download magenta-arbitrary)")
     return StylePredictor(file)
+
+
+def predictor_name_for(model_file: Path) -> str:
+    """The file name of the style predictor kept beside ``model_file`` (``NAME.predict.onnx``)."""
+    return f"{Path(model_file).stem}.predict.onnx"
+
+
+def write_predictor_beside(predictor_file: Path, model_file: Path) -> str:
+    """Copy the style predictor ``predictor_file`` beside ``model_file`` (atomically, as
+    :func:`predictor_name_for` names it); returns that name, for the model's metadata."""
+    from styleforge.fsutil import write_bytes_atomic
+
+    name = predictor_name_for(model_file)
+    write_bytes_atomic(Path(model_file).with_name(name), Path(predictor_file).read_bytes())
+    return name
