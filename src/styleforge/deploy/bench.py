@@ -89,6 +89,8 @@ def bench_style(model_path: str, images: list[Image.Image], sizes: list[int], re
     from styleforge.transfer import load_style_model
 
     name = Path(model_path).name
+    for style in styles:  # refuse an unreadable painting before the minutes of export and quantisation
+        read_image(style)
     with tempfile.TemporaryDirectory(prefix="styleforge-bench-") as folder:
         onnx_path = export_style_model(model_path, Path(folder) / "model.onnx").path
         quantized = {kind: _quantize_style(onnx_path, calibration or images, kind, Path(folder)) for kind in ("int8", "int16")}
