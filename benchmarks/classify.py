@@ -32,11 +32,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, median, print_table, time_call, write_json  # noqa: E402
 
-from styleforge.architecture import IMAGENET_WIDTHS  # noqa: E402
 from styleforge.devices import autocast, resolve_device  # noqa: E402
 from styleforge.numpy_engine import VGG19 as NumpyVGG19  # noqa: E402
-from styleforge.vgg import VGG19, load_vgg19  # noqa: E402
-from styleforge.weights.formats import WeightsBundle  # noqa: E402
+from styleforge.vgg.architecture import IMAGENET_WIDTHS  # noqa: E402
+from styleforge.vgg.network import VGG19, load_vgg19  # noqa: E402
+from styleforge.vgg.weights.formats import WeightsBundle  # noqa: E402
 
 
 def random_imagenet_vgg(seed: int = 0) -> VGG19:

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from styleforge.memory import reuse_freed_memory
+from styleforge.utils.memory import reuse_freed_memory
 
 #: Every benchmark runs with the ``styleforge`` command's malloc setting (freed memory kept
-#: for reuse, :mod:`styleforge.memory`), baselines included, unless started with
+#: for reuse, :mod:`styleforge.utils.memory`), baselines included, unless started with
 #: ``STYLEFORGE_ALLOCATOR=system``; the JSON records which.
 ALLOCATOR = "reuse" if reuse_freed_memory() else "system"
 

@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 from common import environment, matmul_gflops, model_gflops, print_table, write_json  # noqa: E402
 
-from styleforge.architecture import IMAGENET_WIDTHS  # noqa: E402
 from styleforge.deploy.bench import bench_classifier, bench_images, bench_style  # noqa: E402
-from styleforge.transfer import save_style_model  # noqa: E402
-from styleforge.transform_net import TransformNet  # noqa: E402
+from styleforge.nets.transform_net import TransformNet  # noqa: E402
+from styleforge.transfer.model import save_style_model  # noqa: E402
+from styleforge.vgg.architecture import IMAGENET_WIDTHS  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -69,7 +69,7 @@ def style_gflops(size: int) -> float:
 @functools.cache
 def classifier_gflops(size: int) -> float:
     """FLOPs of one full-size VGG19 classification at ``size`` x ``size``."""
-    from styleforge.vgg import VGG19
+    from styleforge.vgg.network import VGG19
 
     net = VGG19(IMAGENET_WIDTHS, classifier=(4096, 4096, 1000)).eval()
     with torch.no_grad():

@@ -12,7 +12,7 @@ images, L-BFGS from the content image:
   units, so only its time is compared.
 * ``naive``: the whole VGG19 through fc8 every iteration and both targets recomputed with
   two more forward passes (the loop the first benchmark compared with; kept as a row).
-* ``styleforge-<precision>``: ``styleforge.gatys.run_stylize`` with ``--precision``
+* ``styleforge-<precision>``: ``styleforge.gatys.driver.run_stylize`` with ``--precision``
   fp32 and, where the hardware runs it natively, bf16 (CPUs with AVX512-BF16/AMX, GPUs)
   and fp16 (GPUs), the last ``--fp32-finish`` share of their steps in fp32 (styleforge's
   default). ``loss vs fp32`` is the final loss against styleforge's fp32 run (the same
@@ -54,15 +54,15 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from styleforge.architecture import LAYER_NAMES  # noqa: E402
 from styleforge.config import GatysOptions  # noqa: E402
 from styleforge.devices import resolve_device  # noqa: E402
-from styleforge.gatys import run_stylize  # noqa: E402
-from styleforge.gatys_engine import ScaleProblem  # noqa: E402
-from styleforge.gatys_torch import TorchEngine  # noqa: E402
-from styleforge.images import image_to_array, read_image, resize_long_side  # noqa: E402
-from styleforge.losses import content_loss, style_loss, style_target  # noqa: E402
-from styleforge.vgg import VGG19, load_vgg19  # noqa: E402
+from styleforge.gatys.driver import run_stylize  # noqa: E402
+from styleforge.gatys.engine import ScaleProblem  # noqa: E402
+from styleforge.gatys.torch_engine import TorchEngine  # noqa: E402
+from styleforge.images.io import image_to_array, read_image, resize_long_side  # noqa: E402
+from styleforge.losses.perceptual import content_loss, style_loss, style_target  # noqa: E402
+from styleforge.vgg.architecture import LAYER_NAMES  # noqa: E402
+from styleforge.vgg.network import VGG19, load_vgg19  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

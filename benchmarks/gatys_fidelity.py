@@ -8,7 +8,7 @@ content image, then the content plus ``--jitter`` Gaussian noise under seeds 1, 
 and the table compares mean losses, with the spread beside them.
 
 Rows: fp32, then ``--precision bf16`` with each ``--fp32-finish`` share (the last share of
-the steps run VGG19 in fp32; see ``styleforge.gatys_torch.TorchEngine.optimize``). Every
+the steps run VGG19 in fp32; see ``styleforge.gatys.torch_engine.TorchEngine.optimize``). Every
 final image is scored by the same fp32 objective, so bf16's own rounding of the loss does
 not flatter it. Random He-initialised VGG19 unless ``--weights``. With the emulation,
 ``--ablate`` adds rows rounding only the forward or only the backward pass, and
@@ -50,10 +50,10 @@ from classify import random_imagenet_vgg  # noqa: E402
 from common import environment, is_native, print_table, write_json  # noqa: E402
 
 from styleforge.config import GatysOptions  # noqa: E402
-from styleforge.gatys_engine import ScaleProblem  # noqa: E402
-from styleforge.gatys_torch import TorchEngine, reduced_precision_steps  # noqa: E402
-from styleforge.images import image_to_array, read_image, resize_long_side  # noqa: E402
-from styleforge.vgg import load_vgg19  # noqa: E402
+from styleforge.gatys.engine import ScaleProblem  # noqa: E402
+from styleforge.gatys.torch_engine import TorchEngine, reduced_precision_steps  # noqa: E402
+from styleforge.images.io import image_to_array, read_image, resize_long_side  # noqa: E402
+from styleforge.vgg.network import load_vgg19  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -42,7 +42,7 @@ from common import environment, floor, median, model_gflops, print_table, throug
 
 from styleforge.config import TransferOptions  # noqa: E402
 from styleforge.devices import resolve_precision  # noqa: E402
-from styleforge.transfer import load_style_model  # noqa: E402
+from styleforge.transfer.model import load_style_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO, PAINTING = ROOT / "examples" / "chelsea.jpg", ROOT / "examples" / "the_scream.jpg"
@@ -131,7 +131,7 @@ def _prediction_ms(painting: Image.Image, repeat: int) -> float:
     """Median milliseconds of the installed magenta-arbitrary's style predictor on ``painting``."""
     from styleforge.models.formats.magenta import load_style_predictor
     from styleforge.models.store import resolve_installed
-    from styleforge.transfer import read_model_metadata
+    from styleforge.transfer.model import read_model_metadata
 
     path = resolve_installed("magenta-arbitrary")
     predictor = load_style_predictor(path, read_model_metadata(path))

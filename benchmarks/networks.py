@@ -53,10 +53,10 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from styleforge.adain.network import AdaINStylizer  # noqa: E402
-from styleforge.cuda_graphs import GraphedCalls  # noqa: E402
 from styleforge.devices import autocast, resolve_device, synchronize  # noqa: E402
-from styleforge.transform_net import InstanceNorm, TransformNet  # noqa: E402
+from styleforge.nets.adain import AdaINStylizer  # noqa: E402
+from styleforge.nets.transform_net import InstanceNorm, TransformNet  # noqa: E402
+from styleforge.utils.cuda_graphs import GraphedCalls  # noqa: E402
 from tests.synthetic import random_adain_network  # noqa: E402
 
 
@@ -161,11 +161,11 @@ def time_training(device: torch.device, precisions: list[str], steps: int, workd
     (batch 8, 256 px: the paper's), on the same random photos and full-size random VGG19."""
     from train import make_folder
 
-    from styleforge.adain.training import AdaINTrainer
     from styleforge.config import AdaINTrainOptions, TrainOptions
-    from styleforge.images import read_image
-    from styleforge.training import Trainer
-    from styleforge.training_loop import PhotoFolder
+    from styleforge.images.io import read_image
+    from styleforge.training.adain import AdaINTrainer
+    from styleforge.training.johnson import Trainer
+    from styleforge.training.loop import PhotoFolder
 
     photos = make_folder(workdir / "photos", 16, 256)
     paintings = make_folder(workdir / "paintings", 8, 256)

@@ -42,8 +42,8 @@ CONTENT = ROOT.parent / "shared" / "data" / "content"
 
 def prepare(folder: Path) -> tuple[Path, list[bytes]]:
     """A models folder with one random full-size style, and the photos as 512 px JPEGs."""
-    from styleforge.images import read_image, resize_long_side
-    from styleforge.transfer import save_style_model
+    from styleforge.images.io import read_image, resize_long_side
+    from styleforge.transfer.model import save_style_model
     from tests.synthetic import random_style_network
 
     models = folder / "models"
@@ -61,7 +61,7 @@ def bare_throughput(models: Path, photos: list[bytes], size: int, jobs: int) -> 
     """Images/s of read + stylise + encode in this process (the ``transfer`` work per image)."""
     from PIL import Image
 
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
 
     model = load_style_model(models / "bench.safetensors")
 

@@ -12,7 +12,7 @@ the same batches:
   simple setting a user would try.
 * ``naive``: the full VGG19 on output and input every step and the style targets
   recomputed every step (the plain loop the first version of this benchmark used).
-* ``styleforge-<precision>``: ``styleforge.training.Trainer.step``, fp32 and the native
+* ``styleforge-<precision>``: ``styleforge.training.johnson.Trainer.step``, fp32 and the native
   reduced precision (bf16 on CPUs with AVX512-BF16/AMX and on bf16-capable GPUs), with
   pytorch/examples' layers (the like-for-like rows) and with styleforge's default
   layers (content relu4_2, style relu1_1..relu5_1: deeper, so more work per step).
@@ -62,10 +62,10 @@ from transfer import PlainTransformNet  # noqa: E402
 
 from styleforge.config import TrainOptions  # noqa: E402
 from styleforge.devices import autocast, resolve_device, synchronize  # noqa: E402
-from styleforge.losses import content_loss, style_loss, style_target, total_variation  # noqa: E402
-from styleforge.training import Trainer  # noqa: E402
-from styleforge.transform_net import TransformNet  # noqa: E402
-from styleforge.vgg import VGG19  # noqa: E402
+from styleforge.losses.perceptual import content_loss, style_loss, style_target, total_variation  # noqa: E402
+from styleforge.nets.transform_net import TransformNet  # noqa: E402
+from styleforge.training.johnson import Trainer  # noqa: E402
+from styleforge.vgg.network import VGG19  # noqa: E402
 
 #: pytorch/examples' loss layout (their VGG16 slices end at these layers).
 EXAMPLES_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")

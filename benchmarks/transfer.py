@@ -14,7 +14,7 @@ styleforge's paths are ``StyleModel.stylize``'s, named LAYOUT-PRECISION[-compile
 on the CPU channels_last tensors (``cl-fp32``, ``cl-bf16``), on CUDA NCHW (``nchw-fp32``,
 ``nchw-fp16``) and the same replayed as CUDA graphs (``-graph``, what ``transfer`` does
 for a size seen a third time). ``--compile`` adds each through ``transfer --compile``'s
-torch.compile (:func:`styleforge.compiling.compile_network`, one static graph per size;
+torch.compile (:func:`styleforge.utils.compiling.compile_network`, one static graph per size;
 compilation happens in the warm-up and is not timed). Weights are random (the arithmetic
 is what is timed); fidelity is the PSNR (and max error) of each path's 8-bit output
 against the baseline's.
@@ -58,11 +58,11 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from styleforge.compiling import compile_network  # noqa: E402
 from styleforge.config import TransferOptions, VideoOptions  # noqa: E402
-from styleforge.cuda_graphs import GraphedCalls  # noqa: E402
 from styleforge.devices import autocast, resolve_device  # noqa: E402
-from styleforge.transform_net import TransformNet  # noqa: E402
+from styleforge.nets.transform_net import TransformNet  # noqa: E402
+from styleforge.utils.compiling import compile_network  # noqa: E402
+from styleforge.utils.cuda_graphs import GraphedCalls  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[1] / "tests" / "assets" / "coffee.jpg"
 #: Network conventions of imported models (TransformNet.convention() fields).
@@ -253,7 +253,7 @@ def _noisy(net: TransformNet) -> TransformNet:
 
 
 def _saved_model(folder: Path, name: str, convention: dict[str, str]) -> Path:
-    from styleforge.transfer import save_style_model
+    from styleforge.transfer.model import save_style_model
 
     return save_style_model(_noisy(TransformNet.from_convention(convention)), folder / f"{name}.safetensors", {})
 
@@ -264,7 +264,7 @@ def time_conventions(device: torch.device, args: argparse.Namespace) -> list[dic
 
     from PIL import Image
 
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -335,7 +335,7 @@ def time_video(device: torch.device, args: argparse.Namespace) -> list[dict]:
     """``transfer_video`` frames/s and warping error, without and with temporal smoothing."""
     import tempfile
 
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
     from styleforge.video.transfer import transfer_video
 
     rows = []

@@ -66,7 +66,7 @@ class Assets:
 
 
 def _trained_model(root: Path, style: Path, data: Path, pth: Path) -> tuple[Path, Path]:
-    from styleforge.training import train
+    from styleforge.training.johnson import train
 
     run = root / "run"
     model = train(style, data, run, weights=str(pth), image_size=32, batch_size=2, max_steps=1, workers=0,
@@ -164,8 +164,8 @@ def build_assets(root: Path) -> Assets:
     (root / "text.mp4").write_text("this is not a video")
     (root / "text.t7").write_text("this is not a Torch7 file")
     (root / "truncated.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
-    from styleforge.transfer import save_style_model
-    from styleforge.vgg import load_vgg19
+    from styleforge.transfer.model import save_style_model
+    from styleforge.vgg.network import load_vgg19
     from tests.synthetic import random_adain_network
 
     adain_model = save_style_model(random_adain_network(load_vgg19(str(pth))), root / "adain.safetensors", {})

@@ -37,7 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     every test (and every CLI subprocess) shares the user's ops cache, so the native
     libraries are built once, not once per test; ONNX Runtime headers fetched into the
     user's cache by scripts/fetch-onnxruntime-headers are found too."""
-    from styleforge.weights.registry import styleforge_home
+    from styleforge.utils.home import styleforge_home
 
     threads = threads_per_xdist_worker()
     if threads is not None:

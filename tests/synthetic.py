@@ -67,7 +67,7 @@ def random_weights(
 def random_style_network(seed: int = 0) -> nn.Module:
     """The full-size TransformNet with random convolutions and random instance-norm scales
     (0.5-1.5) and shifts (-0.5-0.5), so no layer is close to an identity."""
-    from styleforge.transform_net import TransformNet
+    from styleforge.nets.transform_net import TransformNet
 
     torch.manual_seed(seed)
     net = TransformNet()
@@ -261,7 +261,7 @@ def random_adain_network(vgg: nn.Module, seed: int = 0) -> nn.Module:
     convolutions, the last one scaled so a probe image decodes to pixels spread around
     mid-grey (the default initialisation decodes nearly every image to one colour, which
     would make comparisons of outputs vacuous)."""
-    from styleforge.adain.network import AdaINNet
+    from styleforge.nets.adain import AdaINNet
 
     torch.manual_seed(seed)
     net = AdaINNet(vgg).eval()

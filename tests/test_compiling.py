@@ -1,4 +1,4 @@
-"""torch.compile's artefacts go to the styleforge cache folder (styleforge.compiling)."""
+"""torch.compile's artefacts go to the styleforge cache folder (styleforge.utils.compiling)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from styleforge.compiling import CACHE_VARIABLE, compile_cache_dir, compile_network
+from styleforge.utils.compiling import CACHE_VARIABLE, compile_cache_dir, compile_network
 
 SCRIPT = """
 import torch
-from styleforge.compiling import compile_network
+from styleforge.utils.compiling import compile_network
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
 x = torch.rand(1, 3, 16, 16)
 with torch.inference_mode():
@@ -45,8 +45,8 @@ def test_transfer_with_compile_matches_the_eager_network(tmp_path: Path) -> None
     from PIL import Image
 
     from styleforge.config import TransferOptions
-    from styleforge.transfer import load_style_model, save_style_model
-    from styleforge.transform_net import TransformNet
+    from styleforge.nets.transform_net import TransformNet
+    from styleforge.transfer.model import load_style_model, save_style_model
 
     torch.manual_seed(0)
     path = save_style_model(TransformNet(), tmp_path / "m.safetensors", {"steps": 0}, Image.new("RGB", (8, 8)))

@@ -1,4 +1,4 @@
-"""CUDA-graph replay of a network (styleforge.cuda_graphs): the same numbers as eager
+"""CUDA-graph replay of a network (styleforge.utils.cuda_graphs): the same numbers as eager
 calls, for new contents of a captured shape, under autocast, and after the network's
 styles are re-selected. Runs where CUDA is available; elsewhere only the pass-through."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from styleforge.cuda_graphs import GraphedCalls
 from styleforge.devices import autocast
-from styleforge.transform_net import TransformNet
+from styleforge.nets.transform_net import TransformNet
+from styleforge.utils.cuda_graphs import GraphedCalls
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -80,7 +80,7 @@ def test_compiled_network_is_replayed_as_a_graph_through_style_model(tmp_path: o
     from PIL import Image
 
     from styleforge.config import TransferOptions
-    from styleforge.transfer import load_style_model, save_style_model
+    from styleforge.transfer.model import load_style_model, save_style_model
 
     path = save_style_model(_net(), tmp_path / "m.safetensors", {"steps": 0})  # type: ignore[operator]
     options = {"device": "cuda", "precision": "fp32"}

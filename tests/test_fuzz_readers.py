@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from styleforge.errors import StyleforgeError
-from styleforge.images import read_image
-from styleforge.transfer import load_style_model
-from styleforge.weights.formats import read_weights_file
+from styleforge.images.io import read_image
+from styleforge.transfer.model import load_style_model
+from styleforge.vgg.weights.formats import read_weights_file
 from tests.synthetic import random_weights, write_matconvnet_mat, write_torchvision_pth
 
 EXAMPLES = int(os.environ.get("STYLEFORGE_FUZZ_EXAMPLES", "40"))
@@ -84,13 +84,13 @@ def test_image_reader_fuzz(suffix: str, data: st.DataObject, tmp_path: Path) -> 
 @pytest.fixture(scope="module")
 def originals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """Valid files of every reader's format."""
-    from styleforge.training import train
+    from styleforge.training.johnson import train
     from tests.conftest import make_photo
 
     folder = tmp_path_factory.mktemp("fuzz-originals")
     source = random_weights(seed=3)
     pth, mat = write_torchvision_pth(source, folder / "w.pth"), write_matconvnet_mat(source, folder / "w.mat")
-    from styleforge.weights.formats import write_safetensors
+    from styleforge.vgg.weights.formats import write_safetensors
 
     write_safetensors(read_weights_file(pth), folder / "w.safetensors")
     data = folder / "data"

@@ -10,13 +10,13 @@ import torch
 from PIL import Image
 
 import styleforge as sf
-from styleforge.color import match_color_histogram, rgb_to_yiq, to_float
 from styleforge.config import GatysOptions
 from styleforge.errors import StyleforgeError
-from styleforge.gatys import StepInfo, run_stylize
-from styleforge.gatys_engine import ScaleProblem
-from styleforge.gatys_torch import TorchEngine
-from styleforge.images import image_to_array
+from styleforge.gatys.driver import StepInfo, run_stylize
+from styleforge.gatys.engine import ScaleProblem
+from styleforge.gatys.torch_engine import TorchEngine
+from styleforge.images.color import match_color_histogram, rgb_to_yiq, to_float
+from styleforge.images.io import image_to_array
 
 
 def _image(seed: int, size: tuple[int, int], hue: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:

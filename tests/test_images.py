@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from styleforge.errors import StyleforgeError
-from styleforge.images import find_images, read_image, to_rgb, write_image
+from styleforge.images.io import find_images, read_image, to_rgb, write_image
 
 
 def png_declaring(path: Path, width: int, height: int) -> Path:

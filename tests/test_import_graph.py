@@ -74,6 +74,57 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_gatys_engines_do_not_import_the_driver() -> None:
     graph = import_graph()
-    for engine in ("styleforge.gatys_torch", "styleforge.numpy_engine.gatys"):
-        assert "styleforge.gatys" not in graph[engine]
-        assert "styleforge.gatys_engine" in graph[engine]
+    for engine in ("styleforge.gatys.torch_engine", "styleforge.gatys.numpy_engine"):
+        assert "styleforge.gatys.driver" not in graph[engine]
+        assert "styleforge.gatys.engine" in graph[engine]
+
+
+def folder_graph(graph: dict[str, set[str]], package: str) -> dict[str, set[str]]:
+    """The import graph between the direct children (modules and subpackages) of
+    ``package``: child A -> child B when any module inside A imports any module inside B."""
+    depth = package.count(".") + 2
+
+    def child(module: str) -> str | None:
+        return ".".join(module.split(".")[:depth]) if module.startswith(package + ".") else None
+
+    folders: dict[str, set[str]] = {}
+    for module, deps in graph.items():
+        if (source := child(module)) is not None:
+            targets = {child(d) for d in deps} - {None, source}
+            folders.setdefault(source, set()).update(t for t in targets if t is not None)
+    for targets in list(folders.values()):
+        for target in targets:
+            folders.setdefault(target, set())
+    return folders
+
+
+def _packages(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(m for m in graph if any(other.startswith(m + ".") for other in graph))
+
+
+def test_no_folder_imports_itself_through_others() -> None:
+    """Every folder is one floor: on each level of the package (the top level, and inside
+    every subpackage) the children import each other without a cycle, lazy imports counted."""
+    graph = import_graph()
+    cycles = {pkg: cycle for pkg in _packages(graph) if (cycle := find_cycle(folder_graph(graph, pkg)))}
+    assert not cycles, "; ".join(f"in {pkg}: {' -> '.join(cycle)}" for pkg, cycle in cycles.items())
+
+
+def test_the_folder_graph_sees_a_cycle_through_subpackages() -> None:
+    graph = {"p": set(), "p.a": set(), "p.a.x": {"p.b.y"}, "p.b": set(), "p.b.y": {"p.a"}, "p.c": {"p.a.x"}}
+    assert folder_graph(graph, "p") == {"p.a": {"p.b"}, "p.b": {"p.a"}, "p.c": {"p.a"}}
+    assert find_cycle(folder_graph(graph, "p")) == ["p.a", "p.b", "p.a"]
+
+
+def test_the_package_root_holds_at_most_eight_modules() -> None:
+    flat = sorted(p.name for p in ROOT.glob("*.py"))
+    assert len(flat) <= 8, flat
+
+
+def test_the_layers_point_down() -> None:
+    """The foundations import no workflow: utils, images, runtime, nets and vgg never reach
+    the packages that train, transfer, deploy, serve or parse the command line."""
+    graph = folder_graph(import_graph(), "styleforge")
+    upper = {f"styleforge.{name}" for name in ("training", "transfer", "deploy", "service", "cli", "video", "gatys")}
+    for lower in ("utils", "images", "runtime", "nets", "vgg", "models", "ops", "losses"):
+        assert not graph[f"styleforge.{lower}"] & upper, (lower, graph[f"styleforge.{lower}"] & upper)

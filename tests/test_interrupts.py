@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from styleforge.interrupts import deferred_interrupt
+from styleforge.utils.interrupts import deferred_interrupt
 
 
 def test_sigint_inside_the_block_is_raised_after_it() -> None:
@@ -61,7 +61,7 @@ def test_an_ignored_or_custom_sigint_is_left_alone() -> None:
 
 def _run(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``script`` with the CLI's handlers installed first; returns the finished process."""
-    prelude = "import os, signal, sys, time\nfrom styleforge.interrupts import install_signal_handlers\n"
+    prelude = "import os, signal, sys, time\nfrom styleforge.utils.interrupts import install_signal_handlers\n"
     return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(script), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120, check=False)
 
@@ -74,7 +74,7 @@ def test_sigterm_inside_pytorchs_cxx_import_waits_for_the_import(handlers: str) 
     ``import torch`` has finished. "plain" is the handler without the deferral, showing
     the spot is a real one."""
     result = _run("""
-        from styleforge.interrupts import Terminated
+        from styleforge.utils.interrupts import Terminated
         if sys.argv[1] == "installed":
             install_signal_handlers()
         else:
@@ -156,7 +156,7 @@ def test_installing_leaves_an_ignored_sigint_ignored_and_keeps_holding() -> None
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         install_signal_handlers()
         print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
-        from styleforge.interrupts import Terminated, deferred_interrupt
+        from styleforge.utils.interrupts import Terminated, deferred_interrupt
         done = []
         try:
             with deferred_interrupt():

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from styleforge.errors import StyleforgeError
-from styleforge.loss_scales import blend_targets, normalized_layer_weights
-from styleforge.losses import content_loss, gram_matrix, style_loss, style_target, total_variation
+from styleforge.losses.perceptual import content_loss, gram_matrix, style_loss, style_target, total_variation
+from styleforge.losses.scales import blend_targets, normalized_layer_weights
 from styleforge.numpy_engine.losses import StyleLoss
 from styleforge.numpy_engine.losses import style_target as np_style_target
 

@@ -1,4 +1,4 @@
-"""Large freed blocks are kept for reuse (styleforge.memory): no page faults on the
+"""Large freed blocks are kept for reuse (styleforge.utils.memory): no page faults on the
 second allocation of a feature-map-sized tensor, opt-outs respected, and the command
 applies it."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from styleforge import cli
-from styleforge.memory import ALLOCATOR_VARIABLE, reuse_freed_memory
+from styleforge.utils.memory import ALLOCATOR_VARIABLE, reuse_freed_memory
 from tests.conftest import assert_user_error, run_cli
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -24,7 +24,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 #: from fitting the next request exactly, so the heap first grows by a few blocks.)
 SCRIPT = """
 import resource, sys, torch
-from styleforge.memory import reuse_freed_memory
+from styleforge.utils.memory import reuse_freed_memory
 applied = reuse_freed_memory() if sys.argv[1] == "reuse" else False
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 def round_trip():

@@ -16,9 +16,9 @@ from PIL import Image
 import styleforge as sf
 from styleforge.config import TrainOptions, TransferOptions
 from styleforge.errors import StyleforgeError
-from styleforge.training import Trainer
-from styleforge.transfer import load_style_model, save_style_model
-from styleforge.transform_net import InstanceNorm, TransformNet
+from styleforge.nets.transform_net import InstanceNorm, TransformNet
+from styleforge.training.johnson import Trainer
+from styleforge.transfer.model import load_style_model, save_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
 
 SMALL = dict(image_size=48, batch_size=4, workers=0, device="cpu", log_every=1, checkpoint_every=0, precision="fp32")
@@ -246,7 +246,7 @@ def test_style_weights_on_a_single_style_onnx_file_are_refused(tmp_path: Path) -
 def test_resume_continues_exactly_with_several_styles(tmp_path: Path, weight_files: dict[str, Path], extend: bool) -> None:
     """Stopped after 3 steps (mid-rotation) and resumed, a multi-style run (and an --extend
     run) ends where the uninterrupted run does, and a different style set is refused."""
-    from styleforge.training import train
+    from styleforge.training.johnson import train
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from styleforge.config import GatysOptions
-from styleforge.gatys import run_stylize
+from styleforge.gatys.driver import run_stylize
 from styleforge.numpy_engine import (
     LBFGS,
     VGG19,
@@ -30,8 +30,8 @@ from styleforge.numpy_engine import (
     style_target,
 )
 from styleforge.numpy_engine.layers import Layer
-from styleforge.vgg import load_vgg19
-from styleforge.weights.formats import read_weights_file
+from styleforge.vgg.network import load_vgg19
+from styleforge.vgg.weights.formats import read_weights_file
 
 
 def numeric_gradient(fn: Callable[[], float], array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -196,7 +196,7 @@ def test_linear_relu_softmax_match_pytorch_and_naive_equals_fast() -> None:
 
 @pytest.mark.parametrize("normalization", ["course", "johnson", "mse"])
 def test_style_loss_value_and_gradient(normalization: str) -> None:
-    from styleforge.losses import style_loss
+    from styleforge.losses.perceptual import style_loss
 
     rng = np.random.default_rng(9)
     x, y = rng.normal(size=(1, 3, 4, 5)), rng.normal(size=(1, 3, 4, 5))
@@ -211,7 +211,7 @@ def test_style_loss_value_and_gradient(normalization: str) -> None:
 
 @pytest.mark.parametrize("normalization", ["course", "mse", "sum"])
 def test_content_loss_value_and_gradient(normalization: str) -> None:
-    from styleforge.losses import content_loss
+    from styleforge.losses.perceptual import content_loss
 
     rng = np.random.default_rng(10)
     x, y = rng.normal(size=(2, 3, 4, 5)), rng.normal(size=(2, 3, 4, 5))
@@ -222,7 +222,7 @@ def test_content_loss_value_and_gradient(normalization: str) -> None:
 
 @pytest.mark.parametrize("kind", ["l2", "l1"])
 def test_total_variation_value_and_gradient(kind: str) -> None:
-    from styleforge.losses import total_variation
+    from styleforge.losses.perceptual import total_variation
 
     rng = np.random.default_rng(11)
     x = rng.random((1, 3, 5, 6))
@@ -333,7 +333,7 @@ def test_engine_imports_and_runs_with_torch_unimportable(weight_files: dict[str,
 import sys
 sys.modules["torch"] = None  # any 'import torch' now raises ImportError
 import styleforge.numpy_engine as ne
-from styleforge.gatys import run_stylize
+from styleforge.gatys.driver import run_stylize
 from styleforge.config import GatysOptions
 from PIL import Image
 img = Image.new("RGB", (40, 32), (120, 80, 40))

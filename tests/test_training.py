@@ -16,9 +16,9 @@ from PIL import Image
 import styleforge as sf
 from styleforge.config import COURSE_TRAIN_LOSS_WEIGHTS, TrainOptions
 from styleforge.errors import StyleforgeError
-from styleforge.training import EpochSampler, PhotoFolder, Trainer, train
-from styleforge.training_plan import check_data
-from styleforge.transfer import load_style_model
+from styleforge.training.johnson import EpochSampler, PhotoFolder, Trainer, train
+from styleforge.training.plan import check_data
+from styleforge.transfer.model import load_style_model
 from tests.conftest import make_photo
 
 SMALL = dict(image_size=48, batch_size=4, workers=0, device="cpu", log_every=1, checkpoint_every=0)
@@ -211,7 +211,7 @@ def _ddp_worker(rank: int, world: int, port: int, args: dict) -> None:
     torch.set_num_threads(1)
     import torch.distributed as td
 
-    from styleforge.training import Trainer
+    from styleforge.training.johnson import Trainer
 
     trainer = Trainer(Image.open(args["style"]).convert("RGB"), "style.png", args["data"], args["out"],
                       sf.TrainOptions(weights=args["weights"], max_steps=2, **SMALL), progress=False)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from styleforge.color import rgb_to_yiq
 from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
-from styleforge.transfer import load_style_model, save_style_model
+from styleforge.images.color import rgb_to_yiq
+from styleforge.transfer.model import load_style_model, save_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
 from tests.synthetic import random_style_network
 
@@ -114,7 +114,7 @@ def test_norm_strength_one_is_the_network(model_file: Path, photo: Image.Image) 
 
 
 def test_norm_strength_needs_an_instance_norm_pytorch_model(tmp_path: Path, model_file: Path) -> None:
-    from styleforge.transform_net import TransformNet
+    from styleforge.nets.transform_net import TransformNet
 
     batch = save_style_model(TransformNet(norm="batch"), tmp_path / "bn.safetensors", {})
     with pytest.raises(StyleforgeError, match="needs an instance-norm network"):

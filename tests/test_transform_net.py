@@ -8,7 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from styleforge.errors import StyleforgeError
-from styleforge.transform_net import InstanceNorm, TransformNet, channels_last_moments, parameter_count, set_norm_mode
+from styleforge.nets.transform_net import (
+    InstanceNorm,
+    TransformNet,
+    channels_last_moments,
+    parameter_count,
+    set_norm_mode,
+)
 
 
 @pytest.mark.parametrize("norm", ["instance", "batch"])

@@ -11,8 +11,8 @@ from PIL import Image
 
 import styleforge as sf
 from styleforge.errors import StyleforgeError
-from styleforge.preprocessing import MATCONVNET, TORCHVISION, Convention, resize_for_network
-from styleforge.vgg import LAYER_NAMES
+from styleforge.vgg.network import LAYER_NAMES
+from styleforge.vgg.preprocessing import MATCONVNET, TORCHVISION, Convention, resize_for_network
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_top_k_is_capped_at_number_of_classes(vgg_pth: sf.VGG19) -> None:
 
 
 def test_imagenet_names_are_shipped() -> None:
-    from styleforge.classes import class_names_for, imagenet_classes
+    from styleforge.vgg.classes import class_names_for, imagenet_classes
 
     names = imagenet_classes()
     assert len(names) == 1000 and names[0] == "tench" and names[281] == "tabby" and names[999] == "toilet tissue"

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from styleforge.errors import StyleforgeError
-from styleforge.preprocessing import MATCONVNET, TORCHVISION
-from styleforge.vgg import VGG19, load_vgg19
-from styleforge.weights.formats import read_weights_file, torchvision_key_map, write_safetensors
+from styleforge.vgg.network import VGG19, load_vgg19
+from styleforge.vgg.preprocessing import MATCONVNET, TORCHVISION
+from styleforge.vgg.weights.formats import read_weights_file, torchvision_key_map, write_safetensors
 from tests.synthetic import (
     MATCONVNET_MEAN,
     SourceWeights,

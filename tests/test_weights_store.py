@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from styleforge.download import download_file
 from styleforge.errors import StyleforgeError
-from styleforge.weights import registry, store
-from styleforge.weights.formats import read_safetensors, read_weights_file
-from styleforge.weights.registry import REGISTRY, WeightSpec
+from styleforge.utils.download import download_file
+from styleforge.vgg.weights import registry, store
+from styleforge.vgg.weights.formats import read_safetensors, read_weights_file
+from styleforge.vgg.weights.registry import REGISTRY, WeightSpec
 
 
 def test_cache_location_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -23,13 +23,13 @@ from styleforge.errors import StyleforgeError
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_vgg19": "styleforge.vgg",
-    "VGG19": "styleforge.vgg",
-    "LAYER_NAMES": "styleforge.vgg",
-    "Prediction": "styleforge.vgg",
+    "load_vgg19": "styleforge.vgg.network",
+    "VGG19": "styleforge.vgg.network",
+    "LAYER_NAMES": "styleforge.vgg.network",
+    "Prediction": "styleforge.vgg.network",
     "classify_files": "styleforge.classify",
-    "stylize": "styleforge.gatys",
-    "run_stylize": "styleforge.gatys",
+    "stylize": "styleforge.gatys.driver",
+    "run_stylize": "styleforge.gatys.driver",
     "GatysOptions": "styleforge.config",
     "TrainOptions": "styleforge.config",
     "TransferOptions": "styleforge.config",
@@ -37,15 +37,15 @@ _LAZY = {
     "transfer_video": "styleforge.video.transfer",
     "import_model": "styleforge.models.store",
     "download_model": "styleforge.models.store",
-    "TransformNet": "styleforge.transform_net",
-    "train": "styleforge.training",
-    "train_adain": "styleforge.adain.training",
+    "TransformNet": "styleforge.nets.transform_net",
+    "train": "styleforge.training.johnson",
+    "train_adain": "styleforge.training.adain",
     "AdaINTrainOptions": "styleforge.config",
-    "load_style_model": "styleforge.transfer",
-    "read_image": "styleforge.images",
-    "write_image": "styleforge.images",
-    "Convention": "styleforge.preprocessing",
-    "reuse_freed_memory": "styleforge.memory",
+    "load_style_model": "styleforge.transfer.model",
+    "read_image": "styleforge.images.io",
+    "write_image": "styleforge.images.io",
+    "Convention": "styleforge.vgg.preprocessing",
+    "reuse_freed_memory": "styleforge.utils.memory",
 }
 
 __all__ = ["StyleforgeError", "__version__", *_LAZY]

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from styleforge.classes import Prediction
 from styleforge.config import ClassifyOptions
 from styleforge.errors import StyleforgeError
-from styleforge.images import read_images
-from styleforge.limits import check_pixel_budget
-from styleforge.weights.store import weights_file
+from styleforge.images.io import read_images
+from styleforge.utils.limits import check_pixel_budget
+from styleforge.vgg.classes import Prediction
+from styleforge.vgg.weights.store import weights_file
 
 ENGINES = ("torch", "numpy")
 
@@ -100,9 +100,9 @@ def classify_files(
     """Classify image files, ``options.repeat`` times, and report predictions and timings.
 
     Args:
-        paths: image files (any supported format; see :mod:`styleforge.images`).
+        paths: image files (any supported format; see :mod:`styleforge.images.io`).
         options: classification options (defaults: :class:`ClassifyOptions`).
-        vgg: an already loaded network for ``options.engine`` (a :class:`styleforge.vgg.VGG19`
+        vgg: an already loaded network for ``options.engine`` (a :class:`styleforge.vgg.network.VGG19`
             or a :class:`styleforge.numpy_engine.VGG19`); default: load ``options.weights``.
 
     Returns:
@@ -170,7 +170,7 @@ def _is_onnx(weights: str | os.PathLike[str]) -> bool:
 
 def _runner_for(opts: ClassifyOptions, vgg: object | None) -> _Runner:
     """The runner for the engine, or ONNX Runtime for an exported ``.onnx`` classifier."""
-    from styleforge.deploy.runtime import OnnxClassifier
+    from styleforge.vgg.onnx_classifier import OnnxClassifier
 
     if isinstance(vgg, OnnxClassifier) or (vgg is None and _is_onnx(opts.weights)):
         return _onnx_runner(opts, vgg)
@@ -178,7 +178,7 @@ def _runner_for(opts: ClassifyOptions, vgg: object | None) -> _Runner:
 
 
 def _onnx_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
-    from styleforge.deploy.runtime import OnnxClassifier
+    from styleforge.vgg.onnx_classifier import OnnxClassifier
 
     if opts.engine != "torch" or opts.precision != "fp32":
         raise StyleforgeError("an ONNX classifier runs as exported (ONNX Runtime or OpenVINO): drop --engine and --precision")
@@ -197,13 +197,13 @@ def _torch_runner(opts: ClassifyOptions, vgg: object | None) -> _Runner:
     import torch
 
     from styleforge.devices import autocast, describe_device, resolve_device, synchronize
-    from styleforge.vgg import VGG19, load_vgg19
+    from styleforge.vgg.network import VGG19, load_vgg19
 
     device = resolve_device(opts.device)
     precision = autocast(device, opts.precision)  # refuses an unsupported precision before any loading
     model = vgg if vgg is not None else load_vgg19(opts.weights, device=device)
     if not isinstance(model, VGG19):
-        raise StyleforgeError("engine 'torch' needs a styleforge.vgg.VGG19 (see sf.load_vgg19)")
+        raise StyleforgeError("engine 'torch' needs a styleforge.vgg.network.VGG19 (see sf.load_vgg19)")
     model = model.to(device=device, memory_format=torch.channels_last)
 
     def probabilities(batch: object) -> np.ndarray:

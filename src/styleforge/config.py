@@ -18,7 +18,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 #: Values accepted by every ``--precision`` option: fp32 is exact; bf16 (CPU with
 #: AVX512-BF16/AMX, or CUDA) and fp16 (CUDA only) run under torch.autocast.
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
-#: Runtimes for exported ``.onnx`` models (styleforge.deploy.sessions): ``auto`` picks
+#: Runtimes for exported ``.onnx`` models (styleforge.runtime.sessions): ``auto`` picks
 #: OpenVINO for INT8 files on the CPU when installed, ONNX Runtime otherwise.
 RUNTIME_CHOICES = ("auto", "onnxruntime", "openvino")
 #: How ``transfer --strength`` applies (TransferOptions.strength_mode).
@@ -27,7 +27,7 @@ STRENGTH_MODES = ("pixel", "norm")
 NORMS = ("instance", "batch")
 UPSAMPLES = ("resize", "deconv")
 
-#: Normalisations of the perceptual losses (see :mod:`styleforge.losses`).
+#: Normalisations of the perceptual losses (see :mod:`styleforge.losses.perceptual`).
 CONTENT_NORMALIZATIONS = ("course", "mse", "sum")
 STYLE_NORMALIZATIONS = ("course", "johnson", "mse")
 TV_KINDS = ("l2", "l1")
@@ -123,7 +123,7 @@ def max_pixels_from_env() -> int:
 
 @dataclass(frozen=True)
 class ClassifyOptions:
-    """Options of ``styleforge classify`` / :meth:`styleforge.vgg.VGG19.classify`.
+    """Options of ``styleforge classify`` / :meth:`styleforge.vgg.network.VGG19.classify`.
 
     Attributes:
         weights: cached weights name or a path to a .pth/.mat/.safetensors file.
@@ -187,9 +187,9 @@ class GatysOptions:
         style_layers: layers of the style loss.
         style_layer_weights: one weight per style layer (normalised to sum 1); None = equal.
         style_blend: one weight per style image (normalised to sum 1); None = equal.
-        content_loss, style_loss, tv_kind: normalisations (see :mod:`styleforge.losses`).
+        content_loss, style_loss, tv_kind: normalisations (see :mod:`styleforge.losses.perceptual`).
         init: starting image: ``content``, ``noise`` (uniform, seeded) or ``style``.
-        preserve_color: None, ``luminance`` or ``histogram`` (see :mod:`styleforge.color`).
+        preserve_color: None, ``luminance`` or ``histogram`` (see :mod:`styleforge.images.color`).
         scales: long sides for coarse-to-fine runs, e.g. (256, 512); each scale starts
             from the upsampled previous result; the last one is the output size.
         style_scale: style image long side relative to the output's.
@@ -261,7 +261,7 @@ COURSE_TRAIN_LOSS_WEIGHTS = (7.5, 100.0 * 5, 200.0 * 255.0**2)
 
 #: Default (content_weight, style_weight, tv_weight) for Johnson training per VGG
 #: convention, with content loss "mse" on relu4_2, style loss "mse" (per-position Grams,
-#: see styleforge.loss_scales) averaged over relu1_1..relu5_1, and TV (mean squared
+#: see styleforge.losses.scales) averaged over relu1_1..relu5_1, and TV (mean squared
 #: neighbour differences) on the output in [0, 1]. torchvision: PyTorch's
 #: fast_neural_style calibration (content 1e5, style 1e10 per layer, i.e. 5e10 for a
 #: mean over five layers) with TV at ~1% of the content term; MatConvNet: the course's
@@ -401,7 +401,7 @@ class TransferOptions:
             padding passes: ~6x the plain eager speed at 512 px on a 2-core AMX CPU, after a
             ~25 s compilation per image size the first time on a machine and ~5 s in later
             runs, whose compiled kernels are cached in the styleforge cache folder
-            (:mod:`styleforge.compiling`); worth it for many same-size images).
+            (:mod:`styleforge.utils.compiling`); worth it for many same-size images).
         runtime: for ``.onnx`` models, one of :data:`RUNTIME_CHOICES`.
         power_difference: compute every squared difference of instance norm's variance with the
             PowerDifference operator (``torch.ops.styleforge.power_difference``, z = 2)
@@ -429,12 +429,12 @@ class TransferOptions:
             statistics are taken (the paper's 512; statistics depend on the scale of the
             brush strokes, so this is a knob for stroke size).
         cuda_graphs: on CUDA, an image shape seen a third time is captured as a CUDA
-            graph and replayed from then on (:mod:`styleforge.cuda_graphs`): the launch
+            graph and replayed from then on (:mod:`styleforge.utils.cuda_graphs`): the launch
             overhead goes, 1.6x faster at 512 px on an H200; no effect on the CPU, with
             ``compile``, or on tiles.
         preserve_color: None, ``luminance`` (the stylised luminance with the photo's
             chroma) or ``histogram`` (the stylised image recoloured to the photo's colour
-            mean and covariance); see :mod:`styleforge.color`.
+            mean and covariance); see :mod:`styleforge.images.color`.
     """
 
     size: int | None = None

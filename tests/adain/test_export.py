@@ -18,7 +18,7 @@ import styleforge as sf
 from styleforge.config import QuantizeOptions, TransferOptions
 from styleforge.deploy.export import export_style_model
 from styleforge.deploy.quantize import quantize_model
-from styleforge.transfer import load_style_model, save_style_model
+from styleforge.transfer.model import load_style_model, save_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
 from tests.synthetic import random_adain_network
 
@@ -103,6 +103,6 @@ def test_cli_export_transfer_and_refusals(model_file: Path, exported: Path, imag
     assert_user_error(run_cli("export", "--model", str(model_file), "-o", str(tmp_path / "y.onnx"), "--style-weights", "0"),
                       "do not apply to an AdaIN model")
     with pytest.raises(sf.StyleforgeError, match="needs a style first"):
-        from styleforge.deploy.runtime import OnnxAdaINNet
+        from styleforge.nets.onnx import OnnxAdaINNet
 
         OnnxAdaINNet(exported)(torch.zeros(1, 3, 16, 16))

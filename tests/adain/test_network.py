@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import styleforge as sf
-from styleforge.adain.network import AdaINNet, Decoder, adain, channel_statistics, encoder_widths
 from styleforge.errors import StyleforgeError
+from styleforge.nets.adain import AdaINNet, Decoder, adain, channel_statistics, encoder_widths
 
 
 @pytest.fixture(scope="module")

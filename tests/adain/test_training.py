@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 import styleforge as sf
-from styleforge.adain.network import adain
-from styleforge.adain.training import AdaINTrainer, PairSampler, train_adain
 from styleforge.config import AdaINTrainOptions
 from styleforge.errors import StyleforgeError
-from styleforge.training_loop import EpochSampler
-from styleforge.transfer import load_style_model
+from styleforge.nets.adain import adain
+from styleforge.training.adain import AdaINTrainer, PairSampler, train_adain
+from styleforge.training.loop import EpochSampler
+from styleforge.transfer.model import load_style_model
 from tests.conftest import make_photo
 
 SMALL = dict(image_size=32, batch_size=4, workers=0, device="cpu", log_every=1, checkpoint_every=0, precision="fp32")

@@ -15,9 +15,10 @@ from PIL import Image
 
 import styleforge as sf
 from styleforge.deploy.export import export_classifier
-from styleforge.deploy.runtime import OnnxClassifier, OnnxTransformNet
 from styleforge.errors import StyleforgeError
-from styleforge.transfer import load_style_model
+from styleforge.nets.onnx import OnnxTransformNet
+from styleforge.transfer.model import load_style_model
+from styleforge.vgg.onnx_classifier import OnnxClassifier
 from tests.conftest import assert_user_error, make_photo, run_cli
 
 

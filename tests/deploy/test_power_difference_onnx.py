@@ -12,12 +12,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from styleforge.deploy import custom_ops
 from styleforge.deploy.export import export_style_model
 from styleforge.deploy.graph_rewrite import rewrite_squared_difference
-from styleforge.deploy.runtime import OnnxTransformNet
-from styleforge.deploy.sessions import open_session
+from styleforge.nets.onnx import OnnxTransformNet
 from styleforge.ops.ort_library import ort_include_dir
+from styleforge.runtime import custom_ops
+from styleforge.runtime.sessions import open_session
 from tests.conftest import assert_user_error, make_photo, run_cli
 from tests.setup_hints import ort_headers_hint
 
@@ -79,7 +79,7 @@ def test_export_writes_one_node_per_instance_norm(exported_pd: Path) -> None:
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_exported_model_runs_and_equals_pytorch(exported_pd: Path, style_model: Path, kernel: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
 
     _use_kernel(kernel, monkeypatch)
     x = torch.rand(2, 3, 37, 29, generator=torch.Generator().manual_seed(4)) * 255

@@ -16,7 +16,7 @@ from styleforge.config import QuantizeOptions
 from styleforge.deploy.export import export_classifier
 from styleforge.deploy.quantize import quantize_model
 from styleforge.deploy.quantize_config import read_quantize_config
-from styleforge.transfer import load_style_model
+from styleforge.transfer.model import load_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

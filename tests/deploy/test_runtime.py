@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 
 from styleforge.config import TransferOptions
-from styleforge.deploy import sessions
-from styleforge.deploy.norm_graphs import MEAN, VAR, frozen_statistics_graph, instance_norm_nodes, statistics_graph
-from styleforge.deploy.runtime import OnnxTransformNet
 from styleforge.errors import StyleforgeError
-from styleforge.transfer import _to_tensor, load_style_model, stylize_tiled
-from styleforge.transform_net import InstanceNorm
+from styleforge.nets.onnx import OnnxTransformNet
+from styleforge.nets.transform_net import InstanceNorm
+from styleforge.runtime import sessions
+from styleforge.runtime.norm_graphs import MEAN, VAR, frozen_statistics_graph, instance_norm_nodes, statistics_graph
+from styleforge.transfer.model import _to_tensor, load_style_model, stylize_tiled
 from tests.conftest import make_photo, run_cli
 
 
@@ -122,7 +122,7 @@ def test_signals_still_work_after_openvino_sessions_are_gone(exported: Path) -> 
 
     code = (
         "import gc, os, signal, sys, time, torch\n"
-        "from styleforge.deploy.runtime import OnnxTransformNet\n"
+        "from styleforge.nets.onnx import OnnxTransformNet\n"
         "net = OnnxTransformNet(sys.argv[1], runtime='openvino')\n"
         "x = torch.rand(1, 3, 40, 40) * 255\n"
         "net(x); net.record_norm_statistics(x); net(x)\n"

@@ -17,7 +17,7 @@ from PIL import Image
 from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
 from styleforge.models import registry, store
-from styleforge.transfer import load_style_model
+from styleforge.transfer.model import load_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
 from tests.models.reference import (
     export_opset9,

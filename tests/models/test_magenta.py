@@ -22,8 +22,8 @@ from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
 from styleforge.models import registry, store
 from styleforge.models.formats.magenta import StylePredictor, convert_arbitrary, convert_multistyle
-from styleforge.transfer import load_style_model
-from styleforge.transform_net import StyleVectorStylizer, TransformNet
+from styleforge.nets.transform_net import StyleVectorStylizer, TransformNet
+from styleforge.transfer.model import load_style_model
 from tests.conftest import assert_user_error, run_cli
 from tests.warm_cli import run_styleforge
 

@@ -20,7 +20,7 @@ from PIL import Image
 from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
 from styleforge.models import registry, store
-from styleforge.transfer import load_style_model
+from styleforge.transfer.model import load_style_model
 from tests.conftest import assert_user_error, run_cli
 from tests.models.torch7 import jcjohnson_model, reference_stylise, save_t7
 

@@ -56,7 +56,7 @@ def test_styles_list_fast_and_gatys_with_thumbnails(server: Server, style_folder
 
 def test_multipart_job_gives_the_models_own_output(server: Server, style_folder: Path, tmp_path: Path) -> None:
     from styleforge.config import TransferOptions
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
 
     upload = photo_bytes(tmp_path, "holiday.png", size=(90, 60))
     created = submit(server, upload, "holiday.png", size=64)
@@ -285,7 +285,7 @@ def test_finished_jobs_expire(servers: list[Server], style_folder: Path, tmp_pat
 def test_exported_onnx_models_are_served_the_same_way(servers: list[Server], style_folder: Path, tmp_path: Path) -> None:
     from styleforge.config import TransferOptions
     from styleforge.deploy.export import export_style_model
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
 
     models = tmp_path / "models"
     models.mkdir()
@@ -303,7 +303,7 @@ def test_exported_onnx_models_are_served_the_same_way(servers: list[Server], sty
 
 def test_each_style_of_a_multistyle_model_is_offered(servers: list[Server], tmp_path: Path) -> None:
     from styleforge.config import TransferOptions
-    from styleforge.transfer import load_style_model, save_style_model, thumbnail_png_base64
+    from styleforge.transfer.model import load_style_model, save_style_model, thumbnail_png_base64
     from tests.test_multistyle import random_multistyle
 
     models = tmp_path / "models"
@@ -342,7 +342,7 @@ def test_any_style_models_take_the_painting_with_the_job(servers: list[Server], 
     import styleforge as sf
     from styleforge.config import TransferOptions
     from styleforge.deploy.export import export_style_model
-    from styleforge.transfer import load_style_model, save_style_model
+    from styleforge.transfer.model import load_style_model, save_style_model
     from tests.synthetic import random_adain_network
 
     models = tmp_path / "models"

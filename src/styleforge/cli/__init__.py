@@ -33,9 +33,9 @@ from styleforge.cli import stylize as stylize_cmd
 from styleforge.cli import weights as weights_cmd
 from styleforge.cli.common import ArgumentParser
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import os_reason
-from styleforge.interrupts import Terminated, forget_stops, install_signal_handlers, stop_requested
-from styleforge.memory import reuse_freed_memory
+from styleforge.utils.fs import os_reason
+from styleforge.utils.interrupts import Terminated, forget_stops, install_signal_handlers, stop_requested
+from styleforge.utils.memory import reuse_freed_memory
 
 COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd, adain_cmd, deploy_cmd, graph_cmd, service_cmd, models_cmd)
 
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_command(argv: Sequence[str] | None) -> int:
     """Parse ``argv``, run its handler and turn every outcome into an exit status."""
     try:
-        reuse_freed_memory()  # page faults were a quarter of CPU inference time (styleforge.memory)
+        reuse_freed_memory()  # page faults were a quarter of CPU inference time (styleforge.utils.memory)
         args = build_parser().parse_args(argv)
         status = int(args.handler(args) or 0)
     except KeyboardInterrupt as exc:

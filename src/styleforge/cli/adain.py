@@ -65,7 +65,7 @@ def run_train_adain(args: argparse.Namespace) -> int:
     """Train and print the model path. Options, the folders and the checkpoint to resume
     are checked before PyTorch is imported, so such errors come at once."""
     from styleforge.config import AdaINTrainOptions, options_from_kwargs
-    from styleforge.training_plan import check_run_paths, validate_adain_options
+    from styleforge.training.plan import check_run_paths, validate_adain_options
 
     options = dict(
         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, lr=args.lr, lr_decay=args.lr_decay,
@@ -75,7 +75,7 @@ def run_train_adain(args: argparse.Namespace) -> int:
     )
     validate_adain_options(options_from_kwargs(AdaINTrainOptions, options, "train_adain"))
     check_run_paths(args.out, [args.styles, args.data], args.weights, resume=args.resume)
-    from styleforge.adain.training import train_adain
+    from styleforge.training.adain import train_adain
 
     path = train_adain(args.styles, args.data, args.out, resume=args.resume, test_image=args.test_image,
                        progress=not args.quiet, **options)

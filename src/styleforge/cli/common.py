@@ -177,7 +177,7 @@ def check_output_suffix(path: str) -> None:
     """Fail early (before long work) when an output image has an unknown suffix."""
     from pathlib import Path
 
-    from styleforge.images import WRITE_FORMATS
+    from styleforge.images.io import WRITE_FORMATS
 
     if Path(path).suffix.lower() not in WRITE_FORMATS:
         raise StyleforgeError(f"output '{path}' needs an image suffix: {', '.join(sorted(WRITE_FORMATS))}")

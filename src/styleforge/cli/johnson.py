@@ -150,7 +150,7 @@ def run_train(args: argparse.Namespace) -> int:
     and the model to extend are checked before PyTorch is imported, so such errors come
     at once."""
     from styleforge.config import options_from_kwargs
-    from styleforge.training_plan import check_run_paths, validate_train_options
+    from styleforge.training.plan import check_run_paths, validate_train_options
 
     options = dict(
         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, style_size=args.style_size,
@@ -162,7 +162,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     validate_train_options(options_from_kwargs(TrainOptions, options, "train"))
     check_run_paths(args.out, [args.data], args.weights, resume=args.resume, extend=args.extend)
-    from styleforge.training import train
+    from styleforge.training.johnson import train
 
     path = train(args.style if len(args.style) > 1 else args.style[0], args.data, args.out, resume=args.resume,
                  test_image=args.test_image, progress=not args.quiet, **options)
@@ -174,7 +174,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_transfer(args: argparse.Namespace) -> int:
     """Stylise the inputs; prints one line per image (or JSON). Options, the model file and
     the outputs are checked before PyTorch is imported, so such errors come at once."""
-    from styleforge.transfer_plan import plan_outputs, resolve_model_file, validate_transfer_options
+    from styleforge.transfer.plan import plan_outputs, resolve_model_file, validate_transfer_options
     from styleforge.video.io import is_video
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
@@ -190,7 +190,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
         return run_video_transfer(args, inputs, model_file, options)
     items = plan_outputs(inputs, args.output)
-    from styleforge.transfer import load_style_model, transfer_files
+    from styleforge.transfer.model import load_style_model, transfer_files
 
     model = load_style_model(model_file, options=options)
 
@@ -221,7 +221,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 def run_check_data(args: argparse.Namespace) -> int:
     """List unreadable images under a folder and count the readable ones; exit 1 when
     some are unreadable, 2 (an error) when none is readable."""
-    from styleforge.training_plan import check_data
+    from styleforge.training.plan import check_data
 
     report = check_data(args.folder)
     if args.json:

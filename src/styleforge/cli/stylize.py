@@ -109,8 +109,8 @@ def options_from_args(args: argparse.Namespace) -> GatysOptions:
 
 def check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
     """Before any work: the output image, log and plot can be written and overwrite no input."""
-    from styleforge.fsutil import check_output_file
-    from styleforge.runlog import check_plot_path
+    from styleforge.utils.fs import check_output_file
+    from styleforge.utils.runlog import check_plot_path
 
     check_output_suffix(args.output)
     check_output_file(args.output, "output", inputs)
@@ -123,9 +123,9 @@ def check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Stylise, write the output (and snapshots, CSV, plot); 130 after Ctrl-C, 143 after SIGTERM."""
-    from styleforge.gatys import run_stylize, snapshot_writer, validate_options
-    from styleforge.images import read_image, write_image
-    from styleforge.interrupts import Terminated
+    from styleforge.gatys.driver import run_stylize, snapshot_writer, validate_options
+    from styleforge.images.io import read_image, write_image
+    from styleforge.utils.interrupts import Terminated
 
     options = validate_options(options_from_args(args))
     content_path = input_paths(args, "CONTENT", many=False)[0]

@@ -14,8 +14,8 @@ def run_video_transfer(args: argparse.Namespace, inputs: list[str], model_file: 
     """Stylise the one video in ``inputs`` into ``args.output`` with the model in
     ``model_file``; prints a summary (or JSON). The options and the output are checked
     before PyTorch is imported."""
-    from styleforge.fsutil import check_output_file
-    from styleforge.transfer_plan import check_video_options
+    from styleforge.transfer.plan import check_video_options
+    from styleforge.utils.fs import check_output_file
     from styleforge.video.io import check_video_output, require_video_libraries
 
     if len(inputs) != 1:
@@ -23,7 +23,7 @@ def run_video_transfer(args: argparse.Namespace, inputs: list[str], model_file: 
     require_video_libraries()
     video_options = check_video_options(VideoOptions(temporal_smoothing=args.temporal_smoothing, crf=args.crf))
     check_output_file(check_video_output(args.output), "output", inputs)
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
     from styleforge.video.transfer import transfer_video
 
     model = load_style_model(model_file, options=options)

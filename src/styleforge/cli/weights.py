@@ -49,8 +49,8 @@ def register(subparsers: Any) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print the weights table (or JSON)."""
-    from styleforge.fsutil import human_size
-    from styleforge.weights import list_weights
+    from styleforge.utils.fs import human_size
+    from styleforge.vgg.weights import list_weights
 
     entries = list_weights()
     if args.json:
@@ -68,7 +68,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_download(args: argparse.Namespace) -> int:
     """Download, verify and convert registry weights."""
-    from styleforge.weights import download_weights
+    from styleforge.vgg.weights import download_weights
 
     path = download_weights(args.name, progress=not args.quiet, keep_original=args.keep_original, url=args.url)
     print(path)
@@ -77,7 +77,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """Convert a local weights file into the cache."""
-    from styleforge.weights import import_weights
+    from styleforge.vgg.weights import import_weights
 
     print(import_weights(args.path, name=args.name))
     return 0
@@ -85,7 +85,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_path(args: argparse.Namespace) -> int:
     """Print the path of cached weights."""
-    from styleforge.weights import weights_path
+    from styleforge.vgg.weights import weights_path
 
     print(weights_path(args.name))
     return 0
@@ -93,7 +93,7 @@ def run_path(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """Delete cached weights."""
-    from styleforge.weights import remove_weights
+    from styleforge.vgg.weights import remove_weights
 
     print(f"removed {remove_weights(args.name)}")
     return 0

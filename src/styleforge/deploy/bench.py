@@ -29,7 +29,7 @@ from PIL import Image
 from styleforge.config import QuantizeOptions, TransferOptions
 from styleforge.deploy.fidelity import psnr, ssim
 from styleforge.errors import StyleforgeError
-from styleforge.images import find_images, read_image, resize_long_side
+from styleforge.images.io import find_images, read_image, resize_long_side
 
 
 @dataclass
@@ -86,7 +86,7 @@ def bench_style(model_path: str, images: list[Image.Image], sizes: list[int], re
     ``calibration`` (default: ``images``); ``styles`` are the paintings of a model that
     takes any (AdaIN, a style-vector network), given to every runtime."""
     from styleforge.deploy.export import export_style_model
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
 
     name = Path(model_path).name
     for style in styles:  # refuse an unreadable painting before the minutes of export and quantisation
@@ -118,7 +118,7 @@ def bench_style(model_path: str, images: list[Image.Image], sizes: list[int], re
 def _onnx_rows(fp32: Path, quantized: dict[str, Path]) -> dict[str, Path]:
     """Row name -> file for the exported model's runtimes: ONNX Runtime fp32, INT8 and
     INT16, and OpenVINO INT8 (the INT8 runtime of ``auto``) when it is installed."""
-    from styleforge.deploy.sessions import openvino_available
+    from styleforge.runtime.sessions import openvino_available
 
     rows = {"onnxruntime fp32": fp32, "onnxruntime int8": quantized["int8"]}
     if openvino_available():
@@ -141,7 +141,7 @@ def _quantize_style(onnx_path: Path, images: list[Image.Image], kind: str, folde
 def _cuda_style_runtimes(model_path: str, styles: tuple[str, ...] = ()) -> dict[str, Any]:
     import torch
 
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
 
     if not torch.cuda.is_available():
         return {}
@@ -154,8 +154,8 @@ def bench_classifier(weights: str, images: list[Image.Image], repeat: int = 10, 
     """Rows for the VGG19 classifier of ``weights``: PyTorch fp32, ONNX fp32/INT8/INT16
     (INT8 also on OpenVINO), calibrated on ``calibration`` (default: ``images``)."""
     from styleforge.deploy.export import export_classifier
-    from styleforge.deploy.runtime import OnnxClassifier
-    from styleforge.vgg import load_vgg19
+    from styleforge.vgg.network import load_vgg19
+    from styleforge.vgg.onnx_classifier import OnnxClassifier
 
     vgg = load_vgg19(weights, device="cpu")
     size = 32 * vgg.pool_grid

@@ -20,8 +20,8 @@ from PIL import Image
 
 from styleforge.config import QuantizeOptions
 from styleforge.errors import StyleforgeError
-from styleforge.images import find_images, read_image
-from styleforge.limits import check_pixel_budget
+from styleforge.images.io import find_images, read_image
+from styleforge.utils.limits import check_pixel_budget
 
 DEFAULT_CALIBRATION = "default_preprocess_cali"
 

@@ -7,7 +7,7 @@ training options, source checksum, styleforge version).
 
 * Style models: input ``image`` (N, 3, H, W) RGB 0-255, output ``stylized``, with
   dynamic batch, height and width. The network is traced in
-  :func:`~styleforge.transform_net.export_mode`, which avoids two traps of tracing the
+  :func:`~styleforge.nets.transform_net.export_mode`, which avoids two traps of tracing the
   eager network: the single-image batch-norm shortcut of instance norm (traced, it
   fixes the batch to 1, tested) and any branch on the example's shape (the
   pad-to-a-multiple-of-4 step is unconditional there, so odd sizes cannot be traced
@@ -44,18 +44,11 @@ from PIL import Image
 from styleforge import __version__
 from styleforge.config import TransferOptions
 from styleforge.deploy.export_plan import onnx_target
-from styleforge.deploy.runtime import (
-    ADAIN_FORMAT,
-    ADAIN_INPUTS,
-    ADAIN_OUTPUTS,
-    CLASSIFIER_FORMAT,
-    STYLE_FORMAT,
-    OnnxAdaINNet,
-    OnnxClassifier,
-    OnnxTransformNet,
-)
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import write_bytes_atomic
+from styleforge.nets.onnx import OnnxAdaINNet, OnnxTransformNet
+from styleforge.runtime.exports import ADAIN_FORMAT, ADAIN_INPUTS, ADAIN_OUTPUTS, CLASSIFIER_FORMAT, STYLE_FORMAT
+from styleforge.utils.fs import write_bytes_atomic
+from styleforge.vgg.onnx_classifier import OnnxClassifier
 
 #: Largest accepted difference between ONNX Runtime and PyTorch: grey levels (0-255) of
 #: stylised images, and probabilities of the classifier (float32 summation order).
@@ -94,7 +87,7 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
 
     With ``power_difference``, each instance norm is exported written out (mean, the
     variance through one ``styleforge.PowerDifference`` node, normalisation): 15 custom
-    nodes for the default network (:mod:`~styleforge.deploy.custom_ops`). A multi-style
+    nodes for the default network (:mod:`~styleforge.runtime.custom_ops`). A multi-style
     model is exported with a second input, ``style_weights`` (K,), >= 0 with a positive
     sum (normalised in the graph), so the file keeps every style and blend; or, with
     ``style_weights`` given as ``transfer --style-weights`` takes it, in that one style
@@ -104,9 +97,9 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
         An :class:`ExportReport`; raises StyleforgeError (writing nothing) when the
         exported graph disagrees with PyTorch beyond :data:`STYLE_TOLERANCE`.
     """
-    from styleforge.transfer import is_adain_model, is_style_vector_model, load_style_model, style_names
-    from styleforge.transfer_plan import resolve_model_file
-    from styleforge.transform_net import export_mode, use_power_difference
+    from styleforge.nets.transform_net import export_mode, use_power_difference
+    from styleforge.transfer.model import is_adain_model, is_style_vector_model, load_style_model, style_names
+    from styleforge.transfer.plan import resolve_model_file
 
     model_path = resolve_model_file(model_path)
     target = onnx_target(output, [model_path])
@@ -158,7 +151,7 @@ class StyleWeightsGraph(torch.nn.Module):
 
     def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()
-        from styleforge.transform_net import InstanceNorm
+        from styleforge.nets.transform_net import InstanceNorm
 
         self.net = net
         self.mix_names = [f"{name}.mix" for name, m in net.named_modules() if isinstance(m, InstanceNorm) and m.styles > 1]
@@ -173,7 +166,7 @@ class StyleWeightsGraph(torch.nn.Module):
 
 class StyleVectorGraph(StyleWeightsGraph):
     """A style-vector network whose vector (D,) is an input: ``(image, style_vector)``,
-    given to every norm as the mix ``[v, 1]`` (see :class:`~styleforge.transform_net.InstanceNorm`)."""
+    given to every norm as the mix ``[v, 1]`` (see :class:`~styleforge.nets.transform_net.InstanceNorm`)."""
 
     def mix(self, condition: torch.Tensor) -> torch.Tensor:
         return torch.cat([condition.flatten(), condition.new_ones(1)])
@@ -185,8 +178,8 @@ def export_style_vector_model(model_path: Path, target: Path, power_difference: 
     (``<target stem>.predict.onnx``, named in the metadata), so that ``transfer --model
     FILE.onnx --style PAINTING`` works from the two files alone."""
     from styleforge.models.formats.magenta import load_style_predictor, predictor_name_for, write_predictor_beside
-    from styleforge.transfer import _read_safetensors_model
-    from styleforge.transform_net import export_mode, use_power_difference
+    from styleforge.nets.transform_net import export_mode, use_power_difference
+    from styleforge.transfer.model import _read_safetensors_model
 
     net, metadata_in = _read_safetensors_model(model_path)
     predictor = load_style_predictor(model_path, metadata_in)
@@ -221,7 +214,7 @@ class _AdaINGraph(torch.nn.Module):
 
     def forward(self, image: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor, alpha: torch.Tensor,
                 content_mean: torch.Tensor, content_std: torch.Tensor, freeze: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from styleforge.adain.network import align, channel_statistics
+        from styleforge.nets.adain import align, channel_statistics
 
         features = self.net.encode(image)["relu4_1"]
         own_mean, own_std = channel_statistics(features)
@@ -232,9 +225,9 @@ class _AdaINGraph(torch.nn.Module):
 
 def export_adain_model(model_path: str | os.PathLike[str], target: Path) -> ExportReport:
     """Export an AdaIN model (safetensors or checkpoint) to one verified ONNX file that takes
-    the style's statistics as inputs (:class:`~styleforge.deploy.runtime.OnnxAdaINNet`)."""
-    from styleforge.adain.network import AdaINNet
-    from styleforge.transfer import _read_checkpoint_model, _read_safetensors_model
+    the style's statistics as inputs (:class:`~styleforge.nets.onnx.OnnxAdaINNet`)."""
+    from styleforge.nets.adain import AdaINNet
+    from styleforge.transfer.model import _read_checkpoint_model, _read_safetensors_model
 
     path = Path(model_path)
     net, metadata_in = _read_checkpoint_model(path) if path.suffix == ".pt" else _read_safetensors_model(path)
@@ -265,8 +258,8 @@ def export_adain_model(model_path: str | os.PathLike[str], target: Path) -> Expo
 def _verify_adain(net: torch.nn.Module, data: bytes) -> list[tuple[str, float]]:
     """ONNX Runtime vs the PyTorch stylizer: the style statistics of a painting-sized image,
     the photo at alpha 0.7, odd sizes, a batch, and tiles' frozen content statistics."""
-    from styleforge.adain.network import AdaINStylizer
-    from styleforge.transfer import _to_tensor
+    from styleforge.nets.adain import AdaINStylizer
+    from styleforge.transfer.model import _to_tensor
 
     onnx_net = _session_from_bytes(data, OnnxAdaINNet)
     photo = _to_tensor([verification_photo()], torch.device("cpu"))
@@ -295,8 +288,8 @@ def _verify_adain(net: torch.nn.Module, data: bytes) -> list[tuple[str, float]]:
 def export_classifier(weights: str, output: str | os.PathLike[str], size: int = 224) -> ExportReport:
     """Export the VGG19 classifier of ``weights`` to a verified ONNX file taking
     ``size`` x ``size`` inputs in the weights' convention."""
-    from styleforge.vgg import load_vgg19
-    from styleforge.weights.store import load_bundle
+    from styleforge.vgg.network import load_vgg19
+    from styleforge.vgg.weights.store import load_bundle
 
     target = onnx_target(output)
     bundle = load_bundle(weights)
@@ -340,7 +333,7 @@ def _export(module: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor,
     """``torch.onnx.export`` (dynamo) into memory; its progress chatter is silenced.
     ``example``: one input (named ``image``) or a tuple of them (named ``input_names``).
     ``custom_ops``: write styleforge's operators as their own nodes."""
-    from styleforge.deploy.custom_ops import register_schema, translation_table
+    from styleforge.runtime.custom_ops import register_schema, translation_table
 
     _require_onnx()
     table = translation_table() if custom_ops else None
@@ -372,7 +365,7 @@ def _with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
     for key, value in entries.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "styleforge"
-    from styleforge.deploy.custom_ops import register_schema, uses_custom_domain
+    from styleforge.runtime.custom_ops import register_schema, uses_custom_domain
 
     if uses_custom_domain(model):
         register_schema()
@@ -384,7 +377,7 @@ def _verify_style(net: torch.nn.Module, data: bytes, style_vector: torch.Tensor 
     """ONNX Runtime vs PyTorch eager (each image alone, the reference) on the photo,
     odd sizes and batches of different images (a style-vector network: both given
     ``style_vector``, then another one); returns (check, max abs difference)."""
-    from styleforge.transfer import _to_tensor
+    from styleforge.transfer.model import _to_tensor
 
     onnx_net = _session_from_bytes(data, OnnxTransformNet)
     if style_vector is not None:

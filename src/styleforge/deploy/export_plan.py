@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import check_output_file
+from styleforge.utils.fs import check_output_file
 
 
 def onnx_target(output: str | os.PathLike[str], inputs: list[str | os.PathLike[str]] | None = None) -> Path:

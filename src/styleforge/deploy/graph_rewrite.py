@@ -12,7 +12,7 @@ exercise: modify an exported style model so its squared differences use the new 
 
 A ``Sub`` still used elsewhere is kept. The result imports the ``styleforge`` domain and
 passes ``onnx.checker``; it runs on ONNX Runtime with styleforge's kernel
-(:mod:`~styleforge.deploy.custom_ops`) and gives the original's outputs (tested).
+(:mod:`~styleforge.runtime.custom_ops`) and gives the original's outputs (tested).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from styleforge.deploy.custom_ops import DOMAIN, OP_TYPE, VERSION, register_schema
 from styleforge.errors import StyleforgeError
+from styleforge.runtime.custom_ops import DOMAIN, OP_TYPE, VERSION, register_schema
 
 
 @dataclass
@@ -145,7 +145,7 @@ def rewrite_file(source: str, output: str) -> RewriteReport:
     graph with nothing to replace."""
     import onnx
 
-    from styleforge.fsutil import check_output_file, check_regular_file, write_bytes_atomic
+    from styleforge.utils.fs import check_output_file, check_regular_file, write_bytes_atomic
 
     file = check_regular_file(source, "ONNX model")
     target = check_output_file(output, "output", [file])

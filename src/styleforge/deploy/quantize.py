@@ -49,12 +49,19 @@ import numpy as np
 from styleforge.config import QuantizeOptions
 from styleforge.deploy.calibration import calibration_batches
 from styleforge.deploy.convfirst import RAW_PIXELS, fold_input_normalization
-from styleforge.deploy.custom_ops import uses_custom_domain
-from styleforge.deploy.runtime import ADAIN_FORMAT, ADAIN_INPUTS, CLASSIFIER_FORMAT, STYLE_FORMAT, STYLE_VECTOR, STYLE_WEIGHTS
-from styleforge.deploy.sessions import require_onnxruntime
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import check_output_file, check_regular_file, write_bytes_atomic
-from styleforge.preprocessing import Convention
+from styleforge.runtime.custom_ops import uses_custom_domain
+from styleforge.runtime.exports import (
+    ADAIN_FORMAT,
+    ADAIN_INPUTS,
+    CLASSIFIER_FORMAT,
+    STYLE_FORMAT,
+    STYLE_VECTOR,
+    STYLE_WEIGHTS,
+)
+from styleforge.runtime.sessions import require_onnxruntime
+from styleforge.utils.fs import check_output_file, check_regular_file, write_bytes_atomic
+from styleforge.vgg.preprocessing import Convention
 
 OP_TYPES = {"Conv": ("Conv",), "FC": ("Gemm", "MatMul"), "LRN": ("LRN",)}
 
@@ -157,7 +164,7 @@ def _custom_op_calibration(custom: bool) -> Iterator[None]:
     import onnxruntime
     from onnxruntime.quantization.calibrate import CalibraterBase
 
-    from styleforge.deploy.custom_ops import register_schema, register_with_onnxruntime
+    from styleforge.runtime.custom_ops import register_schema, register_with_onnxruntime
 
     register_schema()
     original = CalibraterBase.create_inference_session
@@ -239,8 +246,8 @@ def _adain_feeds(model: Any, batches: list[np.ndarray]) -> list[dict[str, np.nda
     graph's statistics of batch i + 1's first image (cyclically), alpha 1, own content statistics."""
     import torch
 
-    from styleforge.adain.network import pad_for_decoder
-    from styleforge.deploy.runtime import OnnxAdaINNet
+    from styleforge.nets.adain import pad_for_decoder
+    from styleforge.nets.onnx import OnnxAdaINNet
 
     float_net = OnnxAdaINNet(model.SerializeToString(), device="cpu", runtime="onnxruntime")
     images = [pad_for_decoder(torch.from_numpy(batch))[0].numpy() for batch in batches]

@@ -17,7 +17,7 @@ from typing import Any
 
 from styleforge.config import QuantizeOptions
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.fsutil import check_regular_file
+from styleforge.utils.fs import check_regular_file
 
 #: Keys with a closed set of values.
 CHOICES = {

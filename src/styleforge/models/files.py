@@ -15,12 +15,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from styleforge.adain.files import adain_header
-from styleforge.adain.network import AdaINNet
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.fsutil import check_regular_file, write_bytes_atomic
-from styleforge.state_dicts import load_checked_state
-from styleforge.transform_net import TransformNet
+from styleforge.models.formats.adain import adain_header
+from styleforge.nets.adain import AdaINNet
+from styleforge.nets.transform_net import TransformNet
+from styleforge.utils.fs import check_regular_file, write_bytes_atomic
+from styleforge.utils.state_dicts import load_checked_state
 
 MODEL_FORMAT = "styleforge-transformnet"
 

@@ -1,5 +1,5 @@
 """Where installed style models live and how a name finds one (imported by
-:mod:`styleforge.transfer`, so nothing here imports the network code)."""
+:mod:`styleforge.transfer.model`, so nothing here imports the network code)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from styleforge.errors import StyleforgeError
 
 def models_dir() -> Path:
     """The folder of installed style models."""
-    from styleforge.weights.registry import styleforge_home
+    from styleforge.utils.home import styleforge_home
 
     return styleforge_home() / "models"
 
 
 def check_model_name(name: str) -> str:
     """``name`` if it can name a model file (the cache's naming rule); raise otherwise."""
-    from styleforge.weights.registry import check_name
+    from styleforge.vgg.weights.registry import check_name
 
     return check_name(name, "model")
 

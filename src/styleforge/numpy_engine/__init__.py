@@ -8,7 +8,7 @@ passes, as the course builds them before using a framework. Imports nothing from
   their gradients;
 * :mod:`~styleforge.numpy_engine.optim`: Adam and L-BFGS;
 * :mod:`~styleforge.numpy_engine.vgg`: VGG19 from the same weight files as the PyTorch one;
-* :mod:`~styleforge.numpy_engine.gatys`: the Gatys loop (``engine="numpy"``).
+* :mod:`~styleforge.gatys.numpy_engine`: the Gatys loop (``engine="numpy"``).
 """
 
 from styleforge.numpy_engine.layers import Conv2d, Linear, MaxPool2d, ReLU, Softmax

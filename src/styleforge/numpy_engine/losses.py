@@ -1,6 +1,6 @@
 r"""Loss layers with hand-written gradients (course formulas 3.10-3.16).
 
-The normalisation constants come from :mod:`styleforge.loss_scales`, shared with the
+The normalisation constants come from :mod:`styleforge.losses.scales`, shared with the
 PyTorch side, so the two engines optimise the same objective:
 
 * content: :math:`L = k_c\sum (X - Y)^2`, :math:`\nabla_X L = 2k_c (X - Y)`;
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from styleforge.errors import StyleforgeError
-from styleforge.loss_scales import content_scale, style_scale
+from styleforge.losses.scales import content_scale, style_scale
 
 
 def gram(x: np.ndarray) -> np.ndarray:

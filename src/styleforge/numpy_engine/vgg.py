@@ -1,7 +1,7 @@
 """VGG19 built from the NumPy layers, loaded from the same weight files as the PyTorch one.
 
 The layer sequence, names and preprocessing convention are those of
-:mod:`styleforge.vgg`; before fc6 the pool5 map must already be ``g x g`` (e.g. a
+:mod:`styleforge.vgg.network`; before fc6 the pool5 map must already be ``g x g`` (e.g. a
 224x224 input for ImageNet weights), where PyTorch's adaptive average pool is the
 identity. ``backward`` runs from any set of named layers down to the input image.
 """
@@ -14,19 +14,19 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image
 
-from styleforge.architecture import LAYER_INDEX, LAYER_NAMES, plan_extraction
-from styleforge.classes import Prediction, class_names_for, top_predictions
 from styleforge.errors import StyleforgeError
 from styleforge.numpy_engine.layers import Conv2d, Layer, Linear, MaxPool2d, ReLU, Softmax
-from styleforge.preprocessing import network_input
-from styleforge.weights.formats import WeightsBundle
+from styleforge.vgg.architecture import LAYER_INDEX, LAYER_NAMES, plan_extraction
+from styleforge.vgg.classes import Prediction, class_names_for, top_predictions
+from styleforge.vgg.preprocessing import network_input
+from styleforge.vgg.weights.formats import WeightsBundle
 
 
 class VGG19:
     """VGG19 on NumPy arrays (NCHW), layers addressable by the course's 43 names.
 
     Args:
-        bundle: canonical weights (see :mod:`styleforge.weights.formats`).
+        bundle: canonical weights (see :mod:`styleforge.vgg.weights.formats`).
         impl: ``fast`` or ``naive`` kernels for every layer.
         dtype: computation dtype (float32 by default; float64 for gradient checks).
     """
@@ -68,7 +68,7 @@ class VGG19:
     @classmethod
     def load(cls, source: str | os.PathLike[str], impl: str = "fast", dtype: type = np.float32) -> VGG19:
         """Load from a cache name or a .mat/.safetensors path (a .pth needs PyTorch to unpickle)."""
-        from styleforge.weights.store import load_bundle
+        from styleforge.vgg.weights.store import load_bundle
 
         return cls(load_bundle(source), impl=impl, dtype=dtype)
 

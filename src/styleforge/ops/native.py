@@ -37,7 +37,7 @@ def cuda_buildable() -> bool:
 
 def ops_cache_dir() -> Path:
     """Where the compiled library lives: ``$STYLEFORGE_OPS_CACHE/<torch>-py<X.Y>``."""
-    from styleforge.weights.registry import styleforge_home
+    from styleforge.utils.home import styleforge_home
 
     root = Path(os.environ["STYLEFORGE_OPS_CACHE"]).expanduser() if os.environ.get("STYLEFORGE_OPS_CACHE") \
         else styleforge_home() / "ops"

@@ -33,7 +33,7 @@ SYSTEM_INCLUDES = (Path("/usr/include/onnxruntime"), Path("/usr/local/include/on
 
 def ort_include_dir() -> Path | None:
     """The folder holding ONNX Runtime's C++ API headers, or None."""
-    from styleforge.weights.registry import styleforge_home
+    from styleforge.utils.home import styleforge_home
 
     candidates = [Path(os.environ["STYLEFORGE_ORT_INCLUDE"])] if os.environ.get("STYLEFORGE_ORT_INCLUDE") else []
     for folder in [*candidates, styleforge_home() / "onnxruntime-include", *SYSTEM_INCLUDES]:

@@ -23,8 +23,8 @@ from pathlib import Path
 from PIL import Image
 
 from styleforge.config import ServiceSettings
-from styleforge.images import IMAGE_SUFFIXES, read_image
-from styleforge.weights.registry import NAME_PATTERN
+from styleforge.images.io import IMAGE_SUFFIXES, read_image
+from styleforge.vgg.weights.registry import NAME_PATTERN
 
 log = logging.getLogger("styleforge.service")
 
@@ -95,7 +95,7 @@ def _onnx_styles(file: Path) -> list | None:
     from styleforge.errors import StyleforgeError
 
     try:
-        from styleforge.deploy.sessions import read_model_info
+        from styleforge.runtime.sessions import read_model_info
 
         names = read_model_info(file)[0].get("styles")
         return [{"name": name} for name in json.loads(names)] if names else None
@@ -107,13 +107,12 @@ def _is_adain(file: Path) -> bool:
     """Whether a model file takes any painting as its style: an AdaIN model, or a
     style-vector network (magenta-arbitrary), read from its header or ONNX metadata."""
     from styleforge.errors import StyleforgeError
-
-    from styleforge.transfer import is_adain_model, is_style_vector_model
+    from styleforge.transfer.model import is_adain_model, is_style_vector_model
 
     try:
         if file.suffix.lower() == ".onnx":
-            from styleforge.deploy.runtime import ADAIN_FORMAT
-            from styleforge.deploy.sessions import read_model_info
+            from styleforge.runtime.exports import ADAIN_FORMAT
+            from styleforge.runtime.sessions import read_model_info
 
             return read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT or is_style_vector_model(file)
         return is_adain_model(file) or is_style_vector_model(file)
@@ -158,7 +157,7 @@ def _sidecar(file: Path) -> dict:
 def vgg_available(source: str) -> bool:
     """True when the VGG19 weights ``source`` (cache name or file) can be loaded."""
     from styleforge.errors import StyleforgeError
-    from styleforge.weights.store import cached_path
+    from styleforge.vgg.weights.store import cached_path
 
     if Path(source).suffix:
         return Path(source).expanduser().is_file()

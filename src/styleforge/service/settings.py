@@ -16,7 +16,7 @@ from typing import Any
 
 from styleforge.config import DEVICE_CHOICES, SMTP_SECURITY_CHOICES, ServiceSettings, SmtpSettings, service_environment
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.fsutil import check_regular_file
+from styleforge.utils.fs import check_regular_file
 
 _POSITIVE = {"max_upload_bytes", "max_pixels", "max_queued", "rate_window", "request_timeout",
              "retention_hours", "sweep_interval", "default_size", "max_size", "gatys_size", "gatys_iterations",
@@ -123,7 +123,7 @@ def _checked(settings: ServiceSettings) -> ServiceSettings:
 
 def data_folder(settings: ServiceSettings) -> Path:
     """The folder holding the job database and files (created)."""
-    from styleforge.weights.registry import styleforge_home
+    from styleforge.utils.home import styleforge_home
 
     folder = (Path(settings.data).expanduser() if settings.data else styleforge_home() / "service").resolve()
     try:

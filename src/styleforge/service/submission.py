@@ -22,8 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from styleforge.config import ServiceSettings
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import write_bytes_atomic
-from styleforge.images import READ_FORMATS, long_side_size, read_image
+from styleforge.images.io import READ_FORMATS, long_side_size, read_image
 from styleforge.service.catalog import ADAIN, Catalog, Style
 from styleforge.service.jobs.runner import result_long_side
 from styleforge.service.jobs.store import QUEUED, STYLE_IMAGE_STEM, Job, JobStore, new_job_id
@@ -37,6 +36,7 @@ from styleforge.service.refusals import (
     bad_image,
     bad_params,
 )
+from styleforge.utils.fs import write_bytes_atomic
 
 log = logging.getLogger("styleforge.service")
 

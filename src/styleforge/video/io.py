@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.fsutil import atomic_path, check_regular_file
+from styleforge.utils.fs import atomic_path, check_regular_file
 
 #: Suffixes read as video by ``styleforge transfer``.
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")

@@ -14,12 +14,12 @@ from PIL import Image
 from styleforge.config import VideoOptions
 from styleforge.devices import synchronize
 from styleforge.errors import StyleforgeError
-from styleforge.fsutil import check_output_file
-from styleforge.images import long_side_size
-from styleforge.limits import check_pixel_budget
-from styleforge.progress import Progress
-from styleforge.transfer import StyleModel
-from styleforge.transfer_plan import check_video_options
+from styleforge.images.io import long_side_size
+from styleforge.transfer.model import StyleModel
+from styleforge.transfer.plan import check_video_options
+from styleforge.utils.fs import check_output_file
+from styleforge.utils.limits import check_pixel_budget
+from styleforge.utils.progress import Progress
 from styleforge.video.flow import FlowEstimator
 from styleforge.video.io import Frame, VideoReader, VideoWriter, check_video_output, even_size
 from styleforge.video.temporal import TemporalSmoother

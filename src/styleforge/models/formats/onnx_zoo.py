@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.transform_net import TransformNet
+from styleforge.nets.transform_net import TransformNet
 
 #: Node types the network may contain besides its Conv/InstanceNormalization layers.
 ALLOWED = {"Conv", "InstanceNormalization", "Relu", "Add", "Pad", "Upsample", "Resize", "Constant", "Clip", "Identity",
@@ -108,7 +108,7 @@ class ZooOnnxNet:
     resolution, tiling, bf16 or export, import the file instead (``styleforge models import``)."""
 
     def __init__(self, file: Path, device: str = "cpu", runtime: str = "auto") -> None:
-        from styleforge.deploy.sessions import open_session
+        from styleforge.runtime.sessions import open_session
 
         self.session = open_session(file, device, runtime)
         self.metadata = {"source": f"{file.name} (ONNX Model Zoo file, run as-is at 224x224)"}

@@ -16,7 +16,7 @@ functions in a file stay opaque bytes). The model is the course's table 4.3 as p
     SpatialConvolution 9x9, 32->3, pad 4
     Tanh, MulConstant(tanh_constant), TotalVariation (identity when stylising)
 
-which is :class:`~styleforge.transform_net.TransformNet` with ``padding="input"``,
+which is :class:`~styleforge.nets.transform_net.TransformNet` with ``padding="input"``,
 ``upsample="deconv"``. The pixels follow ``opt.preprocessing``: ``vgg`` (the default)
 feeds BGR 0-255 minus the VGG mean and adds the mean back to the output; ``resnet``
 feeds RGB [0, 1] standardised by the ImageNet mean and deviation and undoes that on the
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.transform_net import INPUT_PAD
+from styleforge.nets.transform_net import INPUT_PAD
 
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 RESNET_MEAN = (0.485, 0.456, 0.406)

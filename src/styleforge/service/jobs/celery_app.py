@@ -170,9 +170,9 @@ def _preload_job_code() -> None:
 
     Imports only: nothing runs on a device before the fork (CUDA cannot cross a fork),
     and PyTorch's thread pool starts in each pool process on its first operation."""
-    import styleforge.gatys_torch  # noqa: F401  (PyTorch, VGG19, the Gatys engine)
+    import styleforge.gatys.torch_engine  # noqa: F401  (PyTorch, VGG19, the Gatys engine)
     import styleforge.service.jobs.runner  # noqa: F401
-    import styleforge.transfer  # noqa: F401  (fast and AdaIN models)
+    import styleforge.transfer.model  # noqa: F401  (fast and AdaIN models)
 
 
 def _fail_jobs_over_the_time_limit(store: object, limit: float) -> None:

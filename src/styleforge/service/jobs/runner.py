@@ -23,7 +23,7 @@ from PIL import Image
 
 from styleforge.config import GatysOptions, ServiceSettings, TransferOptions
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.images import read_image, write_image
+from styleforge.images.io import read_image, write_image
 from styleforge.service import mail
 from styleforge.service.catalog import ADAIN, GATYS, Style
 from styleforge.service.jobs.store import STYLE_IMAGE_STEM, Job, JobStore
@@ -151,7 +151,7 @@ class JobRunner:
     def _adain(self, job: Job, style: Style, image: Image.Image) -> Image.Image:
         """Stylise toward the painting stored with the job. The model is loaded per job (its
         style differs every time); loading reads the file once and encodes the painting."""
-        from styleforge.transfer import load_style_model
+        from styleforge.transfer.model import load_style_model
 
         paintings = sorted(self.store.folder(job.id).glob(f"{STYLE_IMAGE_STEM}.*"))
         if not paintings:
@@ -165,7 +165,7 @@ class JobRunner:
             return _cached_style_model(path, mtime_ns, self.settings.device, index)
 
     def _gatys(self, job: Job, style: Style, image: Image.Image, deadline: float) -> Image.Image:
-        from styleforge.gatys import run_stylize
+        from styleforge.gatys.driver import run_stylize
 
         size = result_long_side(self.settings, style.kind, job.size, image.size)
         opts = GatysOptions(size=size, iterations=self.settings.gatys_iterations, device=self.settings.device,
@@ -220,7 +220,7 @@ class JobRunner:
 def _cached_style_model(path: str, mtime_ns: int, device: str, index: int | None = None) -> object:
     """A loaded fast style model (style ``index`` of a multi-style one), kept while its file
     is unchanged (``mtime_ns`` is part of the key, so a replaced model file is reloaded)."""
-    from styleforge.transfer import load_style_model
+    from styleforge.transfer.model import load_style_model
 
     weights = None if index is None else str(index)
     return load_style_model(path, options=TransferOptions(device=device, style_weights=weights))
@@ -228,7 +228,7 @@ def _cached_style_model(path: str, mtime_ns: int, device: str, index: int | None
 
 @functools.lru_cache(maxsize=1)
 def _cached_vgg(source: str, device: str) -> object:
-    from styleforge.vgg import load_vgg19
+    from styleforge.vgg.network import load_vgg19
 
     return load_vgg19(source, device=device)
 

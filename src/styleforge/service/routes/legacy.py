@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from styleforge.images import IMAGE_SUFFIXES
+from styleforge.images.io import IMAGE_SUFFIXES
 from styleforge.service.catalog import encode_image, thumbnail
 from styleforge.service.refusals import FILENAME_NOT_SUPPORTED, Refusal, bad_params
 from styleforge.service.routes.deps import ServiceDep, client_of

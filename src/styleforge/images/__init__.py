@@ -1,0 +1,1 @@
+"""Pictures in and out: reading, writing, resizing, and colour preservation."""

@@ -1,0 +1,1 @@
+"""Perceptual losses (content, Gram style, total variation) and their normalisation constants."""

@@ -1,0 +1,1 @@
+"""The feed-forward style networks: the transform network, AdaIN, and their ONNX counterparts."""

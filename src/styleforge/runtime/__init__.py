@@ -1,0 +1,1 @@
+"""ONNX Runtime and OpenVINO sessions, their custom operators and derived graphs."""

@@ -1,0 +1,1 @@
+"""Training the feed-forward networks: Johnson's transform network and the AdaIN decoder."""

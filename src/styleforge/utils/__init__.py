@@ -1,0 +1,1 @@
+"""Helpers every other package shares: files, downloads, signals, progress, size limits, caches."""
