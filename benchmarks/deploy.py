@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 from common import environment, matmul_gflops, model_gflops, print_table, write_json  # noqa: E402
 
 from styleforge.deploy.bench import bench_classifier, bench_images, bench_style  # noqa: E402
+from styleforge.models.files import save_style_model  # noqa: E402
 from styleforge.nets.transform_net import TransformNet  # noqa: E402
-from styleforge.transfer.model import save_style_model  # noqa: E402
 from styleforge.vgg.architecture import IMAGENET_WIDTHS  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

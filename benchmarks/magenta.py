@@ -129,9 +129,9 @@ def bench_arbitrary(engine, size: int, repeat: int, rates: dict) -> list[dict]:
 
 def _prediction_ms(painting: Image.Image, repeat: int) -> float:
     """Median milliseconds of the installed magenta-arbitrary's style predictor on ``painting``."""
+    from styleforge.models.files import read_model_metadata
     from styleforge.models.formats.magenta import load_style_predictor
     from styleforge.models.store import resolve_installed
-    from styleforge.transfer.model import read_model_metadata
 
     path = resolve_installed("magenta-arbitrary")
     predictor = load_style_predictor(path, read_model_metadata(path))

@@ -43,7 +43,7 @@ CONTENT = ROOT.parent / "shared" / "data" / "content"
 def prepare(folder: Path) -> tuple[Path, list[bytes]]:
     """A models folder with one random full-size style, and the photos as 512 px JPEGs."""
     from styleforge.images.io import read_image, resize_long_side
-    from styleforge.transfer.model import save_style_model
+    from styleforge.models.files import save_style_model
     from tests.synthetic import random_style_network
 
     models = folder / "models"

@@ -253,7 +253,7 @@ def _noisy(net: TransformNet) -> TransformNet:
 
 
 def _saved_model(folder: Path, name: str, convention: dict[str, str]) -> Path:
-    from styleforge.transfer.model import save_style_model
+    from styleforge.models.files import save_style_model
 
     return save_style_model(_noisy(TransformNet.from_convention(convention)), folder / f"{name}.safetensors", {})
 

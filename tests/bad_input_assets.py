@@ -164,7 +164,7 @@ def build_assets(root: Path) -> Assets:
     (root / "text.mp4").write_text("this is not a video")
     (root / "text.t7").write_text("this is not a Torch7 file")
     (root / "truncated.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
-    from styleforge.transfer.model import save_style_model
+    from styleforge.models.files import save_style_model
     from styleforge.vgg.network import load_vgg19
     from tests.synthetic import random_adain_network
 

@@ -45,8 +45,9 @@ def test_transfer_with_compile_matches_the_eager_network(tmp_path: Path) -> None
     from PIL import Image
 
     from styleforge.config import TransferOptions
+    from styleforge.models.files import save_style_model
     from styleforge.nets.transform_net import TransformNet
-    from styleforge.transfer.model import load_style_model, save_style_model
+    from styleforge.transfer.model import load_style_model
 
     torch.manual_seed(0)
     path = save_style_model(TransformNet(), tmp_path / "m.safetensors", {"steps": 0}, Image.new("RGB", (8, 8)))

@@ -80,7 +80,8 @@ def test_compiled_network_is_replayed_as_a_graph_through_style_model(tmp_path: o
     from PIL import Image
 
     from styleforge.config import TransferOptions
-    from styleforge.transfer.model import load_style_model, save_style_model
+    from styleforge.models.files import save_style_model
+    from styleforge.transfer.model import load_style_model
 
     path = save_style_model(_net(), tmp_path / "m.safetensors", {"steps": 0})  # type: ignore[operator]
     options = {"device": "cuda", "precision": "fp32"}

@@ -89,7 +89,7 @@ def test_fp16_is_refused_on_the_cpu_whatever_it_offers(monkeypatch: pytest.Monke
 
 @pytest.fixture(scope="module")
 def style_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from styleforge.transfer.model import save_style_model
+    from styleforge.models.files import save_style_model
     from tests.synthetic import random_style_network
 
     return save_style_model(random_style_network(seed=4), tmp_path_factory.mktemp("m") / "m.safetensors", {})

@@ -16,9 +16,10 @@ from PIL import Image
 import styleforge as sf
 from styleforge.config import TrainOptions, TransferOptions
 from styleforge.errors import StyleforgeError
+from styleforge.models.files import save_style_model
 from styleforge.nets.transform_net import InstanceNorm, TransformNet
 from styleforge.training.johnson import Trainer
-from styleforge.transfer.model import load_style_model, save_style_model
+from styleforge.transfer.model import load_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
 
 SMALL = dict(image_size=48, batch_size=4, workers=0, device="cpu", log_every=1, checkpoint_every=0, precision="fp32")

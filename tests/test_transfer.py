@@ -13,8 +13,9 @@ from PIL import Image
 
 from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
+from styleforge.models.files import save_style_model
 from styleforge.nets.transform_net import TransformNet
-from styleforge.transfer.model import StyleModel, load_style_model, save_style_model, stylize_tiled
+from styleforge.transfer.model import StyleModel, load_style_model, stylize_tiled
 from styleforge.transfer.plan import plan_outputs
 from tests.conftest import make_photo
 

@@ -12,7 +12,8 @@ from PIL import Image
 from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
 from styleforge.images.color import rgb_to_yiq
-from styleforge.transfer.model import load_style_model, save_style_model
+from styleforge.models.files import save_style_model
+from styleforge.transfer.model import load_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
 from tests.synthetic import random_style_network
 

@@ -18,7 +18,8 @@ import styleforge as sf
 from styleforge.config import QuantizeOptions, TransferOptions
 from styleforge.deploy.export import export_style_model
 from styleforge.deploy.quantize import quantize_model
-from styleforge.transfer.model import load_style_model, save_style_model
+from styleforge.models.files import save_style_model
+from styleforge.transfer.model import load_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
 from tests.synthetic import random_adain_network
 

@@ -17,8 +17,9 @@ import styleforge as sf
 from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
 from styleforge.images.io import image_to_array, resize_long_side
+from styleforge.models.files import save_style_model
 from styleforge.nets.adain import AdaINNet, adain
-from styleforge.transfer.model import load_style_model, save_style_model
+from styleforge.transfer.model import load_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
 from tests.synthetic import random_adain_network, random_style_network
 

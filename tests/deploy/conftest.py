@@ -14,7 +14,7 @@ from tests.synthetic import random_style_network, random_weights, write_torchvis
 @pytest.fixture(scope="session")
 def style_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TransformNet with random (not identity-like) weights and real instance-norm affine terms."""
-    from styleforge.transfer.model import save_style_model
+    from styleforge.models.files import save_style_model
 
     folder = tmp_path_factory.mktemp("export")
     return save_style_model(random_style_network(seed=0), folder / "wave.safetensors", {"style_image": "wave.jpg", "options": {"norm": "instance"}})

@@ -19,7 +19,7 @@ from styleforge.nets.onnx import OnnxTransformNet
 from styleforge.nets.transform_net import InstanceNorm
 from styleforge.runtime import sessions
 from styleforge.runtime.norm_graphs import MEAN, VAR, frozen_statistics_graph, instance_norm_nodes, statistics_graph
-from styleforge.transfer.model import _to_tensor, load_style_model, stylize_tiled
+from styleforge.transfer.model import images_to_tensor, load_style_model, stylize_tiled
 from tests.conftest import make_photo, run_cli
 
 
@@ -31,7 +31,7 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Image.Image:
 
 def test_statistics_graph_outputs_what_pytorch_records(style_model: Path, exported: Path, photo: Image.Image) -> None:
     net = load_style_model(style_model, options=TransferOptions(device="cpu", precision="fp32")).net
-    x = _to_tensor([photo], torch.device("cpu"))
+    x = images_to_tensor([photo], torch.device("cpu"))
     with torch.inference_mode():
         net.record_norm_statistics(x)
     recorded = [m.stats for m in net.modules() if isinstance(m, InstanceNorm)]
@@ -46,7 +46,7 @@ def test_statistics_graph_outputs_what_pytorch_records(style_model: Path, export
 
 def test_frozen_graph_with_the_image_own_statistics_equals_the_plain_graph(exported: Path, photo: Image.Image) -> None:
     onnx_net = OnnxTransformNet(exported, runtime="onnxruntime")
-    x = _to_tensor([photo], torch.device("cpu"))
+    x = images_to_tensor([photo], torch.device("cpu"))
     plain = onnx_net(x)
     onnx_net.record_norm_statistics(x)
     frozen = onnx_net(x)  # the same image normalised with its recorded statistics
@@ -60,7 +60,7 @@ def test_frozen_graph_with_the_image_own_statistics_equals_the_plain_graph(expor
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_onnx_tiles_match_pytorch_tiles(style_model: Path, exported: Path, photo: Image.Image, runtime: str) -> None:
-    x = _to_tensor([photo], torch.device("cpu"))
+    x = images_to_tensor([photo], torch.device("cpu"))
     net = load_style_model(style_model, options=TransferOptions(device="cpu", precision="fp32")).net
     with torch.inference_mode():
         expected = stylize_tiled(net, x, tile=64, overlap=16, stats_pixels=10_000)
@@ -79,7 +79,7 @@ def test_cli_transfer_tiles_an_onnx_model(style_model: Path, exported: Path, tmp
 
 
 def test_openvino_and_onnxruntime_agree_on_the_float_file(exported: Path, photo: Image.Image) -> None:
-    x = _to_tensor([photo], torch.device("cpu"))
+    x = images_to_tensor([photo], torch.device("cpu"))
     ort, ov = (OnnxTransformNet(exported, runtime=r) for r in ("onnxruntime", "openvino"))
     assert "onnxruntime" in ort.device_description and "openvino" in ov.device_description
     assert float((ort(x) - ov(x)).abs().max()) < 0.05  # fp32 on both: OpenVINO's bf16 default is switched off

@@ -13,9 +13,10 @@ from PIL import Image
 
 from styleforge.config import TransferOptions
 from styleforge.losses.perceptual import content_loss, style_loss, style_target, total_variation
+from styleforge.models.files import save_style_model
 from styleforge.nets.transform_net import InstanceNorm
 from styleforge.training.johnson import train
-from styleforge.transfer.model import load_style_model, save_style_model
+from styleforge.transfer.model import load_style_model
 from tests.conftest import make_photo, run_cli
 from tests.synthetic import random_style_network
 

@@ -35,7 +35,7 @@ def require_program(path: str) -> str:
 @pytest.fixture(scope="session")
 def style_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two fast styles (random full-size networks with thumbnails) and one Gatys painting."""
-    from styleforge.transfer.model import save_style_model
+    from styleforge.models.files import save_style_model
 
     folder = tmp_path_factory.mktemp("styles")
     painting = make_photo(folder / "starry.png", size=(40, 40), seed=7)

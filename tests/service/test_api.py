@@ -303,7 +303,8 @@ def test_exported_onnx_models_are_served_the_same_way(servers: list[Server], sty
 
 def test_each_style_of_a_multistyle_model_is_offered(servers: list[Server], tmp_path: Path) -> None:
     from styleforge.config import TransferOptions
-    from styleforge.transfer.model import load_style_model, save_style_model, thumbnail_png_base64
+    from styleforge.models.files import save_style_model, thumbnail_png_base64
+    from styleforge.transfer.model import load_style_model
     from tests.test_multistyle import random_multistyle
 
     models = tmp_path / "models"
@@ -342,7 +343,8 @@ def test_any_style_models_take_the_painting_with_the_job(servers: list[Server], 
     import styleforge as sf
     from styleforge.config import TransferOptions
     from styleforge.deploy.export import export_style_model
-    from styleforge.transfer.model import load_style_model, save_style_model
+    from styleforge.models.files import save_style_model
+    from styleforge.transfer.model import load_style_model
     from tests.synthetic import random_adain_network
 
     models = tmp_path / "models"

@@ -125,7 +125,7 @@ def test_an_any_style_model_asks_for_the_painting(browser: object, servers: list
     """Choosing an AdaIN ("any painting") style shows the painting picker; Stylise stays
     off until a painting is chosen; the job then runs and its result shows."""
     import styleforge as sf
-    from styleforge.transfer.model import save_style_model
+    from styleforge.models.files import save_style_model
     from tests.synthetic import random_adain_network
 
     models = tmp_path / "models"

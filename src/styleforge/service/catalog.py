@@ -19,12 +19,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from styleforge.config import ServiceSettings
 from styleforge.images.io import IMAGE_SUFFIXES, read_image
 from styleforge.vgg.weights.registry import NAME_PATTERN
+
+if TYPE_CHECKING:
+    from styleforge.models.loading import ModelInfo
 
 log = logging.getLogger("styleforge.service")
 
@@ -77,47 +81,29 @@ def discover_styles(folders: list[Path], settings: ServiceSettings) -> dict[str,
 
 def _styles_of(file: Path, kind: str) -> list[Style]:
     """The style a file defines, or for a multi-style model one per style (ids ``STEM-K``)."""
-    if kind == FAST and _is_adain(file):
+    info = _model_info(file) if kind == FAST else None
+    if info is not None and info.takes_any_style:
         return [Style(file.stem, _display_name(file), ADAIN, file)]
-    entries = _sidecar(file).get("styles") if file.suffix.lower() == ".safetensors" else _onnx_styles(file)
-    if not (isinstance(entries, list) and len(entries) > 1):
+    if info is None or info.styles <= 1:
         return [Style(file.stem, _display_name(file), kind, file)]
     styles = []
-    for index, entry in enumerate(entries):
-        name = entry.get("name") if isinstance(entry, dict) else None
+    for index, name in enumerate(info.style_names):
         label = str(name).replace("_", " ").replace("-", " ").title()[:80] if name else f"Style {index}"
         styles.append(Style(f"{file.stem}-{index}", f"{_display_name(file)}: {label}", kind, file, index))
     return styles
 
 
-def _onnx_styles(file: Path) -> list | None:
-    """The style names of a multi-style ONNX export (its ``style_weights`` input), else None."""
+def _model_info(file: Path) -> ModelInfo | None:
+    """What the model file holds (:func:`~styleforge.models.loading.inspect_model`), or
+    None when it is unreadable: it is then offered as a fast style, and its jobs fail
+    with the reason."""
     from styleforge.errors import StyleforgeError
+    from styleforge.models.loading import inspect_model
 
     try:
-        from styleforge.runtime.sessions import read_model_info
-
-        names = read_model_info(file)[0].get("styles")
-        return [{"name": name} for name in json.loads(names)] if names else None
+        return inspect_model(file)
     except (StyleforgeError, ImportError, OSError, ValueError):
         return None
-
-
-def _is_adain(file: Path) -> bool:
-    """Whether a model file takes any painting as its style: an AdaIN model, or a
-    style-vector network (magenta-arbitrary), read from its header or ONNX metadata."""
-    from styleforge.errors import StyleforgeError
-    from styleforge.transfer.model import is_adain_model, is_style_vector_model
-
-    try:
-        if file.suffix.lower() == ".onnx":
-            from styleforge.runtime.exports import ADAIN_FORMAT
-            from styleforge.runtime.sessions import read_model_info
-
-            return read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT or is_style_vector_model(file)
-        return is_adain_model(file) or is_style_vector_model(file)
-    except (StyleforgeError, ImportError, OSError, ValueError):
-        return False  # an unreadable file is offered as a fast style and fails its jobs with the reason
 
 
 def _kind_of(file: Path) -> str | None:

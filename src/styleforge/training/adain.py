@@ -157,7 +157,7 @@ class AdaINTrainer(TrainingLoop):
 
     def save_model(self, path: Path | None = None) -> Path:
         """Write ``OUT/adain.safetensors`` (+ JSON) or ``path``; returns the safetensors path."""
-        from styleforge.transfer.model import save_style_model
+        from styleforge.models.files import save_style_model
 
         path = path or self.final_model_path()
         if self.dist.is_main:

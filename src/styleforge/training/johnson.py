@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from styleforge.config import TrainOptions, TransferOptions, options_from_kwargs
+from styleforge.config import TrainOptions, options_from_kwargs
 from styleforge.devices import autocast
 from styleforge.errors import StyleforgeError
 from styleforge.images.io import image_to_array, read_image, resize_long_side
@@ -161,7 +161,7 @@ class Trainer(TrainingLoop):
     def save_model(self, path: Path | None = None) -> Path:
         """Write the network as a style model (safetensors + JSON metadata) at ``path``
         (default: :meth:`final_model_path`); returns the safetensors path."""
-        from styleforge.transfer.model import save_style_model
+        from styleforge.models.files import save_style_model
 
         path = path or self.final_model_path()
         if self.dist.is_main:
@@ -170,7 +170,7 @@ class Trainer(TrainingLoop):
 
     def model_metadata(self) -> dict:
         """What a model written now records: style, options, steps, losses, convention, date."""
-        from styleforge.transfer.model import thumbnail_png_base64
+        from styleforge.models.files import thumbnail_png_base64
 
         last = self.state.history[-1] if self.state.history else {}
         styles = [{"name": Path(name).stem, "style_image": name, "thumbnail_png_base64": thumbnail_png_base64(image)}
@@ -205,17 +205,19 @@ def load_extended_base(path: str) -> ExtendedBase:
     Raises:
         StyleforgeError: unreadable, not instance norm, or not a styleforge-trained layout.
     """
-    from styleforge.transfer.model import load_style_model, style_names
+    from styleforge.models.loading import TRANSFORM_NET, inspect_model, load_network
+    from styleforge.models.store import resolve_model_file
 
-    model = load_style_model(path, options=TransferOptions(device="cpu", precision="fp32"))
-    net = model.net
-    if not isinstance(net, TransformNet) or net.norm != "instance":
+    file = resolve_model_file(path)
+    info = inspect_model(file)
+    if info.runtime != "pytorch" or info.kind != TRANSFORM_NET or info.header.get("norm", "instance") != "instance":
         raise StyleforgeError(f"--extend needs an instance-norm .safetensors model; '{path}' is not one")
-    metadata = model.metadata
+    net, metadata = load_network(file)
+    assert isinstance(net, TransformNet)
     if isinstance(metadata.get("styles"), list) and len(metadata["styles"]) == net.styles:
         entries = [dict(entry) for entry in metadata["styles"]]
     else:
-        names = style_names(metadata, net.styles) if net.styles > 1 else [Path(str(metadata.get("style_image") or Path(path).stem)).stem]
+        names = info.style_names if net.styles > 1 else [Path(str(metadata.get("style_image") or Path(path).stem)).stem]
         entries = [{"name": name} for name in names]
         if net.styles == 1 and metadata.get("style_thumbnail_png_base64"):
             entries[0]["thumbnail_png_base64"] = metadata["style_thumbnail_png_base64"]

@@ -17,7 +17,7 @@ from typing import Any
 from styleforge.config import NORMS, PRECISION_CHOICES, UPSAMPLES, AdaINTrainOptions, TrainOptions, is_finite
 from styleforge.errors import StyleforgeError
 from styleforge.images.io import find_images, read_image
-from styleforge.transfer.plan import resolve_model_file
+from styleforge.models.store import resolve_model_file
 from styleforge.utils.fs import check_output_dir
 from styleforge.utils.limits import ADAIN_MIN_SIDE, check_pixel_budget
 from styleforge.vgg.architecture import check_feature_layers, min_input_side

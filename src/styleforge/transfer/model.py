@@ -17,13 +17,11 @@ uses fixed statistics.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -35,30 +33,24 @@ from styleforge.devices import autocast, describe_device, resolve_device, resolv
 from styleforge.errors import StyleforgeError
 from styleforge.images.color import match_color_histogram, restore_chroma
 from styleforge.images.io import read_image, resize_long_side, write_image
-from styleforge.models.files import (  # noqa: F401 (re-exported: the API names them here)
-    MODEL_FORMAT,
-    network_from_state,
-    read_model_metadata,
-    read_sidecar,
-    save_style_model,
-    thumbnail_png_base64,
-)
-from styleforge.models.formats.adain import adain_from_state, is_adain_header
+from styleforge.models.loading import ADAIN, STYLE_VECTOR, ModelInfo, StyleNetwork, load_network
+from styleforge.models.option_rules import checked_model_info
+from styleforge.models.store import resolve_model_file
 from styleforge.nets.adain import AdaINNet, AdaINStylizer, blend_statistics
 from styleforge.nets.transform_net import TransformNet, use_power_difference, weaken_instance_norms
-from styleforge.transfer.plan import TransferItem, resolve_model_file, validate_transfer_options
-from styleforge.utils.safetensors_files import read_safetensors_file
+from styleforge.transfer.plan import TransferItem, validate_transfer_options
 
 
 @dataclass
 class StyleModel:
     """A loaded style network. ``stylize(image)`` takes and returns PIL images of any size.
 
-    ``net`` is the PyTorch :class:`TransformNet`, or for an exported ``.onnx`` file an
-    :class:`~styleforge.nets.onnx.OnnxTransformNet` called the same way.
+    ``net`` is any :class:`~styleforge.models.loading.StyleNetwork`: the PyTorch
+    transform network, an AdaIN or style-vector stylizer around one, or an exported
+    ``.onnx`` network called the same way.
     """
 
-    net: TransformNet
+    net: StyleNetwork
     metadata: dict
     device: torch.device
     options: TransferOptions
@@ -101,14 +93,14 @@ class StyleModel:
         width, height = image.size
         if tile is None and width * height > self.options.auto_tile_pixels:
             tile = 1024
-        x = _to_tensor([image], self.device).contiguous(memory_format=self.memory_format)
+        x = images_to_tensor([image], self.device).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.device, self.options.precision):
             if tile is not None and max(width, height) > tile:
                 overlap = min(self.options.tile_overlap, tile // 4)  # small tiles get a proportional overlap
                 y = stylize_tiled(self.net, x, tile, overlap, self.options.stats_pixels)
             else:
                 y = self.forward(x)
-        return self.finish(_to_images(y)[0], image)
+        return self.finish(tensor_to_images(y)[0], image)
 
     def stylize_batch(self, images: list[Image.Image]) -> list[Image.Image]:
         """Stylise same-size images: in one forward pass on CUDA, one image per pass on the
@@ -116,10 +108,10 @@ class StyleModel:
         if len({img.size for img in images}) != 1:
             raise StyleforgeError("stylize_batch needs images of one size")
         photos = [img.convert("RGB") for img in images]
-        x = _to_tensor(photos, self.device).contiguous(memory_format=self.memory_format)
+        x = images_to_tensor(photos, self.device).contiguous(memory_format=self.memory_format)
         passes = x.split(self.images_per_pass(len(photos)))
         with torch.inference_mode(), autocast(self.device, self.options.precision):
-            outputs = [image for part in passes for image in _to_images(self.forward(part))]
+            outputs = [image for part in passes for image in tensor_to_images(self.forward(part))]
         return [self.finish(out, photo) for out, photo in zip(outputs, photos, strict=True)]
 
     def images_per_pass(self, count: int) -> int:
@@ -149,34 +141,30 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     """Load a trained model: ``NAME.safetensors`` (with its optional ``NAME.json``), the
     name of an installed model (``styleforge models``), an exported ``.onnx``, or a
     training checkpoint (``checkpoint.pt``, read with ``weights_only=True``), which gives
-    the network as of the checkpoint's step.
+    the network as of the checkpoint's step. The file is read through
+    :func:`~styleforge.models.loading.load_network`; options that do not apply to it are
+    refused from its header first (:mod:`~styleforge.models.option_rules`).
 
     Raises:
-        StyleforgeError: missing or unreadable file, or not a styleforge style model.
+        StyleforgeError: missing or unreadable file, not a styleforge style model, or an
+            option that does not apply to it.
     """
     file = resolve_model_file(path)
     opts = validate_transfer_options(options or TransferOptions(device=str(device)))
-    if file.suffix.lower() == ".onnx":
-        return _onnx_style_model(file, opts)
-    net, metadata = _read_checkpoint_model(file) if file.suffix == ".pt" else _read_safetensors_model(file)
+    info = checked_model_info(file, opts)
+    if info.runtime == "onnx":
+        return _onnx_style_model(info, opts)
+    net, metadata = load_network(file)
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
-    if isinstance(net, AdaINNet):
+    if info.kind == ADAIN:
         return _adain_style_model(file, net, metadata, opts, dev)
-    if net.style_vector:
+    if info.kind == STYLE_VECTOR:
         return _style_vector_model(file, net, metadata, opts, dev)
-    if opts.styles:
-        raise StyleforgeError(f"--style images are for models that take any painting (AdaIN, magenta-arbitrary); '{file}' has "
-                              "its style built in (a multi-style model takes --style-weights)")
-    if opts.alpha != 1.0:
-        raise StyleforgeError(f"--alpha is AdaIN's content-style trade-off; for '{file}' use --strength")
     use_power_difference(net, opts.power_difference)
     if opts.style_weights is not None:
-        net.select_styles(style_mix(opts.style_weights, style_names(metadata, net.styles), net.styles))
+        net.select_styles(style_mix(opts.style_weights, info.style_names, net.styles))
     if opts.strength_mode == "norm":
-        if net.norm != "instance":
-            raise StyleforgeError(f"--strength-mode norm needs an instance-norm network; '{file}' uses {net.norm} norm "
-                                  "(use --strength-mode pixel)")
         weaken_instance_norms(net, opts.strength)
     model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
     model.net.to(dev, memory_format=model.memory_format)
@@ -188,7 +176,7 @@ def _adain_style_model(file: Path, net: AdaINNet, metadata: dict, opts: Transfer
     net = net.to(device)
     with torch.inference_mode():
         mean, std, styles = adain_style(file, opts, lambda pixels: net.style_statistics(pixels.to(device)))
-    model = StyleModel(AdaINStylizer(net, mean, std, opts.alpha).eval(), {**metadata, **styles}, device, opts)  # type: ignore[arg-type]
+    model = StyleModel(AdaINStylizer(net, mean, std, opts.alpha).eval(), {**metadata, **styles}, device, opts)
     model.net.to(device, memory_format=model.memory_format)
     return model
 
@@ -197,7 +185,7 @@ def _style_vector_model(file: Path, net: TransformNet, metadata: dict, opts: Tra
     """A StyleModel of the PyTorch style-vector network ``net`` (magenta-arbitrary)."""
     use_power_difference(net, opts.power_difference)
     stylizer, styles = style_vector_stylizer(file, net, metadata, opts)
-    model = StyleModel(stylizer.eval().requires_grad_(False), {**metadata, **styles}, device, opts)  # type: ignore[arg-type]
+    model = StyleModel(stylizer.eval().requires_grad_(False), {**metadata, **styles}, device, opts)
     model.net.to(device, memory_format=model.memory_format)
     return model
 
@@ -214,13 +202,11 @@ def style_vector_stylizer(file: Path, net: object, metadata: dict, opts: Transfe
     from styleforge.models.formats.magenta import load_style_predictor
     from styleforge.nets.transform_net import StyleVectorStylizer
 
-    if opts.alpha != 1.0:
-        raise StyleforgeError(f"--alpha is AdaIN's content-style trade-off; for '{file}' use --strength")
     predictor = load_style_predictor(file, metadata)
     vector, styles = style_vector(file, opts, predictor)
     strength = opts.strength if opts.strength_mode == "norm" else 1.0
-    own_vector = lambda x: torch.from_numpy(predictor(_to_images(x)[0]))  # noqa: E731 (the photo's own style)
-    return StyleVectorStylizer(net, vector, strength, own_vector), styles  # type: ignore[arg-type]
+    own_vector = lambda x: torch.from_numpy(predictor(tensor_to_images(x)[0]))  # noqa: E731 (the photo's own style)
+    return StyleVectorStylizer(net, vector, strength, own_vector), styles
 
 
 def style_vector(file: Path, opts: TransferOptions, predict: Callable[[Image.Image], np.ndarray]) -> tuple[torch.Tensor, dict]:
@@ -231,8 +217,6 @@ def style_vector(file: Path, opts: TransferOptions, predict: Callable[[Image.Ima
     Raises:
         StyleforgeError: no style given, an unreadable style image or bad weights.
     """
-    if not opts.styles:
-        raise StyleforgeError(f"'{file}' takes any painting as the style: give one or more with --style IMAGE")
     names = [Path(style).stem for style in opts.styles]
     weights = style_mix(opts.style_weights, names, len(names), given=True) if opts.style_weights is not None else None
     vectors = np.stack([predict(read_image(style)) for style in opts.styles])
@@ -251,12 +235,6 @@ def adain_style(file: Path, opts: TransferOptions, statistics: Callable[[torch.T
         StyleforgeError: no style given, an unreadable style image, bad weights, or an
             option that does not apply to AdaIN.
     """
-    if not opts.styles:
-        raise StyleforgeError(f"'{file}' is an AdaIN model, which takes any painting as the style: give one or more "
-                              "with --style IMAGE")
-    if opts.strength_mode == "norm":
-        raise StyleforgeError("--strength-mode norm is for instance-norm networks; an AdaIN model has --alpha "
-                              "(its own content-style trade-off) or --strength-mode pixel")
     names = [Path(style).stem for style in opts.styles]
     weights = style_mix(opts.style_weights, names, len(names), given=True) if opts.style_weights is not None else None
     found = [statistics(_style_pixels(read_image(style), opts.style_size)) for style in opts.styles]
@@ -271,52 +249,7 @@ def _style_pixels(image: Image.Image, style_size: int) -> torch.Tensor:
     image = resize_long_side(image.convert("RGB"), style_size)
     width, height = (max(8, side - side % 8) for side in image.size)
     left, top = (image.width - width) // 2, (image.height - height) // 2
-    return _to_tensor([image.crop((left, top, left + width, top + height))], torch.device("cpu"))
-
-
-def is_adain_model(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` (safetensors or training checkpoint) holds an AdaIN model, read from its header only."""
-    file = Path(path)
-    if file.suffix == ".pt":
-        from styleforge.models.checkpoint import read_checkpoint
-
-        return read_checkpoint(file).get("kind") == "adain"
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(file), framework="pt") as handle:
-            return is_adain_header(handle.metadata() or {})
-    except Exception:  # noqa: BLE001 (not readable as safetensors: the normal loader reports why)
-        return False
-
-
-def is_style_vector_model(path: str | os.PathLike[str]) -> bool:
-    """Whether the style model ``path`` (``.safetensors`` header or exported ``.onnx``
-    metadata) conditions on a style vector (magenta-arbitrary). False for anything
-    unreadable: the loader that follows says what is wrong with it."""
-    from styleforge.utils.safetensors_files import read_safetensors_header
-
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".onnx":
-            from styleforge.runtime.sessions import read_model_info
-
-            header = read_model_info(path)[0]
-        elif path.suffix == ".safetensors":
-            header = read_safetensors_header(path)
-        else:
-            return False
-        return int(header.get("style_vector", "0") or 0) > 0
-    except (StyleforgeError, ValueError):
-        return False
-
-
-def style_names(metadata: dict, count: int) -> list[str]:
-    """The names of a model's ``count`` styles, from its metadata (``style0``... when absent)."""
-    styles = metadata.get("styles")
-    if isinstance(styles, list) and len(styles) == count:
-        return [str(entry.get("name", f"style{i}")) if isinstance(entry, dict) else str(entry) for i, entry in enumerate(styles)]
-    return [f"style{i}" for i in range(count)]
+    return images_to_tensor([image.crop((left, top, left + width, top + height))], torch.device("cpu"))
 
 
 def style_mix(spec: str, names: list[str], count: int, given: bool = False) -> list[float]:
@@ -349,94 +282,25 @@ def style_mix(spec: str, names: list[str], count: int, given: bool = False) -> l
     return weights
 
 
-def _onnx_style_model(file: Path, opts: TransferOptions) -> StyleModel:
-    """A StyleModel running an exported ``.onnx`` file (ONNX Runtime or OpenVINO, no compile);
-    an ONNX Model Zoo file runs as-is at its fixed 224x224 (:class:`~styleforge.models.formats.onnx_zoo.ZooOnnxNet`)."""
-    from styleforge.nets.onnx import OnnxAdaINNet, OnnxTransformNet
-    from styleforge.runtime.exports import ADAIN_FORMAT
-    from styleforge.runtime.sessions import read_model_info
-
-    if opts.compile:
-        raise StyleforgeError("--compile applies to PyTorch models; an ONNX model is already compiled by its runtime")
-    if opts.power_difference:
-        raise StyleforgeError("--power-difference applies to PyTorch models; an ONNX file holds the operator only if "
-                              "it was exported with 'styleforge export --power-difference'")
-    if is_style_vector_model(file):
-        return _onnx_style_vector_model(file, opts)
-    if opts.strength_mode == "norm":
-        raise StyleforgeError("--strength-mode norm changes the network's parameters, which an ONNX file fixes; "
-                              "use --strength-mode pixel, or the .safetensors model")
-    if read_model_info(file)[0].get("styleforge_format") == ADAIN_FORMAT:
-        adain_net = OnnxAdaINNet(file, opts.device, opts.runtime)
-        mean, std, styles = adain_style(file, opts, adain_net.statistics)
-        adain_net.set_style(mean.numpy(), std.numpy(), opts.alpha)
-        metadata = {"runtime": adain_net.device_description, **adain_net.metadata, **styles}
-        return StyleModel(adain_net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
-    if opts.styles or opts.alpha != 1.0:
-        raise StyleforgeError(f"--style and --alpha are for AdaIN models; '{file}' has its style built in")
-    from styleforge.models.formats.onnx_zoo import ZooOnnxNet, is_zoo_file
-
-    net = ZooOnnxNet(file, opts.device, opts.runtime) if is_zoo_file(file) else OnnxTransformNet(file, opts.device, opts.runtime)
-    if opts.style_weights is not None:
-        if getattr(net, "styles", 1) == 1:
-            raise StyleforgeError(f"--style-weights needs a multi-style model; '{file}' holds one style (export a multi-style "
-                                  "model without --style-weights to keep every style)")
-        names = json.loads(net.metadata["styles"])
-        net.select_styles(style_mix(opts.style_weights, names, net.styles))
-    metadata = {"style_image": net.metadata.get("style_image"), "runtime": net.device_description, **net.metadata}
-    return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
+def _onnx_style_model(info: ModelInfo, opts: TransferOptions) -> StyleModel:
+    """A StyleModel running an exported ``.onnx`` file (ONNX Runtime or OpenVINO, no
+    compile); an ONNX Model Zoo file runs as-is at its fixed 224x224."""
+    file = info.path
+    net, metadata = load_network(file, opts.device, opts.runtime)
+    if info.kind == STYLE_VECTOR:
+        net, styles = style_vector_stylizer(file, net, metadata, opts)
+    elif info.kind == ADAIN:
+        mean, std, styles = adain_style(file, opts, net.statistics)
+        net.set_style(mean.numpy(), std.numpy(), opts.alpha)
+    else:
+        if opts.style_weights is not None:
+            net.select_styles(style_mix(opts.style_weights, info.style_names, info.styles))
+        styles = {"style_image": metadata.get("style_image")}
+    metadata = {"runtime": net.device_description, **metadata, **styles}
+    return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))
 
 
-def _onnx_style_vector_model(file: Path, opts: TransferOptions) -> StyleModel:
-    """A StyleModel running an exported style-vector network (its predictor beside it)."""
-    from styleforge.nets.onnx import OnnxTransformNet
-
-    net = OnnxTransformNet(file, opts.device, opts.runtime)
-    stylizer, styles = style_vector_stylizer(file, net, net.metadata, opts)
-    metadata = {"runtime": net.device_description, **net.metadata, **styles}
-    return StyleModel(stylizer, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))  # type: ignore[arg-type]
-
-
-def _read_safetensors_model(file: Path) -> tuple[TransformNet | AdaINNet, dict]:
-    header, state = read_safetensors_file(file, "pt", "model")
-    if is_adain_header(header):
-        return adain_from_state(file, header, state), read_sidecar(file.with_suffix(".json"))
-    if header.get("format") != MODEL_FORMAT:
-        raise StyleforgeError(f"'{file}' is not a styleforge style model (metadata format={header.get('format')!r})")
-    net = network_from_state(file, header, state)
-    return net, read_sidecar(file.with_suffix(".json"))
-
-
-def _read_checkpoint_model(file: Path) -> tuple[TransformNet | AdaINNet, dict]:
-    from styleforge.models.checkpoint import read_checkpoint
-
-    payload = read_checkpoint(file)
-    options = payload["options"] if isinstance(payload["options"], dict) else {}
-    if payload.get("kind") == "adain":
-        metadata = {"kind": "adain", "options": options, "steps": payload["state"].get("step"), "source": "checkpoint"}
-        return adain_from_state(file, payload.get("header") or {}, payload["model"]), metadata
-    convention = payload.get("convention") or {k: options[k] for k in ("norm", "upsample") if k in options}
-    net = network_from_state(file, convention, payload["model"])
-    metadata = {"style_image": payload.get("style_name"), "options": options, "steps": payload["state"].get("step"),
-                "source": "checkpoint"}
-    if len(payload.get("style_names") or []) > 1:
-        metadata["styles"] = [{"name": Path(name).stem} for name in payload["style_names"]]
-    return net, metadata
-
-
-class TileableNet(Protocol):
-    """What tiling needs of a network: a call, and instance-norm statistics recorded on a
-    whole image and applied to its tiles (:class:`TransformNet` and the ONNX runtime's
-    :class:`~styleforge.nets.onnx.OnnxTransformNet`)."""
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def record_norm_statistics(self, x: torch.Tensor) -> None: ...
-
-    def clear_norm_statistics(self) -> None: ...
-
-
-def stylize_tiled(net: TileableNet, x: torch.Tensor, tile: int, overlap: int, stats_pixels: int, context: int = 64) -> torch.Tensor:
+def stylize_tiled(net: StyleNetwork, x: torch.Tensor, tile: int, overlap: int, stats_pixels: int, context: int = 64) -> torch.Tensor:
     """Stylise a (1, 3, H, W) image in overlapping tiles; returns (1, 3, H, W) on the CPU.
 
     Args:
@@ -469,7 +333,7 @@ def stylize_tiled(net: TileableNet, x: torch.Tensor, tile: int, overlap: int, st
         net.clear_norm_statistics()
 
 
-def _with_context(net: TileableNet, x: torch.Tensor, top: int, left: int, th: int, tw: int, context: int) -> torch.Tensor:
+def _with_context(net: StyleNetwork, x: torch.Tensor, top: int, left: int, th: int, tw: int, context: int) -> torch.Tensor:
     height, width = x.shape[2:]
     # The crop starts on the whole image's 4-pixel grid: the network downsamples twice by
     # 2 and upsamples back, so it is shift-equivariant only for shifts that are multiples
@@ -482,7 +346,7 @@ def _with_context(net: TileableNet, x: torch.Tensor, top: int, left: int, th: in
     return y[:, :, top - y0 : top - y0 + th, left - x0 : left - x0 + tw].float().cpu()
 
 
-def _record_norm_statistics(net: TileableNet, x: torch.Tensor, stats_pixels: int) -> None:
+def _record_norm_statistics(net: StyleNetwork, x: torch.Tensor, stats_pixels: int) -> None:
     height, width = x.shape[2:]
     scale = min(1.0, (stats_pixels / (height * width)) ** 0.5)
     small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)
@@ -509,13 +373,14 @@ def _ramp(start: int, length: int, total: int, overlap: int) -> torch.Tensor:
     return ramp
 
 
-def _to_tensor(images: list[Image.Image], device: torch.device) -> torch.Tensor:
+def images_to_tensor(images: list[Image.Image], device: torch.device) -> torch.Tensor:
     """uint8 HWC images -> float NCHW on ``device`` (channels_last strides, from the permute)."""
     arrays = np.stack([np.asarray(img, dtype=np.uint8) for img in images])
     return torch.from_numpy(arrays).to(device).permute(0, 3, 1, 2).float()
 
 
-def _to_images(y: torch.Tensor) -> list[Image.Image]:
+def tensor_to_images(y: torch.Tensor) -> list[Image.Image]:
+    """(N, 3, H, W) 0-255 float tensor -> N RGB images (clamped and rounded)."""
     arrays = y.float().clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(a, mode="RGB") for a in arrays]
 

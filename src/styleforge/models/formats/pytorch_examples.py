@@ -15,6 +15,7 @@ uses them); they are dropped. Any other key is refused, naming it.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import torch
 
@@ -49,6 +50,19 @@ def convert_state_dict(state: object, source: str) -> dict[str, torch.Tensor]:
                                   "(expected conv1.conv2d.*, in1.*, res1.conv1.conv2d.*, deconv1.conv2d.*, ...)")
         converted[target] = value.detach().float()
     return converted
+
+
+def convert_file(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The TransformNet state dict of a pytorch/examples ``.pth``/``.model`` file (read
+    without unpickling code) and its convention.
+
+    Raises:
+        StyleforgeError: unreadable, or keys that are not this network's.
+    """
+    from styleforge.models.formats import PYTORCH_EXAMPLES
+    from styleforge.utils.torch_files import load_torch_file
+
+    return convert_state_dict(load_torch_file(file, "pytorch/examples model"), str(file)), PYTORCH_EXAMPLES
 
 
 def _target(key: str) -> str | None:
