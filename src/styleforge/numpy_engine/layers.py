@@ -139,7 +139,8 @@ class Conv2d(Layer):
     """2-D convolution (cross-correlation, as PyTorch and MatConvNet compute it).
 
     Args:
-        c_in, c_out: channels; k: square kernel size; stride; padding (zeros).
+        c_in: channels; k: square kernel size; stride; padding (zeros).
+        c_out: channels; k: square kernel size; stride; padding (zeros).
         impl: ``naive`` loops or ``fast`` im2col + one matrix product.
     """
 

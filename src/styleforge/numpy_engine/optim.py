@@ -15,7 +15,8 @@ class Adam:
 
     Args:
         lr: learning rate eta.
-        beta1, beta2: decay rates of the first and second moment estimates.
+        beta1: decay rates of the first and second moment estimates.
+        beta2: decay rates of the first and second moment estimates.
         eps: added to the denominator.
     """
 

@@ -85,7 +85,8 @@ class EpochSampler(Sampler[int]):
         seed: base seed; epoch ``e`` uses ``seed + e``.
         epoch: which epoch's order to produce.
         start: skip this many of this rank's indices (resuming inside an epoch).
-        rank, world: this process's shard of every permutation.
+        rank: this process's shard of every permutation.
+        world: this process's shard of every permutation.
     """
 
     def __init__(self, length: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1) -> None:

@@ -20,7 +20,8 @@ def check_pixel_budget(width: int, height: int, what: str) -> tuple[int, int]:
     """Return ``(width, height)`` if that picture fits the pixel limit; raise otherwise.
 
     Args:
-        width, height: the size about to be allocated.
+        width: the size about to be allocated.
+        height: the size about to be allocated.
         what: what is being made, for the message (e.g. ``"resizing 'a.jpg'"``).
     """
     limit = max_pixels_from_env()

@@ -63,7 +63,8 @@ class VideoInfo:
     """What is known of a clip before decoding it.
 
     Attributes:
-        width, height: frame size in pixels.
+        width: frame size in pixels.
+        height: frame size in pixels.
         fps: average frame rate (frames per second, exact fraction).
         frames: frame count (from the container, or estimated from the duration; 0 if unknown).
         audio: the audio codec's name, or None when the clip is silent.
@@ -165,7 +166,8 @@ class VideoWriter:
     Args:
         target: output path; its suffix picks the container and codecs (:data:`ENCODERS`).
         source: the open input, for its time base, frame rate and audio.
-        width, height: output frame size (even).
+        width: output frame size (even).
+        height: output frame size (even).
         crf: constant-rate-factor quality (lower is better; 18 is visually lossless for H.264).
     """
 
