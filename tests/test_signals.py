@@ -168,3 +168,44 @@ def test_signal_during_a_download_leaves_no_part_file(sig: signal.Signals, slow_
     assert "Traceback" not in text, text
     leftovers = [p for p in isolated_home.rglob("*") if p.is_file()]
     assert leftovers == [], leftovers
+
+
+@pytest.mark.parametrize("stop", ["group-SIGTERM", "double-SIGINT"])
+def test_a_stop_of_the_process_group_during_multi_worker_training_is_clean(stop: str, assets: Assets, tmp_path: Path,
+                                                                          isolated_home: Path) -> None:
+    """A service manager stops the whole process group (the DataLoader workers too), and a
+    double Ctrl-C at a terminal reaches every process twice. The run still ends like a
+    stop of the main process alone: its status, the step model and checkpoint, no
+    traceback of a worker "killed by signal", and no ``pymp-*`` folder left behind."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(48):  # enough batches that the workers are busy when the stop lands
+        make_photo(photos / f"p{i:02d}.png", size=(160, 120), seed=i)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    argv = [sys.executable, "-m", "styleforge", "train", "--style", str(assets.style), "--data", str(photos), "--out", "run",
+            "--image-size", "32", "--batch-size", "2", "--epochs", "1000", "--log-every", "1", "--workers", "2",
+            "--checkpoint-every", "3", "--weights", str(assets.pth), "--device", "cpu"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env={**os.environ, "TMPDIR": str(temp)}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not any(line.startswith("step 4/") for line in err) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sig = signal.SIGTERM if stop == "group-SIGTERM" else signal.SIGINT
+    os.killpg(proc.pid, sig)
+    if stop == "double-SIGINT":
+        time.sleep(0.05)
+        os.killpg(proc.pid, sig)
+    status = proc.wait(timeout=120)
+    reader.join(timeout=10)
+    text = "".join(err)
+    assert status == STATUS[sig], (status, text)
+    assert "Traceback" not in text and "Exception ignored" not in text and "killed by signal" not in text, text
+    assert any(" at step " in line for line in err), text  # the main process saved and said where
+    step = next(int(line.split()[3].rstrip(":")) for line in reversed(err) if " at step " in line)
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert (tmp_path / "run" / f"style_step{step:07d}.safetensors").is_file()
+    assert list(temp.iterdir()) == []  # the workers' multiprocessing folders were cleaned up

@@ -36,7 +36,7 @@ from styleforge.errors import StyleforgeError
 from styleforge.images.io import read_image, write_image
 from styleforge.models.checkpoint import read_checkpoint, write_checkpoint
 from styleforge.training.plan import CHECKPOINT_NAME, photo_files, resume_checkpoint
-from styleforge.utils.interrupts import Terminated, deferred_interrupt
+from styleforge.utils.interrupts import Terminated, deferred_interrupt, quiet_worker_stops
 from styleforge.utils.runlog import LossHistory, load_plotting
 from styleforge.vgg.architecture import CONV_NAMES, LAYER_INDEX
 from styleforge.vgg.preprocessing import center_crop_square
@@ -339,7 +339,8 @@ class TrainingLoop(ABC):
         opts = self.opts
         return DataLoader(self.dataset, batch_size=opts.batch_size, sampler=self._sampler(self.state.batch_in_epoch * opts.batch_size),
                           num_workers=opts.workers, collate_fn=collate_photos, drop_last=True,
-                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+                          pin_memory=self.device.type == "cuda", persistent_workers=False,
+                          worker_init_fn=quiet_worker_stops if opts.workers else None)
 
     def _record(self, values: dict[str, float], elapsed: float, start_step: int, total_steps: int) -> None:
         row = {"step": self.state.step, "epoch": self.state.epoch, "skipped": self.state.skipped, "seconds": elapsed, **values}

@@ -138,6 +138,28 @@ def install_signal_handlers() -> None:
         sys.unraisablehook._styleforge = True  # type: ignore[attr-defined]
 
 
+def quiet_worker_stops(worker_id: int = 0) -> None:
+    """A DataLoader ``worker_init_fn`` (``worker_id`` unused): a stop sent to the whole
+    process group (Ctrl-C at a terminal, a service manager's SIGTERM) ends the worker the
+    way PyTorch's worker loop ends on Ctrl-C, quietly and with multiprocessing's clean-up
+    run (its ``pymp-*`` temporary folder), while the main process saves and reports.
+
+    Without it a worker dies by the signal (PyTorch's own worker handler re-raises one
+    not sent by the parent): the main process then gets "DataLoader worker ... killed by
+    signal" in the middle of its own stop, and the folders stay behind."""
+    signal.signal(signal.SIGTERM, _end_worker)
+    signal.signal(signal.SIGINT, _end_worker)
+
+
+def _end_worker(signum: int, frame: FrameType | None) -> None:
+    # After the first stop a second Ctrl-C is the main process's business (ignored here);
+    # SIGTERM goes back to its default, so the parent's terminate() still ends a worker
+    # that does not finish winding down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def forget_stops() -> None:
     """Clear the record behind :func:`stop_requested` (once a stop has been reported)."""
     _received.clear()
