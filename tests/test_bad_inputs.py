@@ -325,6 +325,14 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "disk-full-transfer": lambda a: Case(_transfer(a, str(a.photo), out="res.jpg"), "cannot write 'res.jpg'", fsize=512, instant=False),
     "disk-full-video": lambda a: Case(_transfer(a, str(a.clip), out="res.mp4"), "cannot write video 'res.mp4'", fsize=4096, instant=False),
     "disk-full-train-checkpoint": lambda a: Case(_train(a), "cannot write", fsize=65536, instant=False),
+    # a refusal leaves no folder behind: the output folders made for a write that failed,
+    # the run folder of a training that never checkpointed, the cache's download folder
+    "disk-full-transfer-folder": lambda a: Case(_transfer(a, str(a.data), out="res"), "cannot write", fsize=512, instant=False),
+    # the loss log (about 6 kB after 80 steps) no longer fits, the 32-px JPEG (about 1 kB) would: neither is written
+    "disk-full-stylize-log": lambda a: Case(_stylize(a, "-o", "out.jpg", "--iterations", "80", "--log", "loss.csv"),
+                                            "cannot write 'loss.csv'", fsize=4096, instant=False),
+    "weights-download-offline": lambda a: Case(["weights", "download", "vgg19", "--url", "http://127.0.0.1:9/vgg19.pth"],
+                                               "if this machine is offline", instant=False),
     "stdout-full-classify": lambda a: Case(_classify(a), "cannot write standard output", stdout_full=True, instant=False),
     "stdout-full-weights-list": lambda a: Case(["weights", "list"], "cannot write standard output", stdout_full=True),
 }
@@ -336,10 +344,12 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
 
 
 def _snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
-    """Every file (and FIFO) under ``roots`` with its size and modification time."""
+    """Every file (and FIFO) under ``roots`` with its size and modification time, and every
+    folder (size -1: a refusal must not leave an empty folder behind either)."""
     found = {}
     for root in roots:
-        for dirpath, _, files in os.walk(root):
+        for dirpath, folders, files in os.walk(root):
+            found.update({str(Path(dirpath) / name): (-1, 0) for name in folders})
             for name in files:
                 path = Path(dirpath) / name
                 info = path.lstat()

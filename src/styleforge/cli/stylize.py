@@ -124,7 +124,8 @@ def check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Stylise, write the output (and snapshots, CSV, plot); 130 after Ctrl-C, 143 after SIGTERM."""
     from styleforge.gatys.driver import run_stylize, snapshot_writer, validate_options
-    from styleforge.images.io import read_image, write_image
+    from styleforge.images.io import encode_image, read_image
+    from styleforge.utils.fs import write_together
     from styleforge.utils.interrupts import Terminated
 
     options = validate_options(options_from_args(args))
@@ -134,11 +135,15 @@ def run(args: argparse.Namespace) -> int:
     styles = [read_image(s) for s in args.style]
     callback = snapshot_writer(args.output, args.save_every) if args.save_every > 0 else None
     result = run_stylize(content, styles, options, callback=callback, progress=not args.quiet)
-    write_image(result.image, args.output)
+    # The image, the loss log and the plot appear together or not at all: a log that
+    # cannot be written (a full disk) must not leave the image behind an exit status 2.
+    outputs = [(args.output, encode_image(result.image, args.output))]
     if args.log:
-        result.history.write_csv(args.log)
+        outputs.append((args.log, result.history.csv_bytes()))
     if args.plot:
-        result.history.plot(args.plot, ("total", "content", "style", "tv"), title=f"styleforge stylize: {content_path}")
+        curves = ("total", "content", "style", "tv")
+        outputs.append((args.plot, result.history.plot_bytes(args.plot, curves, title=f"styleforge stylize: {content_path}")))
+    write_together(outputs)
     steps = len(result.history.rows)
     final = result.history.rows[-1] if result.history.rows else {}
     summary = {

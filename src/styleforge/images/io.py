@@ -127,6 +127,16 @@ def write_image(img: Image.Image, path: str | os.PathLike[str], quality: int = 9
     Raises:
         StyleforgeError: unknown suffix or the file cannot be written.
     """
+    # encoded in memory, then one verified write: never a truncated file
+    return write_bytes_atomic(path, encode_image(img, path, quality))
+
+
+def encode_image(img: Image.Image, path: str | os.PathLike[str], quality: int = 95) -> bytes:
+    """The bytes of ``img`` in the format ``path``'s suffix names (.jpg/.png/.webp/.bmp).
+
+    Raises:
+        StyleforgeError: an unknown suffix.
+    """
     dest = Path(path)
     fmt = WRITE_FORMATS.get(dest.suffix.lower())
     if fmt is None:
@@ -135,9 +145,9 @@ def write_image(img: Image.Image, path: str | os.PathLike[str], quality: int = 9
     if fmt in ("JPEG", "BMP") and img.mode != "RGB":
         img = to_rgb(img)
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    encoded = io.BytesIO()  # encode in memory, then one verified write: never a truncated file
+    encoded = io.BytesIO()
     img.save(encoded, format=fmt, **options)
-    return write_bytes_atomic(dest, encoded.getvalue())
+    return encoded.getvalue()
 
 
 def find_images(folder: str | os.PathLike[str]) -> list[Path]:

@@ -38,7 +38,7 @@ from styleforge.images.io import image_to_array, read_image
 from styleforge.nets.adain import ENCODER_LAYERS, AdaINNet, adain, channel_statistics
 from styleforge.training.loop import EpochSampler, PhotoFolder, TrainingLoop, vgg_checksum
 from styleforge.training.plan import validate_adain_options
-from styleforge.utils.fs import check_output_dir
+from styleforge.utils.fs import check_output_dir, folder_removed_on_failure
 
 
 class StyledPhotos(Dataset):
@@ -223,4 +223,5 @@ def train_adain(
     opts = validate_adain_options(options_from_kwargs(AdaINTrainOptions, options, "train_adain"))
     check_output_dir(out_dir, "output folder")
     test = None if test_image is None else (test_image if isinstance(test_image, Image.Image) else read_image(test_image))
-    return AdaINTrainer(style_dir, data_dir, out_dir, opts, vgg=vgg, test_image=test, progress=progress).run(resume=resume)
+    with folder_removed_on_failure(out_dir):  # a run that fails before its first checkpoint leaves no empty folder
+        return AdaINTrainer(style_dir, data_dir, out_dir, opts, vgg=vgg, test_image=test, progress=progress).run(resume=resume)

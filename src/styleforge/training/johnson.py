@@ -41,7 +41,7 @@ from styleforge.training.loop import (  # noqa: F401  (re-exported: the loop's p
     vgg_checksum,
 )
 from styleforge.training.plan import validate_train_options
-from styleforge.utils.fs import check_output_dir
+from styleforge.utils.fs import check_output_dir, folder_removed_on_failure
 from styleforge.utils.limits import check_min_side
 from styleforge.vgg.architecture import min_input_side
 
@@ -282,11 +282,12 @@ def train(
     if len(set(names)) != len(names):
         raise StyleforgeError(f"two styles have the same file name ({', '.join(names)}): rename one, the model names its styles by them")
     test = None if test_image is None else (test_image if isinstance(test_image, Image.Image) else read_image(test_image))
-    if len(styles) == 1:
-        trainer = Trainer(styles[0], "style" if isinstance(sources[0], Image.Image) else names[0], data_dir, out_dir, opts,
-                          vgg=vgg, test_image=test, progress=progress)
-    else:
-        trainer = Trainer(styles, names, data_dir, out_dir, opts, vgg=vgg, test_image=test, progress=progress)
-    return trainer.run(resume=resume)
+    with folder_removed_on_failure(out_dir):  # a run that fails before its first checkpoint leaves no empty folder
+        if len(styles) == 1:
+            trainer = Trainer(styles[0], "style" if isinstance(sources[0], Image.Image) else names[0], data_dir, out_dir, opts,
+                              vgg=vgg, test_image=test, progress=progress)
+        else:
+            trainer = Trainer(styles, names, data_dir, out_dir, opts, vgg=vgg, test_image=test, progress=progress)
+        return trainer.run(resume=resume)
 
 

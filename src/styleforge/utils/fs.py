@@ -43,6 +43,7 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """
     dest = Path(destination)
     tmp: Path | None = None
+    created = missing_folders(dest.parent)
     try:
         # Ctrl-C/SIGTERM are held while the temporary is created, so it never exists
         # outside the scope that removes it (found by tests/test_signals.py).
@@ -57,6 +58,65 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+        remove_empty_folders(created)
+        raise
+
+
+def write_together(outputs: Iterable[tuple[str | os.PathLike[str], bytes]]) -> None:
+    """Write several outputs of one command all or none: each ``(destination, data)`` is
+    written and verified in a temporary file beside its destination, and only when every
+    one succeeded are they all moved into place. A write that fails (a full disk for the
+    last of them, say) leaves every destination as it was. (Only a rename could still
+    fail after another succeeded, as with any set of files.)
+
+    Raises:
+        StyleforgeError: naming the destination that could not be written.
+    """
+    with contextlib.ExitStack() as stack:
+        for destination, data in outputs:
+            tmp = stack.enter_context(atomic_path(destination))
+            try:
+                _write_all(tmp, data)
+            except OSError as exc:
+                raise write_error(Path(destination), exc) from None
+
+
+def missing_folders(folder: str | os.PathLike[str]) -> list[Path]:
+    """``folder`` and those of its ancestors that do not exist yet, outermost first (the
+    folders that creating ``folder`` would make)."""
+    missing = []
+    for path in [Path(folder), *Path(folder).parents]:
+        if os.path.lexists(path):
+            break
+        missing.append(path)
+    return missing[::-1]
+
+
+def remove_empty_folders(folders: Iterable[Path]) -> None:
+    """Remove those of ``folders`` (as :func:`missing_folders` lists them) that are empty,
+    innermost first; a folder that holds anything is kept, and so are its parents."""
+    for folder in reversed(list(folders)):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def folder_removed_on_failure(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Run the block with ``folder`` to write into; if the block raises (a refusal, a full
+    disk, a stop), the folders it created are removed again when empty, so a command that
+    fails leaves no empty folder behind. The folder itself is created by the first write
+    into it (:func:`atomic_path`).
+
+    Yields:
+        ``folder`` as a Path.
+    """
+    created = missing_folders(folder)
+    try:
+        yield Path(folder)
+    except BaseException:
+        remove_empty_folders(created)
         raise
 
 

@@ -64,15 +64,23 @@ class LossHistory:
 
     def write_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the history as CSV (header + rows), atomically; returns the path."""
+        return write_bytes_atomic(path, self.csv_bytes())
+
+    def csv_bytes(self) -> bytes:
+        """The history as CSV (header + rows), UTF-8."""
         text = io.StringIO(newline="")
         writer = csv.DictWriter(text, fieldnames=list(self.columns))
         writer.writeheader()
         writer.writerows(self.rows)
-        return write_bytes_atomic(path, text.getvalue().encode("utf-8"))
+        return text.getvalue().encode("utf-8")
 
     def plot(self, path: str | os.PathLike[str], curves: tuple[str, ...], title: str = "") -> Path:
         """Draw the non-zero ``curves`` against ``step`` on a log scale (PNG, PDF or SVG
         by the suffix), atomically."""
+        return write_bytes_atomic(path, self.plot_bytes(path, curves, title))
+
+    def plot_bytes(self, path: str | os.PathLike[str], curves: tuple[str, ...], title: str = "") -> bytes:
+        """The plot :meth:`plot` draws, in the format of ``path``'s suffix."""
         fmt = check_plot_path(path)
         load_plotting()
         import matplotlib.pyplot as plt
@@ -97,4 +105,4 @@ class LossHistory:
             fig.savefig(encoded, format=fmt)
         finally:
             plt.close(fig)
-        return write_bytes_atomic(path, encoded.getvalue())
+        return encoded.getvalue()
