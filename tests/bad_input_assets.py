@@ -50,6 +50,7 @@ class Assets:
     bad_json_model: Path
     evil_pth: Path
     text_pth: Path
+    int_pth: Path
     truncated_pth: Path
     truncated_mat: Path
     truncated_safetensors: Path
@@ -126,6 +127,9 @@ def build_assets(root: Path) -> Assets:
     nan_source = random_weights(seed=1)
     nan_source.convs[0][0][0, 0, 0, 0] = np.nan
     nan_pth = write_torchvision_pth(nan_source, root / "nan.pth")
+    integer = torch.load(pth, weights_only=True)  # the same file with one tensor turned into integers
+    integer["features.0.weight"] = (integer["features.0.weight"] * 100).round().to(torch.int64)
+    torch.save(integer, root / "int.pth")
     nan_mat = write_matconvnet_mat(nan_source, root / "nan.mat")
     nan_model = _nan_copy_of_model(model, root / "nan_model.safetensors")
     checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
@@ -177,7 +181,7 @@ def build_assets(root: Path) -> Assets:
         fifo_jpg=root / "fifo.jpg", folder=root / "folder", same_a=root / "x" / "a.png", same_b=root / "y" / "a.png",
         unreadable_data=unreadable, nan_pth=nan_pth, nan_mat=nan_mat, nan_model=nan_model,
         nan_checkpoint=root / "nan_checkpoint.pt", wrong_key_model=root / "wrong_key.safetensors",
-        bad_json_model=bad_json, evil_pth=root / "evil.pth", text_pth=root / "text.pth",
+        bad_json_model=bad_json, evil_pth=root / "evil.pth", text_pth=root / "text.pth", int_pth=root / "int.pth",
         truncated_pth=root / "truncated.pth", truncated_mat=root / "truncated.mat",
         truncated_safetensors=root / "truncated.safetensors", plain_dict_pt=root / "plain_dict.pt",
         batchnorm_pth=root / "batchnorm.pth", a_file=root / "a_file",

@@ -135,7 +135,7 @@ def test_pickled_objects_are_not_executed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content,suffix,message", [
-    (b"not a mat file at all", ".mat", "cannot read MatConvNet"),
+    (b"not a mat file at all", ".mat", "is not a MATLAB .mat file .it is text"),
     (b"garbage", ".safetensors", "cannot read safetensors"),
     (b"garbage", ".pth", "cannot read torchvision"),
     (b"garbage", ".onnx", "unknown suffix"),

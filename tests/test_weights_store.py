@@ -47,7 +47,7 @@ def test_failed_downloads_leave_nothing_behind(server: tuple[str, dict], tmp_pat
     dest = tmp_path / "dl" / "file.bin"
     with pytest.raises(StyleforgeError) as info:
         download_file(f"{url}{path}", dest, progress=False, timeout=5, **kwargs)
-    assert list(dest.parent.iterdir()) == []
+    assert not dest.parent.exists()  # not even the folder the download made
     assert {"bad-sha": "checksum mismatch", "bad-md5": "MD5", "truncated": "stopped after", "missing": "HTTP 404"}[case] in str(info.value)
 
 
@@ -121,3 +121,14 @@ def test_missing_registry_weights_error_names_url_size_and_commands() -> None:
 def test_invalid_names_are_refused(name: str) -> None:
     with pytest.raises(StyleforgeError):
         store.cached_path(name)
+
+
+def test_a_folder_in_the_cache_is_not_weights(isolated_home: Path) -> None:
+    from styleforge.vgg.weights.registry import weights_dir
+    from styleforge.vgg.weights.store import list_weights, weights_path
+
+    (weights_dir() / "stray.safetensors").mkdir(parents=True)
+    assert "stray" not in {entry.name for entry in list_weights()}
+    with pytest.raises(StyleforgeError) as info:
+        weights_path("stray")
+    assert "unknown weights 'stray'" in str(info.value) and "(known: vgg19, vgg19-matconvnet)" in str(info.value)

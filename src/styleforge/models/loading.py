@@ -31,8 +31,10 @@ format, whose reader then says what is wrong with it. Community layouts (pytorch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -153,7 +155,8 @@ class SafetensorsReader:
         """The header of ``path`` and the style names of its sidecar."""
         from styleforge.utils.safetensors_files import read_safetensors_header
 
-        header = read_safetensors_header(path)
+        with _community_hint(path):
+            header = read_safetensors_header(path)
         metadata = read_sidecar(path.with_suffix(".json"))
         if is_adain_header(header):
             return ModelInfo(path, self.name, ADAIN, 0, [], header, metadata)
@@ -164,12 +167,31 @@ class SafetensorsReader:
         """The PyTorch network (on the CPU; the caller moves it) and the sidecar."""
         from styleforge.utils.safetensors_files import read_safetensors_file
 
-        header, state = read_safetensors_file(path, "pt", "model")
+        with _community_hint(path):
+            header, state = read_safetensors_file(path, "pt", "model")
         metadata = read_sidecar(path.with_suffix(".json"))
         if is_adain_header(header):
             return adain_from_state(path, header, state), metadata
         _check_format(path, header)
         return network_from_state(path, header, state), metadata
+
+
+#: Suffixes of published layouts that ``models import`` converts (no reader runs them as they are).
+IMPORTED_SUFFIXES = (".pth", ".model", ".t7")
+
+
+@contextlib.contextmanager
+def _community_hint(path: Path) -> Iterator[None]:
+    """Turn the safetensors reader's error on a pytorch/examples or Torch7 file into the
+    step that was missed: installing it with ``models import``."""
+    try:
+        yield
+    except StyleforgeError:
+        if path.suffix.lower() not in IMPORTED_SUFFIXES:
+            raise
+        raise StyleforgeError(f"'{path}' is not a styleforge model file: a {path.suffix} style network (pytorch/examples, "
+                              f"jcjohnson/fast-neural-style) is converted once with 'styleforge models import {path}', "
+                              "then used as --model NAME") from None
 
 
 def _check_format(path: Path, header: dict[str, str]) -> None:

@@ -282,3 +282,17 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def describe_start(head: bytes) -> str:
+    """What the first bytes ``head`` of a file that should hold data look like, for a
+    message saying what it is instead: empty, text, or other binary data."""
+    if not head:
+        return "it is empty"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"it starts with the bytes {head[:8].hex(' ')}"
+    if all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        return f"it is text, starting {text.strip()[:30]!r}"
+    return f"it starts with the bytes {head[:8].hex(' ')}"

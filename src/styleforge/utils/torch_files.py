@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.utils.fs import check_regular_file, write_bytes_atomic
+from styleforge.utils.fs import check_regular_file, describe_start, write_bytes_atomic
 
 
 def load_torch_file(path: str | os.PathLike[str], what: str, map_location: str | torch.device = "cpu") -> Any:
@@ -36,6 +36,11 @@ def load_torch_file(path: str | os.PathLike[str], what: str, map_location: str |
             holding Python objects (which are never unpickled).
     """
     file = check_regular_file(path, what)
+    with open(file, "rb") as handle:
+        head = handle.read(64)
+    if not head.startswith((b"PK", b"\x80")):  # torch.save's zip archive, or the legacy pickle format
+        raise StyleforgeError(f"cannot read {what} '{file}': it is not a PyTorch file ({describe_start(head)}); "
+                              "expected a file written by torch.save")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pickle-protocol chatter from the safe unpickler

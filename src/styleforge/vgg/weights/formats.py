@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from styleforge.errors import StyleforgeError, one_line
-from styleforge.utils.fs import check_regular_file, write_bytes_atomic
+from styleforge.utils.fs import check_regular_file, describe_start, write_bytes_atomic
 from styleforge.vgg.architecture import CONV_BLOCKS, CONV_NAMES, FC_NAMES
 from styleforge.vgg.preprocessing import MATCONVNET, TORCHVISION, Convention
 
@@ -155,6 +155,20 @@ def torchvision_key_map() -> dict[str, str]:
     return mapping
 
 
+def require_float(name: str, dtype: object, source: object) -> None:
+    """Refuse a tensor that does not hold floating-point numbers, naming it: trained
+    weights are real numbers, and integer ones (a quantised or mangled export) would be
+    converted silently and classify every image as noise.
+
+    Raises:
+        StyleforgeError: ``dtype`` (a NumPy or PyTorch dtype) is not floating point.
+    """
+    text = str(dtype).removeprefix("torch.")
+    if not (text.startswith(("float", "bfloat")) or text in ("half", "double")):
+        raise StyleforgeError(f"'{source}': tensor {name} holds {text} values, not floating-point weights; this is not a "
+                              "trained VGG19 file (save the float model's state dict again)")
+
+
 def read_torchvision(path: Path) -> WeightsBundle:
     """Read torchvision's ``vgg19-*.pth`` (state dict) safely with ``weights_only=True``."""
     import torch  # lazy: the rest of this module works without PyTorch
@@ -170,6 +184,7 @@ def read_torchvision(path: Path) -> WeightsBundle:
     for key, value in state.items():
         prefix, _, kind = str(key).rpartition(".")
         if prefix in mapping and kind in ("weight", "bias") and isinstance(value, torch.Tensor):
+            require_float(str(key), value.dtype, path)
             tensors[f"{mapping[prefix]}.{kind}"] = value.detach().to(torch.float32).numpy().copy()
         else:
             unexpected.append(str(key))
@@ -215,16 +230,33 @@ def parse_matconvnet(path: Path) -> WeightsBundle:
     runs this in a child process: never call it on an untrusted file in a long-lived one)."""
     import scipy.io  # lazy: only needed for this format
 
+    _check_mat_header(path)
     try:
         mat = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=False)
     except Exception as exc:  # scipy raises ValueError, TypeError, OSError... for bad files
-        raise StyleforgeError(f"cannot read MatConvNet file '{path}': {one_line(exc, 200)}") from None
+        raise StyleforgeError(f"'{path}' is a MATLAB file that cannot be read to the end, truncated or damaged "
+                              f"({one_line(exc, 120)}); {MAT_AGAIN}") from None
     if "layers" not in mat:
         raise StyleforgeError(f"'{path}' is not a MatConvNet simplenn model (no 'layers' variable)")
     try:
         return _matconvnet_bundle(path, mat)
     except (ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
-        raise StyleforgeError(f"'{path}' is not a well-formed MatConvNet simplenn model ({one_line(exc, 160)})") from None
+        raise StyleforgeError(f"'{path}' holds MATLAB data but not the layers of a MatConvNet simplenn model, or only "
+                              f"part of them ({one_line(exc, 120)}); {MAT_AGAIN}") from None
+
+
+#: What to do about a .mat file that is not the whole MatConvNet model.
+MAT_AGAIN = ("get imagenet-vgg-verydeep-19.mat again ('styleforge weights download vgg19-matconvnet', or copy it and "
+             "'styleforge weights import PATH')")
+
+
+def _check_mat_header(path: Path) -> None:
+    """Refuse a file that does not start like a MATLAB file (level 5 or 7.3), saying what it is."""
+    with open(path, "rb") as handle:
+        head = handle.read(128)
+    if head.startswith(b"MATLAB") or head.startswith(b"\x89HDF"):
+        return
+    raise StyleforgeError(f"'{path}' is not a MATLAB .mat file ({describe_start(head)}); {MAT_AGAIN}")
 
 
 def _matconvnet_bundle(path: Path, mat: dict[str, Any]) -> WeightsBundle:
@@ -234,7 +266,7 @@ def _matconvnet_bundle(path: Path, mat: dict[str, Any]) -> WeightsBundle:
         name, kind = _mat_str(_field(layer, "name")), _mat_str(_field(layer, "type"))
         if kind != "conv" or name not in CONV_NAMES + FC_NAMES:
             continue
-        filters, biases = _conv_params(layer)
+        filters, biases = _conv_params(layer, name, path)
         weight = filters.transpose(3, 2, 0, 1)  # [H, W, Cin, Cout] -> (Cout, Cin, H, W)
         if name in FC_NAMES:
             weight = weight.reshape(weight.shape[0], -1)  # flatten (C, H, W) like torch.flatten
@@ -273,13 +305,15 @@ def _mat_str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _conv_params(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+def _conv_params(layer: Any, name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     weights = _field(layer, "weights")
     if weights is not None:
         cells = np.asarray(weights, dtype=object).ravel()
         filters, biases = _unwrap(cells[0]), _unwrap(cells[1])
     else:  # pre-2015 MatConvNet files
         filters, biases = _field(layer, "filters"), _field(layer, "biases")
+    require_float(f"{name} filters", np.asarray(filters).dtype, path)
+    require_float(f"{name} biases", np.asarray(biases).dtype, path)
     filters = np.asarray(filters, dtype=np.float32)
     if filters.ndim == 2:  # MATLAB drops trailing singleton dims only; a 1x1 conv keeps 4
         filters = filters[None, None]
@@ -327,6 +361,8 @@ def read_safetensors(path: Path) -> WeightsBundle:
         raise StyleforgeError(f"'{path}' records no preprocessing convention; re-import the original file")
     class_names = json.loads(metadata["class_names"]) if "class_names" in metadata else None
     extra = {k: v for k, v in metadata.items() if k not in ("format", "format_version", "convention", "class_names", "source")}
+    for name, array in tensors.items():
+        require_float(name, array.dtype, path)
     return WeightsBundle(
         tensors={k: v.astype(np.float32, copy=False) for k, v in tensors.items()},
         convention=Convention.from_json(metadata["convention"]),

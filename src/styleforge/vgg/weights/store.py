@@ -119,7 +119,7 @@ def list_weights() -> list[CacheEntry]:
     if folder.is_dir():
         for path in sorted(folder.glob("*.safetensors")):
             name = path.name[: -len(".safetensors")]
-            if name not in REGISTRY:
+            if name not in REGISTRY and path.is_file():  # a folder of that name is not weights
                 entries.append(CacheEntry(name, True, path, _size(path), f"imported ({_source_of(path)})"))
     return entries
 
@@ -133,8 +133,16 @@ def weights_path(name: str) -> Path:
 
 
 def remove_weights(name: str) -> Path:
-    """Delete cached weights ``name``; returns the deleted path."""
-    path = weights_path(name)
+    """Delete cached weights ``name``; returns the deleted path.
+
+    Raises:
+        StyleforgeError: ``name`` is not in the cache (there is nothing to remove).
+    """
+    path = cached_path(name)
+    if not path.is_file():
+        cached = ", ".join(e.name for e in list_weights() if e.cached) or "none"
+        raise StyleforgeError(f"weights {name!r} are not in the cache ({weights_dir()}), so there is nothing to remove; "
+                              f"cached: {cached} (styleforge weights list)")
     path.unlink()
     return path
 
