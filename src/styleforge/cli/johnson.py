@@ -185,12 +185,12 @@ def run_transfer(args: argparse.Namespace) -> int:
                               style_size=args.style_size, cuda_graphs=args.cuda_graphs)
     validate_transfer_options(options)
     inputs = input_paths(args, "IN", many=True)
-    model_file = resolve_model_file(args.model)
     if any(is_video(path) for path in inputs):
         from styleforge.cli.video import run_video_transfer
 
-        return run_video_transfer(args, inputs, model_file, options)
+        return run_video_transfer(args, inputs, resolve_model_file(args.model), options)
     items = plan_outputs(inputs, args.output)
+    model_file = resolve_model_file(args.model)  # after the outputs: a refusal must not install a packaged model first
     from styleforge.transfer.model import load_style_model, transfer_files
 
     model = load_style_model(model_file, options=options)

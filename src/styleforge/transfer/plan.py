@@ -91,12 +91,36 @@ def plan_outputs(inputs: list[str | os.PathLike[str]], output: str | os.PathLike
     if len(sources) == 1 and sources[0].is_file() and out.suffix.lower() in WRITE_FORMATS:
         check_output_file(out, "output", sources)
         return [TransferItem(sources[0], out)]
-    if out.suffix.lower() in IMAGE_SUFFIXES:
+    if out.suffix.lower() in IMAGE_SUFFIXES and not (len(sources) == 1 and sources[0].is_file()):
         raise StyleforgeError(f"output '{out}' looks like a file, but several images or a folder were given: use a folder")
+    _check_folder_name(output)
     check_output_dir(out, "output folder")
+    _check_outside_inputs(out, sources)
     items = _items_for(sources, out)
     _check_targets(items)
     return items
+
+
+def _check_folder_name(output: str | os.PathLike[str]) -> None:
+    """Refuse an output that names a file of a format no writer handles (``-o out.xyz``
+    would otherwise become a folder of that name). A folder with a dot in its name is
+    given with a trailing slash, or exists already."""
+    text, out = os.fspath(output), Path(output)
+    if out.suffix and not out.is_dir() and not text.endswith(("/", os.sep)):
+        raise StyleforgeError(f"output '{out}' ends in '{out.suffix}', which is not an image format styleforge writes "
+                              f"({', '.join(sorted(WRITE_FORMATS))}); name a file with one of those, or a folder "
+                              f"('{out}/' if the dot is meant)")
+
+
+def _check_outside_inputs(out: Path, sources: list[Path]) -> None:
+    """Refuse an output folder that is an input folder or inside one: the next run over
+    that folder would stylise the results again (and write them deeper each time)."""
+    where = Path(os.path.realpath(out))
+    for source in (s for s in sources if s.is_dir()):
+        folder = Path(os.path.realpath(source))
+        if where == folder or folder in where.parents:
+            raise StyleforgeError(f"output folder '{out}' is inside the input folder '{source}': a later run over "
+                                  f"'{source}' would take the results as inputs; write them to another folder")
 
 
 def _items_for(sources: list[Path], out: Path) -> list[TransferItem]:
