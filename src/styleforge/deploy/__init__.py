@@ -1,4 +1,6 @@
-"""Deployment: ONNX export of the transform network and the VGG19 classifier
-(:mod:`~styleforge.deploy.export`) and ONNX Runtime behind styleforge's own model
-interfaces (:mod:`~styleforge.nets.onnx`). Needs ``pip install 'styleforge[onnx]'``.
+"""Deployment, the write side: verified ONNX export of the style networks and the VGG19
+classifier (:mod:`~styleforge.deploy.export`), INT8/INT16 quantisation
+(:mod:`~styleforge.deploy.quantize`), graph rewrites and ``bench``. The exported files
+are read back through :mod:`styleforge.models.loading` and run by
+:mod:`styleforge.runtime`. Needs ``pip install 'styleforge[onnx]'``.
 """
