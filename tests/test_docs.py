@@ -42,3 +42,16 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     reference = (tmp_path / "site" / "reference" / "models" / "index.html").read_text()
     assert "inspect_model" in reference and "ModelInfo" in reference  # the API reference came from the docstrings
     assert (tmp_path / "site" / "gallery" / "magenta-26.jpg").is_file()
+
+
+def test_the_api_reference_covers_every_module() -> None:
+    """A module added to the package gets a place in docs/reference/ (mkdocstrings renders it).
+    The command line (``cli/``, ``launch``) is documented by ``--help`` and the command pages."""
+    import styleforge
+
+    package = Path(styleforge.__file__).parent
+    modules = {".".join(("styleforge", *f.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
+               for f in package.rglob("*.py") if f.stem not in ("__main__", "matconvnet_worker", "__init__", "launch")
+               and "cli" not in f.relative_to(package).parts}
+    listed = set(re.findall(r"^::: (styleforge[\w.]*)$", "".join(p.read_text() for p in (ROOT / "docs" / "reference").glob("*.md")), re.M))
+    assert modules - listed == set(), sorted(modules - listed)

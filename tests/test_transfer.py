@@ -15,8 +15,9 @@ from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
 from styleforge.models.files import save_style_model
 from styleforge.nets.transform_net import TransformNet
-from styleforge.transfer.model import StyleModel, load_style_model, stylize_tiled
+from styleforge.transfer.model import StyleModel, load_style_model
 from styleforge.transfer.plan import plan_outputs
+from styleforge.transfer.tiles import stylize_tiled
 from tests.conftest import make_photo
 
 

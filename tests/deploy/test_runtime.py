@@ -15,11 +15,13 @@ from PIL import Image
 
 from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
+from styleforge.images.tensors import images_to_tensor
 from styleforge.nets.onnx import OnnxTransformNet
 from styleforge.nets.transform_net import InstanceNorm
 from styleforge.runtime import sessions
 from styleforge.runtime.norm_graphs import MEAN, VAR, frozen_statistics_graph, instance_norm_nodes, statistics_graph
-from styleforge.transfer.model import images_to_tensor, load_style_model, stylize_tiled
+from styleforge.transfer.model import load_style_model
+from styleforge.transfer.tiles import stylize_tiled
 from tests.conftest import make_photo, run_cli
 
 

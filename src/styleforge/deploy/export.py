@@ -99,7 +99,7 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
     from styleforge.models.loading import ADAIN, STYLE_VECTOR, inspect_model, load_network
     from styleforge.models.store import resolve_model_file
     from styleforge.nets.transform_net import export_mode, use_power_difference
-    from styleforge.transfer.model import style_mix
+    from styleforge.transfer.styles import style_mix
 
     model_path = resolve_model_file(model_path)
     target = onnx_target(output, [model_path])
@@ -263,8 +263,8 @@ def export_adain_model(model_path: str | os.PathLike[str], target: Path) -> Expo
 def _verify_adain(net: torch.nn.Module, data: bytes) -> list[tuple[str, float]]:
     """ONNX Runtime vs the PyTorch stylizer: the style statistics of a painting-sized image,
     the photo at alpha 0.7, odd sizes, a batch, and tiles' frozen content statistics."""
+    from styleforge.images.tensors import images_to_tensor
     from styleforge.nets.adain import AdaINStylizer
-    from styleforge.transfer.model import images_to_tensor
 
     onnx_net = _session_from_bytes(data, OnnxAdaINNet)
     photo = images_to_tensor([verification_photo()], torch.device("cpu"))
@@ -382,7 +382,7 @@ def _verify_style(net: torch.nn.Module, data: bytes, style_vector: torch.Tensor 
     """ONNX Runtime vs PyTorch eager (each image alone, the reference) on the photo,
     odd sizes and batches of different images (a style-vector network: both given
     ``style_vector``, then another one); returns (check, max abs difference)."""
-    from styleforge.transfer.model import images_to_tensor
+    from styleforge.images.tensors import images_to_tensor
 
     onnx_net = _session_from_bytes(data, OnnxTransformNet)
     if style_vector is not None:
