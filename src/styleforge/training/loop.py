@@ -14,6 +14,7 @@ loss terms; the loop does epochs, logging, checkpoints, interrupts and resuming.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -316,10 +317,13 @@ class TrainingLoop(ABC):
                     self.state.epoch += 1
                     self.state.batch_in_epoch = 0
         except KeyboardInterrupt as stop:
-            self.save_checkpoint(keep_model=False)
-            model = self.save_model(self.step_model_path())
-            self._say(f"{'terminated' if isinstance(stop, Terminated) else 'interrupted'} at step {self.state.step}: "
-                      f"model {model}; checkpoint saved, continue with --resume")
+            # A second Ctrl-C (or a stop that reaches the whole process group twice) while
+            # the stop is being saved must not cost the checkpoint and model it asked for.
+            with contextlib.suppress(KeyboardInterrupt), deferred_interrupt():
+                self.save_checkpoint(keep_model=False)
+                model = self.save_model(self.step_model_path())
+                self._say(f"{'terminated' if isinstance(stop, Terminated) else 'interrupted'} at step {self.state.step}: "
+                          f"model {model}; checkpoint saved, continue with --resume")
             raise
         self.save_checkpoint(keep_model=False)
         return self.save_model()
