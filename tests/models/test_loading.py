@@ -215,3 +215,11 @@ def test_an_unreadable_file_still_gets_the_refusals_that_need_no_header(tmp_path
         checked_model_info(garbage, TransferOptions(compile=True))
     with pytest.raises(StyleforgeError, match="cannot read ONNX model"):  # a rule that needs the header: the reader's error
         checked_model_info(garbage, TransferOptions(styles=(str(make_photo(tmp_path / "a.jpg")),)))
+
+
+def test_load_network_takes_the_info_inspect_model_gave(files: dict[str, Path], exports: dict[str, Path]) -> None:
+    for file in (files["multi"], files["checkpoint"], exports["adain"]):
+        info = inspect_model(file)
+        by_info, metadata = load_network(info)
+        by_path, expected = load_network(file)
+        assert type(by_info) is type(by_path) and metadata == expected

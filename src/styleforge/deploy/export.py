@@ -116,7 +116,7 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
             raise StyleforgeError("--style-weights does not apply to a style-vector model: its graph takes any painting's "
                                   "style vector as an input")
         return export_style_vector_model(model_path, target, power_difference)
-    net, model_metadata = load_network(model_path)
+    net, model_metadata = load_network(info)
     if style_weights is not None:
         net.select_styles(style_mix(style_weights, info.style_names, info.styles))
     net = net.float().eval().requires_grad_(False)

@@ -282,8 +282,11 @@ class OnnxExportReader:
         """An :class:`~styleforge.nets.onnx.OnnxAdaINNet` or
         :class:`~styleforge.nets.onnx.OnnxTransformNet` and the graph's metadata."""
         from styleforge.nets.onnx import OnnxAdaINNet, OnnxTransformNet
+        from styleforge.runtime.exports import ADAIN_FORMAT
+        from styleforge.runtime.sessions import read_model_info
 
-        net = (OnnxAdaINNet if self.inspect(path).kind == ADAIN else OnnxTransformNet)(path, device, runtime)
+        adain = read_model_info(path)[0].get("styleforge_format") == ADAIN_FORMAT
+        net = (OnnxAdaINNet if adain else OnnxTransformNet)(path, device, runtime)
         return net, dict(net.metadata)
 
 
@@ -330,13 +333,23 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
     return reader_for(file).inspect(file)
 
 
-def load_network(path: str | os.PathLike[str], device: str = "cpu", runtime: str = "auto") -> tuple[StyleNetwork, dict]:
-    """The network in the style-model file ``path`` and its metadata. PyTorch networks
-    come on the CPU in eval mode with their saved parameters; ONNX files open a session on
-    ``device`` with ``runtime`` (``auto``, ``onnxruntime``, ``openvino``).
+def load_network(source: str | os.PathLike[str] | ModelInfo, device: str = "cpu",
+                 runtime: str = "auto") -> tuple[StyleNetwork, dict]:
+    """The network in a style-model file and its metadata. PyTorch networks come on the
+    CPU in eval mode with their saved parameters; ONNX files open a session on ``device``
+    with ``runtime`` (``auto``, ``onnxruntime``, ``openvino``).
+
+    Args:
+        source: the file, or its :class:`ModelInfo` from :func:`inspect_model` (whose
+            reader is then used as it is, without looking at the file again to find it).
+        device: where an ONNX session runs.
+        runtime: which runtime runs an ONNX file.
 
     Raises:
         StyleforgeError: the file is unreadable or not a style model.
     """
-    file = Path(path)
+    if isinstance(source, ModelInfo):
+        reader = next(r for r in READERS if r.name == source.reader)
+        return reader.load(source.path, device, runtime)
+    file = Path(source)
     return reader_for(file).load(file, device, runtime)

@@ -212,7 +212,7 @@ def load_extended_base(path: str) -> ExtendedBase:
     info = inspect_model(file)
     if info.runtime != "pytorch" or info.kind != TRANSFORM_NET or info.header.get("norm", "instance") != "instance":
         raise StyleforgeError(f"--extend needs an instance-norm .safetensors model; '{path}' is not one")
-    net, metadata = load_network(file)
+    net, metadata = load_network(info)
     assert isinstance(net, TransformNet)
     if isinstance(metadata.get("styles"), list) and len(metadata["styles"]) == net.styles:
         entries = [dict(entry) for entry in metadata["styles"]]

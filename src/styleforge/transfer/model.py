@@ -149,7 +149,7 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     info = checked_model_info(file, opts)
     if info.runtime == "onnx":
         return _onnx_style_model(info, opts)
-    net, metadata = load_network(file)
+    net, metadata = load_network(info)
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     if info.kind == ADAIN:
@@ -189,7 +189,7 @@ def _onnx_style_model(info: ModelInfo, opts: TransferOptions) -> StyleModel:
     """A StyleModel running an exported ``.onnx`` file (ONNX Runtime or OpenVINO, no
     compile); an ONNX Model Zoo file runs as-is at its fixed 224x224."""
     file = info.path
-    net, metadata = load_network(file, opts.device, opts.runtime)
+    net, metadata = load_network(info, opts.device, opts.runtime)
     if info.kind == STYLE_VECTOR:
         net, styles = style_vector_stylizer(file, net, metadata, opts)
     elif info.kind == ADAIN:

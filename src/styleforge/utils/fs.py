@@ -141,13 +141,8 @@ def write_bytes_atomic(destination: str | os.PathLike[str], data: bytes) -> Path
         StyleforgeError: the file could not be written completely (full disk, size
             limit, permissions...); nothing is left behind.
     """
-    dest = Path(destination)
-    with atomic_path(dest) as tmp:
-        try:
-            _write_all(tmp, data)
-        except OSError as exc:
-            raise write_error(dest, exc) from None
-    return dest
+    write_together([(destination, data)])
+    return Path(destination)
 
 
 def _write_all(path: Path, data: bytes) -> None:

@@ -163,8 +163,8 @@ def require_float(name: str, dtype: object, source: object) -> None:
     Raises:
         StyleforgeError: ``dtype`` (a NumPy or PyTorch dtype) is not floating point.
     """
-    text = str(dtype).removeprefix("torch.")
-    if not (text.startswith(("float", "bfloat")) or text in ("half", "double")):
+    text = str(dtype).removeprefix("torch.")  # torch.float16, float32, bfloat16...
+    if not text.startswith(("float", "bfloat")):
         raise StyleforgeError(f"'{source}': tensor {name} holds {text} values, not floating-point weights; this is not a "
                               "trained VGG19 file (save the float model's state dict again)")
 
