@@ -58,6 +58,8 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("styleforge-home")
     monkeypatch.setenv("STYLEFORGE_HOME", str(home))
     monkeypatch.delenv("STYLEFORGE_MAX_PIXELS", raising=False)
+    # No detached OpenVINO conversions after small transfers (tests/transfer/test_runtimes.py turns one on).
+    monkeypatch.setenv("STYLEFORGE_BACKGROUND_CONVERSION", "0")
     return home
 
 

@@ -21,6 +21,10 @@ PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 #: Runtimes for exported ``.onnx`` models (styleforge.runtime.sessions): ``auto`` picks
 #: OpenVINO for INT8 files on the CPU when installed, ONNX Runtime otherwise.
 RUNTIME_CHOICES = ("auto", "onnxruntime", "openvino")
+#: Runtimes of ``transfer`` (styleforge.transfer.runtimes): ``pytorch`` runs the network as
+#: loaded; ``openvino`` a copy converted once and cached; ``onnxruntime`` and
+#: ``openvino`` run exported ``.onnx`` files; ``auto`` picks the fastest (docs/runtimes.md).
+TRANSFER_RUNTIME_CHOICES = ("auto", "pytorch", "onnxruntime", "openvino")
 #: How ``transfer --strength`` applies (TransferOptions.strength_mode).
 STRENGTH_MODES = ("pixel", "norm")
 #: The transform network's normalisation layers and upsampling (``train --norm/--upsample``).
@@ -415,7 +419,12 @@ class TransferOptions:
             ~25 s compilation per image size the first time on a machine and ~5 s in later
             runs, whose compiled kernels are cached in the styleforge cache folder
             (:mod:`styleforge.utils.compiling`); worth it for many same-size images).
-        runtime: for ``.onnx`` models, one of :data:`RUNTIME_CHOICES`.
+        runtime: one of :data:`TRANSFER_RUNTIME_CHOICES`. For a PyTorch model (``.safetensors``,
+            an installed name, a checkpoint) on the CPU: ``pytorch``, ``openvino`` (the
+            network converted once per model and cached, compiled per machine), or ``auto``,
+            which runs OpenVINO when it pays off for the job (:class:`RuntimePolicy`). For
+            an ``.onnx`` file: ``onnxruntime``, ``openvino`` or ``auto`` (OpenVINO for INT8
+            files). See docs/runtimes.md.
         power_difference: compute every squared difference of instance norm's variance with the
             PowerDifference operator (``torch.ops.styleforge.power_difference``, z = 2)
             instead of ``(x - y)^2``: the course's section 4.4 switch; same results
@@ -469,6 +478,41 @@ class TransferOptions:
     alpha: float = 1.0
     style_size: int = 512
     cuda_graphs: bool = True
+
+
+@dataclass(frozen=True)
+class RuntimePolicy:
+    """How ``--runtime auto`` chooses between PyTorch and OpenVINO for a PyTorch style
+    model on the CPU (:mod:`styleforge.transfer.runtimes`).
+
+    OpenVINO runs the same network faster here (1.5x at 512 px in fp32 on a 2-core Zen 3,
+    1.26x against PyTorch's bf16 on a Zen 4), but its first use on a machine costs a
+    conversion and a compilation (about 2 s for the default network), and every later
+    start the import and a compile from the blob cache (about 0.4 s). ``auto`` therefore
+    weighs the job's size against that cost: with this machine's measured speeds of the
+    model on both runtimes when it has them (recorded beside the converted model), with
+    the thresholds below before it has.
+
+    Attributes:
+        cold_min_megapixels: with no converted copy of the model cached, a job of at least
+            this many megapixels (whole images or frames) converts now; a smaller one runs
+            in PyTorch. 8 MP: 30 photos at 512 px or 35 frames at 640x360; break-even was
+            1.3 MP on the Zen 3 and about 6 MP on the Zen 4 (where OpenVINO gains less).
+        warm_min_megapixels: with a cached copy but no measured speeds yet, a job of at
+            least this many megapixels runs in OpenVINO (0.26 MP is one 512 px photo, about
+            break-even on the Zen 3).
+        background_min_megapixels: after a job run in PyTorch because the cache was cold,
+            the conversion (and a timing of both runtimes) runs in a background process for
+            the next run, when the job held at least this many megapixels (smaller ones are
+            thumbnails, which PyTorch serves as fast).
+        background_conversion: allow that background process at all;
+            ``STYLEFORGE_BACKGROUND_CONVERSION=0`` turns it off.
+    """
+
+    cold_min_megapixels: float = 8.0
+    warm_min_megapixels: float = 0.26
+    background_min_megapixels: float = 0.2
+    background_conversion: bool = field(default_factory=lambda: os.environ.get("STYLEFORGE_BACKGROUND_CONVERSION", "1") != "0")
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,8 @@ def test_unreadable_files_fail_in_one_line(tmp_path: Path) -> None:
 # One case per rule of the option table: the options, the file, and the words of the refusal.
 RULE_CASES = [
     ({"compile": True}, "zoo", "--compile applies to PyTorch models"),
+    ({"runtime": "pytorch"}, "zoo", "--runtime pytorch runs PyTorch models"),
+    ({"runtime": "onnxruntime"}, "single", "--runtime onnxruntime runs exported .onnx files"),
     ({"power_difference": True}, "zoo", "--power-difference applies to PyTorch models"),
     ({"alpha": 0.5}, "single", "--alpha is AdaIN's"),
     ({"strength_mode": "norm"}, "zoo", "which an ONNX file fixes"),

@@ -54,10 +54,17 @@ def add_device_option(parser: argparse.ArgumentParser, default: str = "auto") ->
     parser.add_argument("--device", default=default, choices=DEVICE_CHOICES, help="auto = CUDA when available, else CPU")
 
 
-def add_runtime_option(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    """Add ``--runtime auto|onnxruntime|openvino`` (for exported ``.onnx`` models)."""
-    from styleforge.config import RUNTIME_CHOICES
+def add_runtime_option(parser: argparse.ArgumentParser, default: str = "auto", style_models: bool = False) -> None:
+    """Add ``--runtime``: for exported ``.onnx`` classifiers ``auto|onnxruntime|openvino``;
+    with ``style_models``, transfer's choices, ``pytorch`` included."""
+    from styleforge.config import RUNTIME_CHOICES, TRANSFER_RUNTIME_CHOICES
 
+    if style_models:
+        parser.add_argument("--runtime", default=default, choices=TRANSFER_RUNTIME_CHOICES,
+                            help="auto = OpenVINO on the CPU when it pays off for the job (the model is converted once and "
+                                 "cached), else PyTorch; .onnx files: OpenVINO for INT8 files, else ONNX Runtime "
+                                 "(docs/runtimes.md)")
+        return
     parser.add_argument("--runtime", default=default, choices=RUNTIME_CHOICES,
                         help=".onnx models only: auto = OpenVINO for INT8 files on the CPU when installed, else ONNX Runtime")
 

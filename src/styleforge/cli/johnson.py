@@ -139,7 +139,7 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("--crf", type=non_negative_int, default=v.crf, help="video: encoder quality, lower is better (18: visually lossless)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)
-    add_runtime_option(p, d.runtime)
+    add_runtime_option(p, d.runtime, style_models=True)
     add_power_difference_option(p, "instance norm's variance")
     add_json_option(p)
     p.set_defaults(handler=run_transfer)
@@ -191,9 +191,12 @@ def run_transfer(args: argparse.Namespace) -> int:
         return run_video_transfer(args, inputs, resolve_model_file(args.model), options)
     items = plan_outputs(inputs, args.output)
     model_file = resolve_model_file(args.model)  # after the outputs: a refusal must not install a packaged model first
-    from styleforge.transfer.model import load_style_model, transfer_files
+    from styleforge.transfer.model import load_style_model, planned_megapixels, transfer_files
 
     model = load_style_model(model_file, options=options)
+    choice = model.prepare(planned_megapixels(model, items))
+    if not args.quiet and not args.json:
+        print(choice.line)
 
     def report(item: Any, seconds: float) -> None:
         if not args.quiet and not args.json:
@@ -210,6 +213,8 @@ def run_transfer(args: argparse.Namespace) -> int:
         print_json({
             "device": result.device,
             "precision": result.precision,
+            "runtime": choice.runtime,
+            "runtime_reason": choice.reason,
             "images": [{"input": str(i.source), "output": str(i.target), "ms": 1000 * s} for i, s in result.written],
             "skipped": [{"input": str(p), "reason": r} for p, r in result.skipped],
         })

@@ -24,9 +24,12 @@ def run_video_transfer(args: argparse.Namespace, inputs: list[str], model_file: 
     video_options = check_video_options(VideoOptions(temporal_smoothing=args.temporal_smoothing, crf=args.crf))
     check_output_file(check_video_output(args.output), "output", inputs)
     from styleforge.transfer.model import load_style_model
-    from styleforge.video.transfer import transfer_video
+    from styleforge.video.transfer import prepare_for, transfer_video
 
     model = load_style_model(model_file, options=options)
+    choice = prepare_for(model, inputs[0])
+    if not args.quiet and not args.json:
+        print(choice.line)
     result = transfer_video(model, inputs[0], args.output, video_options, progress=not args.quiet and not args.json)
     flicker = None
     if result.warping_error_before is not None:
@@ -34,7 +37,8 @@ def run_video_transfer(args: argparse.Namespace, inputs: list[str], model_file: 
     if args.json:
         print_json({"input": inputs[0], "output": str(result.target), "frames": result.frames, "width": result.width,
                     "height": result.height, "fps": result.fps, "processing_fps": result.processing_fps,
-                    "audio": result.audio, "warping_error": flicker, "device": result.device})
+                    "audio": result.audio, "warping_error": flicker, "device": result.device,
+                    "runtime": choice.runtime, "runtime_reason": choice.reason})
     elif not args.quiet:
         audio = f", audio {result.audio}" if result.audio else ", no audio"
         print(f"{inputs[0]} -> {result.target}: {result.frames} frames, {result.width}x{result.height} at "

@@ -42,6 +42,12 @@ RULES: tuple[OptionRule, ...] = (
     OptionRule(lambda o: o.power_difference, _onnx,
                "--power-difference applies to PyTorch models; an ONNX file holds the operator only if it was exported "
                "with 'styleforge export --power-difference'"),
+    OptionRule(lambda o: o.runtime == "pytorch", _onnx,
+               "--runtime pytorch runs PyTorch models; an .onnx file runs in onnxruntime or openvino (or give the "
+               ".safetensors model)"),
+    OptionRule(lambda o: o.runtime == "onnxruntime", lambda i: not _onnx(i),
+               "--runtime onnxruntime runs exported .onnx files; for '{file}' use --runtime pytorch or openvino, or "
+               "export it first with 'styleforge export'"),
     OptionRule(lambda o: o.alpha != 1.0, lambda i: i.kind in (TRANSFORM_NET, STYLE_VECTOR),
                "--alpha is AdaIN's content-style trade-off; for '{file}' use --strength"),
     OptionRule(_norm_strength, lambda i: _onnx(i) and i.kind != STYLE_VECTOR,

@@ -48,9 +48,13 @@ if TYPE_CHECKING:
 class OnnxTransformNet:
     """An exported transform network, callable like the PyTorch one (see module docstring)."""
 
-    def __init__(self, source: str | os.PathLike[str] | bytes, device: str = "cpu", runtime: str = "auto") -> None:
+    def __init__(self, source: str | os.PathLike[str] | bytes, device: str = "cpu", runtime: str = "auto",
+                 session: Session | None = None) -> None:
+        """``source``: the ``.onnx`` file (a path or its bytes), opened on ``device`` by
+        ``runtime``; or, with ``session``, the graph already opened (an OpenVINO copy of a
+        PyTorch network: :mod:`styleforge.transfer.runtimes`), ``source`` naming it."""
         self.source, self.device, self.runtime = source, device, runtime
-        self.session = open_session(source, device, runtime)
+        self.session = session if session is not None else open_session(source, device, runtime)
         self.metadata = self.session.metadata
         expect_format(source_label(source), self.metadata, STYLE_FORMAT, "style model")
         self.device_description = self.session.description

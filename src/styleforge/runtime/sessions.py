@@ -100,13 +100,17 @@ class OpenVinoSession:
     seen a second time gets a model compiled for exactly that shape (about 0.25 s once;
     then 10-30% faster per run at 512 px, as for video frames or a folder of same-size
     photos), kept for the last :attr:`STATIC_SHAPES` shapes.
+
+    ``model``: an ``ov.Model``, or the path of an IR file (compiled from the path, so that
+    OpenVINO's blob cache, ``CACHE_DIR`` in ``config``, finds it without hashing the graph;
+    read into a model only when a static shape is compiled).
     """
 
     runtime = "openvino"
     STATIC_SHAPES = 8
 
     def __init__(self, core: Any, model: Any, config: dict[str, str], description: str, metadata: dict[str, str]) -> None:
-        self.core, self.model, self.config = core, model, config
+        self.core, self._model, self.config = core, model, config
         self.description, self.metadata = description, metadata
         self.dynamic = core.compile_model(model, "CPU", config)
         self.input_names = [i.get_any_name() for i in self.dynamic.inputs]
@@ -121,6 +125,13 @@ class OpenVinoSession:
         wanted = outputs if outputs is not None else self.output_names
         return [np.asarray(results[compiled.output(name)]) for name in wanted]
 
+    @property
+    def model(self) -> Any:
+        """The ``ov.Model`` (read from the IR file on first use when given a path)."""
+        if isinstance(self._model, str):
+            self._model = self.core.read_model(self._model)
+        return self._model
+
     def _compiled_for(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
         if shapes in self.static:
             self.static.move_to_end(shapes)
@@ -129,7 +140,7 @@ class OpenVinoSession:
             self.seen.add(shapes)
             return self.dynamic
         model = self.model.clone()
-        model.reshape(dict(zip(self.input_names, [list(s) for s in shapes], strict=True)))
+        model.reshape({port: list(shape) for port, shape in zip(model.inputs, shapes, strict=True)})  # by position: names may differ
         self.static[shapes] = self.core.compile_model(model, "CPU", self.config)
         if len(self.static) > self.STATIC_SHAPES:
             self.static.popitem(last=False)
@@ -246,6 +257,31 @@ def _open_openvino(source: str | bytes, device: str, metadata: dict[str, str]) -
     precision = _short_type(session.dynamic.get_property("INFERENCE_PRECISION_HINT"))
     layers = f"int8 convolutions, {precision} elsewhere" if is_int8_file(metadata) else precision
     session.description = f"cpu (openvino {ov.__version__.split('-')[0]}, CPU plugin, {layers})"
+    return session
+
+
+def open_openvino_ir(path: str | os.PathLike[str], precision: str, cache_dir: str | os.PathLike[str],
+                     metadata: dict[str, str]) -> OpenVinoSession:
+    """An OpenVINO IR file (``NAME.xml`` beside its ``NAME.bin``, float32 weights) compiled
+    for the CPU, its compiled blobs kept in ``cache_dir`` (one folder per machine: a blob
+    is specific to the CPU and the OpenVINO version).
+
+    Args:
+        path: the ``.xml`` file.
+        precision: ``fp32`` or ``bf16`` (OpenVINO's ``INFERENCE_PRECISION_HINT``; give bf16
+            only where the CPU runs it natively).
+        cache_dir: the blob cache folder.
+        metadata: what the session's ``metadata`` reports.
+
+    Returns:
+        The session; its description names OpenVINO and the precision it runs in.
+    """
+    ov = require_openvino()
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+              "CACHE_DIR": str(cache_dir)}
+    session = OpenVinoSession(_openvino_core(), str(path), config, "", metadata)
+    used = _short_type(session.dynamic.get_property("INFERENCE_PRECISION_HINT"))
+    session.description = f"cpu (openvino {ov.__version__.split('-')[0]}, CPU plugin, {used})"
     return session
 
 

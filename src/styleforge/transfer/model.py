@@ -11,16 +11,17 @@ network with the styles asked for (:mod:`styleforge.transfer.styles`). Images ab
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from styleforge.config import TransferOptions
+from styleforge.config import RuntimePolicy, TransferOptions
 from styleforge.devices import autocast, describe_device, resolve_device, resolve_precision, synchronize
 from styleforge.errors import StyleforgeError
 from styleforge.images.color import match_color_histogram, restore_chroma
@@ -32,6 +33,7 @@ from styleforge.models.store import resolve_model_file
 from styleforge.nets.adain import AdaINNet, AdaINStylizer
 from styleforge.nets.transform_net import TransformNet, use_power_difference, weaken_instance_norms
 from styleforge.transfer.plan import TransferItem, validate_transfer_options
+from styleforge.transfer.runtimes import RuntimeChoice, megapixels, start_runtime
 from styleforge.transfer.styles import adain_style, style_mix, style_vector_stylizer
 from styleforge.transfer.tiles import stylize_tiled
 
@@ -42,18 +44,39 @@ class StyleModel:
 
     ``net`` is any :class:`~styleforge.models.loading.StyleNetwork`: the PyTorch
     transform network, an AdaIN or style-vector stylizer around one, or an exported
-    ``.onnx`` network called the same way.
+    ``.onnx`` network called the same way. ``source``: the model file (for the background
+    conversion of :mod:`~styleforge.transfer.runtimes`).
+
+    Whole images run in PyTorch until :meth:`prepare` chooses the runtime for a job
+    (``transfer`` calls it with the job's size); tiles always run in ``net``.
     """
 
     net: StyleNetwork
     metadata: dict
     device: torch.device
     options: TransferOptions
+    source: Path | None = None
+    runtime_choice: RuntimeChoice | None = field(default=None, init=False)
+    runtime_description: str | None = field(default=None, init=False)
 
     @property
     def device_description(self) -> str:
-        """Where the network runs, for reports (the ONNX Runtime provider for .onnx models)."""
-        return getattr(self.net, "device_description", None) or describe_device(self.device)
+        """Where the network runs, for reports (the runtime and provider for .onnx models
+        and OpenVINO copies)."""
+        return self.runtime_description or getattr(self.net, "device_description", None) or describe_device(self.device)
+
+    def prepare(self, work_megapixels: float = math.inf, policy: RuntimePolicy | None = None) -> RuntimeChoice:
+        """Choose and set up the runtime of whole images for a job of ``work_megapixels``
+        (math.inf: a long-lived service) under ``options.runtime``
+        (:func:`~styleforge.transfer.runtimes.start_runtime`); the first call decides,
+        later ones return the same choice.
+
+        Raises:
+            StyleforgeError: ``--runtime openvino`` where it cannot run.
+        """
+        if self.runtime_choice is None:
+            self.runtime_choice = start_runtime(self, work_megapixels, policy or RuntimePolicy())
+        return self.runtime_choice
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -161,7 +184,7 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
         net.select_styles(style_mix(opts.style_weights, info.style_names, net.styles))
     if opts.strength_mode == "norm":
         weaken_instance_norms(net, opts.strength)
-    model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts)
+    model = StyleModel(net.eval().requires_grad_(False), metadata, dev, opts, file)
     model.net.to(dev, memory_format=model.memory_format)
     return model
 
@@ -200,7 +223,10 @@ def _onnx_style_model(info: ModelInfo, opts: TransferOptions) -> StyleModel:
             net.select_styles(style_mix(opts.style_weights, info.style_names, info.styles))
         styles = {"style_image": metadata.get("style_image")}
     metadata = {"runtime": net.device_description, **metadata, **styles}
-    return StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"))
+    model = StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"), file)
+    runtime = "openvino" if "openvino" in net.device_description else "onnxruntime"
+    model.runtime_choice = RuntimeChoice(runtime, "an exported .onnx file" if opts.runtime == "auto" else f"--runtime {runtime}")
+    return model
 
 
 def _resized(img: Image.Image, size: int | None) -> Image.Image:
@@ -223,12 +249,39 @@ class TransferResult:
     precision: str
 
 
+def planned_megapixels(model: StyleModel, items: list[TransferItem]) -> float:
+    """The megapixels of the items' images that will run whole (not tiled) at the model's
+    ``--size``, from their headers (unreadable ones count nothing): the job size
+    :meth:`StyleModel.prepare` weighs."""
+    sizes = []
+    for item in items:
+        try:
+            with Image.open(item.source) as image:
+                size = image.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+        if model.options.size is not None:
+            scale = model.options.size / max(size)
+            size = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+        if not _tiled(model, size):
+            sizes.append(size)
+    return megapixels(sizes)
+
+
+def _tiled(model: StyleModel, size: tuple[int, int]) -> bool:
+    """True when an image of ``size`` runs in tiles (the automatic limit, or ``--tile``)."""
+    tile = model.options.tile
+    return size[0] * size[1] > model.options.auto_tile_pixels or (tile is not None and max(size) > tile)
+
+
 def transfer_files(model: StyleModel, items: list[TransferItem], report: Callable[[TransferItem, float], None] | None = None) -> TransferResult:
-    """Stylise every item, batching consecutive same-size images (``options.batch_size``).
+    """Stylise every item, batching consecutive same-size images (``options.batch_size``),
+    in the runtime :meth:`StyleModel.prepare` chooses for the job (unless chosen before).
 
     Unreadable files found inside folders are skipped and listed; the timing of a batch
     is shared equally by its images.
     """
+    model.prepare(planned_megapixels(model, items))
     written: list[tuple[TransferItem, float]] = []
     skipped: list[tuple[Path, str]] = []
     pending: list[tuple[TransferItem, Image.Image]] = []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from styleforge.config import (
     PRECISION_CHOICES,
-    RUNTIME_CHOICES,
+    TRANSFER_RUNTIME_CHOICES,
     STRENGTH_MODES,
     TransferOptions,
     VideoOptions,
@@ -36,7 +36,12 @@ def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
         (opts.batch_size >= 1, "batch size must be >= 1"),
         (opts.auto_tile_pixels >= 1 and opts.stats_pixels >= 1, "auto-tile and statistics pixel counts must be >= 1"),
         (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
-        (opts.runtime in RUNTIME_CHOICES, f"unknown runtime {opts.runtime!r}; use one of {', '.join(RUNTIME_CHOICES)}"),
+        (opts.runtime in TRANSFER_RUNTIME_CHOICES,
+         f"unknown runtime {opts.runtime!r}; use one of {', '.join(TRANSFER_RUNTIME_CHOICES)}"),
+        (not (opts.runtime == "openvino" and opts.compile),
+         "--compile and --runtime openvino are two compilers of the same network: give one of them"),
+        (not (opts.runtime == "openvino" and opts.device.startswith("cuda")),
+         "--runtime openvino runs on the CPU; with --device cuda use --runtime pytorch (or auto)"),
         (is_finite(opts.strength) and 0.0 <= opts.strength <= 1.0, f"strength must be from 0 to 1, got {opts.strength}"),
         (opts.strength_mode in STRENGTH_MODES, f"unknown strength mode {opts.strength_mode!r}; use one of {', '.join(STRENGTH_MODES)}"),
         (is_finite(opts.alpha) and 0.0 <= opts.alpha <= 1.0, f"alpha must be from 0 to 1, got {opts.alpha}"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -17,11 +18,12 @@ from styleforge.errors import StyleforgeError
 from styleforge.images.io import long_side_size
 from styleforge.transfer.model import StyleModel
 from styleforge.transfer.plan import check_video_options
+from styleforge.transfer.runtimes import RuntimeChoice
 from styleforge.utils.fs import check_output_file
 from styleforge.utils.limits import check_pixel_budget
 from styleforge.utils.progress import Progress
 from styleforge.video.flow import FlowEstimator
-from styleforge.video.io import Frame, VideoReader, VideoWriter, check_video_output, even_size
+from styleforge.video.io import Frame, VideoInfo, VideoReader, VideoWriter, check_video_output, even_size
 from styleforge.video.temporal import TemporalSmoother
 
 
@@ -60,6 +62,26 @@ def output_size(width: int, height: int, long_side: int | None) -> tuple[int, in
     return check_pixel_budget(*even_size(width, height), "a video frame")
 
 
+def planned_megapixels(model: StyleModel, info: VideoInfo) -> float:
+    """The megapixels of the frames of a clip described by ``info`` that run whole at the
+    model's ``--size`` (math.inf when the frame count is unknown): the job size
+    :meth:`~styleforge.transfer.model.StyleModel.prepare` weighs."""
+    width, height = output_size(info.width, info.height, model.options.size)
+    if width * height > model.options.auto_tile_pixels or model.options.tile:
+        return 0.0
+    return info.frames * width * height / 1e6 if info.frames else math.inf
+
+
+def prepare_for(model: StyleModel, source: str | os.PathLike[str]) -> RuntimeChoice:
+    """Choose ``model``'s runtime for stylising the clip ``source`` (see :func:`planned_megapixels`).
+
+    Raises:
+        StyleforgeError: unreadable source, or ``--runtime openvino`` where it cannot run.
+    """
+    with VideoReader(source) as reader:
+        return model.prepare(planned_megapixels(model, reader.info))
+
+
 def transfer_video(model: StyleModel, source: str | os.PathLike[str], target: str | os.PathLike[str],
                    options: VideoOptions | None = None, progress: bool = True) -> VideoResult:
     """Stylise every frame of ``source`` and write ``target`` with the same timing and audio.
@@ -79,6 +101,7 @@ def transfer_video(model: StyleModel, source: str | os.PathLike[str], target: st
     errors: list[tuple[float, float]] = []
     with VideoReader(source) as reader:
         info = reader.info
+        model.prepare(planned_megapixels(model, info))
         width, height = output_size(info.width, info.height, model.options.size)
         start, count = time.perf_counter(), 0
         with (VideoWriter(out, reader, width, height, opts.crf) as writer,

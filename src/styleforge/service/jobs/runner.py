@@ -219,11 +219,15 @@ class JobRunner:
 @functools.lru_cache(maxsize=8)
 def _cached_style_model(path: str, mtime_ns: int, device: str, index: int | None = None) -> object:
     """A loaded fast style model (style ``index`` of a multi-style one), kept while its file
-    is unchanged (``mtime_ns`` is part of the key, so a replaced model file is reloaded)."""
+    is unchanged (``mtime_ns`` is part of the key, so a replaced model file is reloaded).
+    A worker serves many jobs, so its runtime is chosen as for an open-ended job
+    (OpenVINO on the CPU where installed: :mod:`styleforge.transfer.runtimes`)."""
     from styleforge.transfer.model import load_style_model
 
     weights = None if index is None else str(index)
-    return load_style_model(path, options=TransferOptions(device=device, style_weights=weights))
+    model = load_style_model(path, options=TransferOptions(device=device, style_weights=weights))
+    model.prepare()
+    return model
 
 
 @functools.lru_cache(maxsize=1)

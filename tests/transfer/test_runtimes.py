@@ -1,0 +1,264 @@
+"""The OpenVINO copy of a PyTorch style network and ``--runtime auto``'s choice
+(styleforge.transfer.runtimes): parity with PyTorch for every network convention, the
+cache, the fingerprint, the weighed choice, the fallbacks and their reasons, the
+background conversion and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from styleforge.config import RuntimePolicy, TransferOptions
+from styleforge.errors import StyleforgeError
+from styleforge.models.files import save_style_model
+from styleforge.nets.transform_net import TransformNet
+from styleforge.transfer import runtimes
+from styleforge.transfer.model import load_style_model
+from tests.conftest import assert_user_error, make_photo, run_cli
+
+pytest.importorskip("openvino")
+
+SMALL = {"widths": (4, 8, 8, 8, 4), "residual_blocks": 1}
+#: Network conventions an imported model can have (TransformNet arguments), small widths.
+CONVENTIONS = {
+    "styleforge": {},
+    "pytorch-examples": {"input_divisor": 1.0, "output": "clamp"},
+    "jcjohnson": {"residual_blocks": 5, "padding": "input", "upsample": "deconv", "channel_order": "bgr", "input_divisor": 1.0,
+                  "input_mean": (103.939, 116.779, 123.68), "output_scale": 150.0, "output_offset": (103.9, 116.8, 123.7)},
+    "batch norm": {"norm": "batch"},
+    "four styles": {"styles": 4},
+}
+
+
+def small_model(tmp_path: Path, name: str = "m", seed: int = 0, **convention: object) -> Path:
+    """A small random network saved as a .safetensors style model (instance norms perturbed,
+    so that a blend or a strength changes the output)."""
+    torch.manual_seed(seed)
+    net = TransformNet(**{**SMALL, **convention})  # type: ignore[arg-type]
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    return save_style_model(net, tmp_path / f"{name}.safetensors", {})
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def loaded(path: Path, runtime: str, **options: object) -> object:
+    model = load_style_model(path, options=TransferOptions(device="cpu", runtime=runtime, **options))  # type: ignore[arg-type]
+    model.prepare()
+    return model
+
+
+@pytest.mark.parametrize("convention", list(CONVENTIONS))
+def test_the_openvino_copy_gives_pytorchs_images_for_every_convention(tmp_path: Path, convention: str) -> None:
+    path = small_model(tmp_path, **CONVENTIONS[convention])
+    options = {"style_weights": "0:1,2:3"} if convention == "four styles" else {}
+    reference, copy = loaded(path, "pytorch", **options), loaded(path, "openvino", **options)
+    assert copy.runtime_choice.runtime == "openvino" and "openvino" in copy.device_description
+    for width, height in ((53, 37), (64, 48), (9, 6), (130, 97)):  # odd, even, below the padding minimum
+        image = photo(width, height, seed=width)
+        assert np.abs(pixels(copy.stylize(image)) - pixels(reference.stylize(image))).max() <= 1
+    same = [photo(40, 30, seed=s) for s in range(3)]  # a batch of one size: the static-shape compile on 2nd sight
+    for a, b in zip(copy.stylize_batch(same), reference.stylize_batch(same), strict=True):
+        assert np.abs(pixels(a) - pixels(b)).max() <= 1
+
+
+def test_strength_norm_and_pixel_strength_and_colour_apply_to_the_copy(tmp_path: Path) -> None:
+    path = small_model(tmp_path)
+    for options in ({"strength": 0.4, "strength_mode": "norm"}, {"strength": 0.5}, {"preserve_color": "luminance"}):
+        reference, copy = loaded(path, "pytorch", **options), loaded(path, "openvino", **options)
+        image = photo(45, 33)
+        assert np.abs(pixels(copy.stylize(image)) - pixels(reference.stylize(image))).max() <= 1, options
+    plain, weak = loaded(path, "openvino"), loaded(path, "openvino", strength=0.2, strength_mode="norm")
+    assert np.abs(pixels(plain.stylize(photo(45, 33))) - pixels(weak.stylize(photo(45, 33)))).max() > 5
+
+
+def test_tiles_run_in_pytorch_and_match(tmp_path: Path) -> None:
+    path = small_model(tmp_path)
+    reference, copy = loaded(path, "pytorch", tile=64), loaded(path, "openvino", tile=64)
+    image = photo(150, 110)
+    assert np.abs(pixels(copy.stylize(image)) - pixels(reference.stylize(image))).max() <= 1
+
+
+def test_the_copy_is_converted_once_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = small_model(tmp_path)
+    first = loaded(path, "openvino")
+    assert "converted once" in first.runtime_choice.reason
+    folder = first.runtime_choice.copy.folder
+    assert (folder / "model.xml").is_file() and (folder / "model.bin").is_file()
+    assert runtimes.ConvertedCopy(folder).timings().first_use > 0
+
+    def no_conversion(*args: object) -> None:
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(runtimes, "convert", no_conversion)
+    second = loaded(path, "openvino")
+    assert second.runtime_choice.copy.folder == folder and "converted" not in second.runtime_choice.reason
+    assert any(second.runtime_choice.copy.blobs.iterdir()), "compiled blobs are cached per machine"
+
+
+def test_the_fingerprint_follows_everything_the_graph_depends_on(tmp_path: Path) -> None:
+    net = TransformNet(**SMALL, styles=3)
+    same = TransformNet(**SMALL, styles=3)
+    same.load_state_dict(net.state_dict())
+    base = runtimes.fingerprint(net)
+    assert runtimes.fingerprint(same) == base
+    same.select_styles(1)  # a plain tensor attribute, not a buffer
+    assert runtimes.fingerprint(same) != base
+    other = TransformNet(**SMALL, styles=3)
+    other.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        next(other.parameters())[0, 0, 0, 0] += 1e-3
+    assert runtimes.fingerprint(other) != base
+    assert runtimes.fingerprint(TransformNet(**SMALL, styles=3, output="clamp")) != runtimes.fingerprint(
+        TransformNet(**SMALL, styles=3))
+
+
+class _Model:
+    """What choose_runtime reads of a StyleModel."""
+
+    def __init__(self, net: torch.nn.Module, **options: object) -> None:
+        self.net, self.device, self.source = net, torch.device("cpu"), None
+        self.options = TransferOptions(device="cpu", **options)  # type: ignore[arg-type]
+
+
+def test_the_weighed_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = TransformNet(**SMALL)
+    policy = RuntimePolicy(background_conversion=False)
+    model = _Model(net)
+    copy = runtimes.copy_of(net)
+    assert not copy.exists()
+    cold_small = runtimes.choose_runtime(model, 1.0, policy)
+    assert cold_small.runtime == "pytorch" and "first use" in cold_small.reason
+    cold_big = runtimes.choose_runtime(model, policy.cold_min_megapixels, policy)
+    assert cold_big.runtime == "openvino" and "converting once" in cold_big.reason
+    assert runtimes.choose_runtime(model, float("inf"), policy).runtime == "openvino"
+    monkeypatch.setattr(runtimes.ConvertedCopy, "exists", lambda self: True)
+    assert runtimes.choose_runtime(model, policy.warm_min_megapixels, policy).runtime == "openvino"
+    assert runtimes.choose_runtime(model, policy.warm_min_megapixels / 2, policy).runtime == "pytorch"
+    copy.record(pytorch=3.0, openvino=2.0, start=0.5, first_use=2.0)
+    assert runtimes.choose_runtime(model, 0.6, policy).runtime == "openvino"  # saves 0.6 s > 0.5 s
+    small = runtimes.choose_runtime(model, 0.4, policy)
+    assert small.runtime == "pytorch" and "0.5 s start" in small.reason
+    copy.record(openvino=3.3)
+    slower = runtimes.choose_runtime(model, 100.0, policy)
+    assert slower.runtime == "pytorch" and "no faster" in slower.reason
+    assert runtimes.choose_runtime(_Model(net, runtime="openvino"), 0.0, policy).runtime == "openvino"
+    assert runtimes.choose_runtime(_Model(net, runtime="pytorch"), 100.0, policy).runtime == "pytorch"
+
+
+@pytest.mark.parametrize(("options", "reason"), [
+    ({"compile": True}, "torch.compile"),
+    ({"power_difference": True}, "PowerDifference"),
+])
+def test_settings_without_a_copy_stay_in_pytorch_with_the_reason(options: dict, reason: str) -> None:
+    policy = RuntimePolicy(background_conversion=False)
+    choice = runtimes.choose_runtime(_Model(TransformNet(**SMALL), **options), float("inf"), policy)
+    assert choice.runtime == "pytorch" and reason in choice.reason
+    if "compile" not in options:
+        with pytest.raises(StyleforgeError, match=reason):
+            runtimes.choose_runtime(_Model(TransformNet(**SMALL), runtime="openvino", **options), 1.0, policy)
+
+
+def test_emulated_bf16_stays_in_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STYLEFORGE_NATIVE_BF16", "0")
+    choice = runtimes.choose_runtime(_Model(TransformNet(**SMALL), precision="bf16"), float("inf"), RuntimePolicy())
+    assert choice.runtime == "pytorch" and "bf16" in choice.reason
+
+
+def test_a_failed_conversion_falls_back_to_pytorch_in_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = small_model(tmp_path)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("no converter for this graph")
+
+    monkeypatch.setattr(runtimes, "convert", broken)
+    model = load_style_model(path, options=TransferOptions(device="cpu"))
+    choice = model.prepare()
+    assert choice.runtime == "pytorch" and "no converter for this graph" in choice.reason
+    assert np.asarray(model.stylize(photo(20, 20))).shape == (20, 20, 3)
+    with pytest.raises(StyleforgeError, match="no converter for this graph"):
+        load_style_model(path, options=TransferOptions(device="cpu", runtime="openvino")).prepare()
+
+
+def test_a_copy_that_disagrees_with_pytorch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = small_model(tmp_path)
+    real = runtimes.convert
+
+    def skewed(net: TransformNet, folder: Path) -> None:
+        with torch.no_grad():
+            net.conv_out.conv.bias.add_(5.0)  # the copy is traced from another network than the one checked
+        try:
+            real(net, folder)
+        finally:
+            with torch.no_grad():
+                net.conv_out.conv.bias.sub_(5.0)
+
+    monkeypatch.setattr(runtimes, "convert", skewed)
+    with pytest.raises(StyleforgeError, match="disagrees with PyTorch"):
+        load_style_model(path, options=TransferOptions(device="cpu", runtime="openvino")).prepare()
+
+
+def test_the_background_conversion_leaves_a_copy_and_timings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = small_model(tmp_path)
+    model = load_style_model(path, options=TransferOptions(device="cpu"))
+    policy = RuntimePolicy(background_conversion=True, background_min_megapixels=0.0)
+    choice = model.prepare(0.01, policy)
+    assert choice.runtime == "pytorch" and "background" in choice.reason
+    copy = choice.copy
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (copy.exists() and copy.timings().openvino):
+        time.sleep(0.5)
+    timings = copy.timings()
+    assert copy.exists() and all(value and value > 0 for value in dataclasses.asdict(timings).values()), timings
+    marker = copy.folder.with_name(f".{copy.folder.name}.converting")
+    while time.monotonic() < deadline and marker.exists():
+        time.sleep(0.2)
+    assert not marker.exists()
+    again = load_style_model(path, options=TransferOptions(device="cpu")).prepare(1000.0, policy)
+    assert again.runtime == ("openvino" if timings.openvino < timings.pytorch else "pytorch")
+    assert "measured" in again.reason
+
+
+def test_cli_runtime_line_json_and_parity(tmp_path: Path) -> None:
+    path = small_model(tmp_path)
+    source = make_photo(tmp_path / "in.png", (61, 47))
+    outputs = {}
+    for runtime in ("pytorch", "openvino"):
+        result = run_cli("transfer", str(source), "--model", str(path), "-o", str(tmp_path / f"{runtime}.png"),
+                         "--runtime", runtime, "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0].startswith(f"runtime: {runtime} (--runtime {runtime}")
+        outputs[runtime] = pixels(Image.open(tmp_path / f"{runtime}.png"))
+    assert np.abs(outputs["openvino"] - outputs["pytorch"]).max() <= 1
+    result = run_cli("transfer", str(source), "--model", str(path), "-o", str(tmp_path / "auto.png"), "--json")
+    report = json.loads(result.stdout)  # the copy is cached now; a 61x47 photo does not repay OpenVINO's start
+    assert report["runtime"] == "pytorch" and "below OpenVINO's start cost" in report["runtime_reason"]
+
+
+def test_cli_refuses_runtimes_that_do_not_run_the_file(tmp_path: Path) -> None:
+    path = small_model(tmp_path)
+    source = make_photo(tmp_path / "in.png")
+    assert_user_error(run_cli("transfer", str(source), "--model", str(path), "-o", str(tmp_path / "o.png"),
+                              "--runtime", "onnxruntime"), "--runtime onnxruntime runs exported .onnx files")
+    assert_user_error(run_cli("transfer", str(source), "--model", str(path), "-o", str(tmp_path / "o.png"),
+                              "--runtime", "openvino", "--compile"), "two compilers")
+    assert not (tmp_path / "o.png").exists()
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"not onnx")
+    assert_user_error(run_cli("transfer", str(source), "--model", str(onnx_file), "-o", str(tmp_path / "o.png"),
+                              "--runtime", "pytorch"), "--runtime pytorch runs PyTorch models")
