@@ -220,14 +220,11 @@ class JobRunner:
 def _cached_style_model(path: str, mtime_ns: int, device: str, index: int | None = None) -> object:
     """A loaded fast style model (style ``index`` of a multi-style one), kept while its file
     is unchanged (``mtime_ns`` is part of the key, so a replaced model file is reloaded).
-    A worker serves many jobs, so its runtime is chosen as for an open-ended job
-    (OpenVINO on the CPU where installed: :mod:`styleforge.transfer.runtimes`)."""
+    Whole images run in PyTorch: the OpenVINO copy is not used by the service yet."""
     from styleforge.transfer.model import load_style_model
 
     weights = None if index is None else str(index)
-    model = load_style_model(path, options=TransferOptions(device=device, style_weights=weights))
-    model.prepare()
-    return model
+    return load_style_model(path, options=TransferOptions(device=device, style_weights=weights))
 
 
 @functools.lru_cache(maxsize=1)
