@@ -262,7 +262,7 @@ def start_runtime(model: StyleModel, work_megapixels: float, policy: RuntimePoli
                 raise
             return RuntimeChoice("pytorch", f"OpenVINO copy failed: {exc}", choice.copy)
     elif choice.copy is not None and _background_applies(choice, work_megapixels, policy):
-        choice.reason += start_background_conversion(model)
+        choice.reason += start_background_conversion(model, choice.copy)
     return choice
 
 
@@ -343,12 +343,12 @@ def _background_applies(choice: RuntimeChoice, work: float, policy: RuntimePolic
             and not (measured.pytorch and measured.openvino))
 
 
-def start_background_conversion(model: StyleModel) -> str:
-    """Start :mod:`styleforge.transfer.background` for ``model`` (detached, at low
-    priority) unless one already runs for it; returns the note for the runtime line."""
+def start_background_conversion(model: StyleModel, copy: ConvertedCopy) -> str:
+    """Start :mod:`styleforge.transfer.background` for ``model``, whose copy is ``copy``
+    (detached, at low priority), unless one already runs for it; returns the note for the
+    runtime line."""
     if model.source is None:
         return ""
-    copy = copy_of(model.net)
     marker = copy.folder.with_name(f".{copy.folder.name}.converting")
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
