@@ -58,6 +58,9 @@ def pixels(image: Image.Image) -> np.ndarray:
 
 
 def loaded(path: Path, runtime: str, **options: object) -> object:
+    """The model loaded and prepared for ``runtime``, in fp32 unless ``options`` say (parity
+    must not depend on whether this CPU runs bf16 natively)."""
+    options = {"precision": "fp32", **options}
     model = load_style_model(path, options=TransferOptions(device="cpu", runtime=runtime, **options))  # type: ignore[arg-type]
     model.prepare()
     return model
@@ -75,6 +78,29 @@ def test_the_openvino_copy_gives_pytorchs_images_for_every_convention(tmp_path: 
     same = [photo(40, 30, seed=s) for s in range(3)]  # a batch of one size: the static-shape compile on 2nd sight
     for a, b in zip(copy.stylize_batch(same), reference.stylize_batch(same), strict=True):
         assert np.abs(pixels(a) - pixels(b)).max() <= 1
+
+
+def test_bf16_compiles_the_ir_checked_in_fp32_and_stays_near_fp32(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conversion is checked in fp32, then the same IR is compiled with bf16 requested
+    (where the CPU lacks bf16, OpenVINO runs it in fp32: the bound below holds either way)."""
+    from styleforge.runtime import sessions
+
+    monkeypatch.setenv("STYLEFORGE_NATIVE_BF16", "1")
+    requested = []
+    real = sessions.open_openvino_ir
+
+    def spy(path: object, precision: str, *args: object) -> object:
+        requested.append(precision)
+        return real(path, precision, *args)
+
+    monkeypatch.setattr(sessions, "open_openvino_ir", spy)
+    path = small_model(tmp_path)
+    copy, reference = loaded(path, "openvino", precision="bf16"), loaded(path, "pytorch")
+    assert requested == ["fp32", "bf16"]
+    image = photo(130, 97)
+    error = (pixels(copy.stylize(image)) - pixels(reference.stylize(image))).astype(np.float64)
+    assert 10 * np.log10(255**2 / max(float(np.mean(error**2)), 1e-12)) > 30  # this net: 37.8 dB on an AMX CPU
 
 
 def test_strength_norm_and_pixel_strength_and_colour_apply_to_the_copy(tmp_path: Path) -> None:
@@ -240,7 +266,7 @@ def test_cli_runtime_line_json_and_parity(tmp_path: Path) -> None:
     outputs = {}
     for runtime in ("pytorch", "openvino"):
         result = run_cli("transfer", str(source), "--model", str(path), "-o", str(tmp_path / f"{runtime}.png"),
-                         "--runtime", runtime, "--device", "cpu")
+                         "--runtime", runtime, "--device", "cpu", "--precision", "fp32")
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[0].startswith(f"runtime: {runtime} (--runtime {runtime}")
         outputs[runtime] = pixels(Image.open(tmp_path / f"{runtime}.png"))
