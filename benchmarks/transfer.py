@@ -11,7 +11,9 @@ The floor is the network's FLOPs over the measured matrix-multiply throughput of
 machine in the path's precision.
 
 styleforge's paths are ``StyleModel.stylize``'s, named LAYOUT-PRECISION[-compiled][-graph]:
-on the CPU channels_last tensors (``cl-fp32``, ``cl-bf16``), on CUDA NCHW (``nchw-fp32``,
+on the CPU channels_last tensors (``cl-fp32``, ``cl-bf16``) and the OpenVINO copy that
+``transfer --runtime openvino`` (and ``auto`` when it pays) runs (``ov-fp32``, ``ov-bf16``;
+its conversion is not timed, ``benchmarks/runtime.py`` times first use), on CUDA NCHW (``nchw-fp32``,
 ``nchw-fp16``) and the same replayed as CUDA graphs (``-graph``, what ``transfer`` does
 for a size seen a third time). ``--compile`` adds each through ``transfer --compile``'s
 torch.compile (:func:`styleforge.utils.compiling.compile_network`, one static graph per size;
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +177,7 @@ def main() -> None:
     else:
         # StyleModel's paths: on CUDA NCHW, eager and replayed as CUDA graphs; on the CPU channels_last.
         cuda = device.type == "cuda"
-        bases = ["nchw-fp32", "nchw-fp16"] if cuda else ["cl-fp32", *(f"cl-{p}" for p in reduced)]
+        bases = ["nchw-fp32", "nchw-fp16"] if cuda else ["cl-fp32", *(f"cl-{p}" for p in reduced), *_openvino_paths(reduced)]
         replays = ("", "-graph") if cuda else ("",)
         compiles = ("", "-compiled") if args.compile else ("",)
         paths = [*baselines, *(base + c + r for c in compiles for r in replays for base in bases)]
@@ -200,6 +203,8 @@ def main() -> None:
                 model, fmt = plain, torch.contiguous_format
             elif name.startswith("baseline-"):
                 model, fmt = plain_cl, torch.channels_last
+            elif name.startswith("ov-"):  # transfer --runtime openvino's copy (converted here, untimed)
+                model, fmt = openvino_copy(net, precision), torch.contiguous_format
             else:
                 layout, _, *flags = name.split("-")
                 fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
@@ -241,6 +246,26 @@ def main() -> None:
     if args.video:
         result["video"] = time_video(device, args)
     write_json(args.json, result)
+
+
+def _openvino_paths(reduced: list[str]) -> list[str]:
+    """The OpenVINO copy's paths where OpenVINO is installed: fp32, and bf16 where native."""
+    from styleforge.runtime.sessions import openvino_available
+
+    return ["ov-fp32", *(["ov-bf16"] if "bf16" in reduced else [])] if openvino_available() else []
+
+
+def openvino_copy(net: TransformNet, precision: str) -> object:
+    """``net``'s OpenVINO copy as ``transfer --runtime openvino --precision PRECISION`` runs
+    it on whole images (converted and checked against PyTorch first, in a temporary cache)."""
+    from styleforge.models.files import save_style_model
+    from styleforge.transfer.model import load_style_model
+
+    folder = Path(tempfile.mkdtemp(prefix="styleforge-bench-"))
+    path = save_style_model(net, folder / "net.safetensors", {})
+    model = load_style_model(path, options=TransferOptions(device="cpu", runtime="openvino", precision=precision))
+    model.prepare()
+    return model.forward
 
 
 def _noisy(net: TransformNet) -> TransformNet:
