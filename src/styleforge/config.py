@@ -507,12 +507,22 @@ class RuntimePolicy:
             thumbnails, which PyTorch serves as fast).
         background_conversion: allow that background process at all;
             ``STYLEFORGE_BACKGROUND_CONVERSION=0`` turns it off.
+        min_psnr_db, psnr_tolerance_db: for a bf16 job, the copy runs in OpenVINO's bf16
+            only when its measured PSNR against fp32 is at least ``min_psnr_db`` or within
+            ``psnr_tolerance_db`` of PyTorch's bf16 path; otherwise OpenVINO is weighed in
+            fp32 (which is always faithful). OpenVINO's bf16 rounds every activation, where
+            autocast keeps the normalisation in fp32: 43.9 against 47.4 dB for the trained
+            magenta-26 and 34.3 against 38.4 dB for a random network at 512 px on an AMX
+            Xeon (docs/benchmarks/*-cpu-amx.json). Without measurements, a bf16 job runs
+            in PyTorch and the background process measures.
     """
 
     cold_min_megapixels: float = 8.0
     warm_min_megapixels: float = 0.26
     background_min_megapixels: float = 0.2
     background_conversion: bool = field(default_factory=lambda: os.environ.get("STYLEFORGE_BACKGROUND_CONVERSION", "1") != "0")
+    min_psnr_db: float = 45.0
+    psnr_tolerance_db: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -165,7 +168,7 @@ class _Model:
 def test_the_weighed_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     net = TransformNet(**SMALL)
     policy = RuntimePolicy(background_conversion=False)
-    model = _Model(net)
+    model = _Model(net, precision="fp32")
     copy = runtimes.copy_of(net)
     assert not copy.exists()
     cold_small = runtimes.choose_runtime(model, 1.0, policy)
@@ -176,15 +179,40 @@ def test_the_weighed_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtimes.ConvertedCopy, "exists", lambda self: True)
     assert runtimes.choose_runtime(model, policy.warm_min_megapixels, policy).runtime == "openvino"
     assert runtimes.choose_runtime(model, policy.warm_min_megapixels / 2, policy).runtime == "pytorch"
-    copy.record(pytorch=3.0, openvino=2.0, start=0.5, first_use=2.0)
-    assert runtimes.choose_runtime(model, 0.6, policy).runtime == "openvino"  # saves 0.6 s > 0.5 s
+    copy.record(pytorch_fp32=3.0, openvino_fp32=2.0, start=0.5, first_use=2.0)
+    measured = runtimes.choose_runtime(model, 0.6, policy)  # saves 0.6 s > 0.5 s
+    assert (measured.runtime, measured.precision) == ("openvino", "fp32")
     small = runtimes.choose_runtime(model, 0.4, policy)
     assert small.runtime == "pytorch" and "0.5 s start" in small.reason
-    copy.record(openvino=3.3)
+    copy.record(openvino_fp32=3.3)
     slower = runtimes.choose_runtime(model, 100.0, policy)
     assert slower.runtime == "pytorch" and "no faster" in slower.reason
     assert runtimes.choose_runtime(_Model(net, runtime="openvino"), 0.0, policy).runtime == "openvino"
     assert runtimes.choose_runtime(_Model(net, runtime="pytorch"), 100.0, policy).runtime == "pytorch"
+
+
+def test_a_bf16_job_weighs_openvinos_bf16_by_its_measured_fidelity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STYLEFORGE_NATIVE_BF16", "1")
+    net = TransformNet(**SMALL)
+    policy = RuntimePolicy(background_conversion=False, min_psnr_db=45.0, psnr_tolerance_db=1.0)
+    model = _Model(net, precision="bf16")
+    monkeypatch.setattr(runtimes.ConvertedCopy, "exists", lambda self: True)
+    unmeasured = runtimes.choose_runtime(model, float("inf"), policy)  # cached, but bf16 fidelity unknown
+    assert unmeasured.runtime == "pytorch" and "measured speed and PSNR" in unmeasured.reason
+    copy = runtimes.copy_of(net)
+    copy.record(pytorch_bf16=1.0, openvino_fp32=0.8, openvino_bf16=0.3, start=0.1,
+                pytorch_bf16_psnr_db=47.4, openvino_bf16_psnr_db=43.9)  # magenta-26 on an AMX Xeon
+    too_far = runtimes.choose_runtime(model, 100.0, policy)
+    assert (too_far.runtime, too_far.precision) == ("openvino", "fp32")  # 1.25x and exact, not 3.3x at 43.9 dB
+    copy.record(openvino_bf16_psnr_db=46.5)  # within 1 dB of PyTorch's bf16
+    assert runtimes.choose_runtime(model, 100.0, policy).precision == "bf16"
+    copy.record(pytorch_bf16_psnr_db=38.4, openvino_bf16_psnr_db=34.3, openvino_fp32=2.2)  # the random network
+    kept = runtimes.choose_runtime(model, 100.0, policy)
+    assert kept.runtime == "pytorch" and "34.3 dB" in kept.reason
+    copy.record(openvino_bf16_psnr_db=45.2)  # above the floor: faithful even if PyTorch's bf16 were better
+    assert runtimes.choose_runtime(model, 100.0, policy).precision == "bf16"
+    fp32_job = runtimes.choose_runtime(_Model(net, precision="fp32"), 100.0, policy)  # PyTorch's fp32 unmeasured
+    assert fp32_job.runtime == "openvino" and "cached" in fp32_job.reason
 
 
 @pytest.mark.parametrize(("options", "reason"), [
@@ -213,7 +241,7 @@ def test_a_failed_conversion_falls_back_to_pytorch_in_auto(tmp_path: Path, monke
         raise RuntimeError("no converter for this graph")
 
     monkeypatch.setattr(runtimes, "convert", broken)
-    model = load_style_model(path, options=TransferOptions(device="cpu"))
+    model = load_style_model(path, options=TransferOptions(device="cpu", precision="fp32"))
     choice = model.prepare()
     assert choice.runtime == "pytorch" and "no converter for this graph" in choice.reason
     assert np.asarray(model.stylize(photo(20, 20))).shape == (20, 20, 3)
@@ -244,20 +272,43 @@ def test_the_background_conversion_leaves_a_copy_and_timings(tmp_path: Path, mon
     model = load_style_model(path, options=TransferOptions(device="cpu"))
     policy = RuntimePolicy(background_conversion=True, background_min_megapixels=0.0)
     choice = model.prepare(0.01, policy)
-    assert choice.runtime == "pytorch" and "background" in choice.reason
+    assert choice.runtime == "pytorch" and "background after this run" in choice.reason
     copy = choice.copy
+    assert not copy.exists(), "nothing starts before the job is done"
+    runtimes.start_pending_conversions()  # what the process does at exit
+    precision = model.options.precision  # bf16 where this CPU has it natively: then bf16 is measured too
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (copy.exists() and copy.timings().openvino):
+    while time.monotonic() < deadline and not copy.timings().complete_for(precision):
         time.sleep(0.5)
     timings = copy.timings()
-    assert copy.exists() and all(value and value > 0 for value in dataclasses.asdict(timings).values()), timings
+    assert copy.exists() and timings.complete_for(precision), timings
+    assert all(value > 0 for value in dataclasses.asdict(timings).values() if value is not None)
     marker = copy.folder.with_name(f".{copy.folder.name}.converting")
     while time.monotonic() < deadline and marker.exists():
         time.sleep(0.2)
     assert not marker.exists()
     again = load_style_model(path, options=TransferOptions(device="cpu")).prepare(1000.0, policy)
-    assert again.runtime == ("openvino" if timings.openvino < timings.pytorch else "pytorch")
     assert "measured" in again.reason
+    best = min(runtimes.faithful_openvino_speeds(timings, precision, policy).values())
+    assert again.runtime == ("openvino" if best < timings.speed("pytorch", precision) else "pytorch")
+
+
+def test_a_process_that_asked_for_a_background_conversion_starts_it_at_exit(tmp_path: Path) -> None:
+    path = small_model(tmp_path)
+    home = tmp_path / "home"
+    script = ("import sys; from styleforge.config import RuntimePolicy, TransferOptions; "
+              "from styleforge.transfer.model import load_style_model; "
+              "m = load_style_model(sys.argv[1], options=TransferOptions(device='cpu', precision='fp32')); "
+              "print(m.prepare(0.5, RuntimePolicy(background_conversion=True)).reason)")
+    env = {**os.environ, "STYLEFORGE_HOME": str(home)}
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and "background after this run" in result.stdout, result.stderr
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not any((home / "openvino").glob("*/model.xml"))
+                                           or any((home / "openvino").glob(".*.converting"))):
+        time.sleep(0.5)
+    assert any((home / "openvino").glob("*/model.xml")), "the background conversion left no copy"
+    assert not any((home / "openvino").glob(".*.converting")), "the background conversion did not finish"
 
 
 def test_cli_runtime_line_json_and_parity(tmp_path: Path) -> None:
@@ -271,7 +322,8 @@ def test_cli_runtime_line_json_and_parity(tmp_path: Path) -> None:
         assert result.stdout.splitlines()[0].startswith(f"runtime: {runtime} (--runtime {runtime}")
         outputs[runtime] = pixels(Image.open(tmp_path / f"{runtime}.png"))
     assert np.abs(outputs["openvino"] - outputs["pytorch"]).max() <= 1
-    result = run_cli("transfer", str(source), "--model", str(path), "-o", str(tmp_path / "auto.png"), "--json")
+    result = run_cli("transfer", str(source), "--model", str(path), "-o", str(tmp_path / "auto.png"), "--json",
+                     "--precision", "fp32")
     report = json.loads(result.stdout)  # the copy is cached now; a 61x47 photo does not repay OpenVINO's start
     assert report["runtime"] == "pytorch" and "below OpenVINO's start cost" in report["runtime_reason"]
 

@@ -1,7 +1,8 @@
-"""The background conversion ``transfer --runtime auto`` starts after a job too small to
-repay converting its model to OpenVINO (:mod:`styleforge.transfer.runtimes`): convert and
-cache the copy, then time both runtimes on this machine, so the next run chooses from
-measurements.
+"""The background conversion ``transfer --runtime auto`` starts, when its process exits,
+after a job that ran in PyTorch with this machine's measurements of the model incomplete
+(:mod:`styleforge.transfer.runtimes`): convert and cache the copy, then time PyTorch and
+the copy in fp32 and, where the CPU runs it natively, bf16, and take each bf16 path's
+PSNR against fp32, so the next run chooses from measurements.
 
     python -m styleforge.transfer.background MODEL OPTIONS-JSON MARKER
 
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 #: The size both runtimes are timed at (a photo's typical working size).
 TIMING_SIDE = 512
@@ -24,14 +28,14 @@ TIMING_SIDE = 512
 
 def measure(model_file: str, options: dict) -> None:
     """Convert ``model_file``'s network as ``options`` configure it, if not cached, and
-    record this machine's timings of it (:class:`~styleforge.transfer.runtimes.Timings`)."""
+    record this machine's timings and bf16 fidelity of it in every precision the CPU runs
+    natively (:class:`~styleforge.transfer.runtimes.Timings`)."""
     started = time.perf_counter()
     import openvino  # noqa: F401 (timed: part of every later start)
 
     import_seconds = time.perf_counter() - started
-    import torch
-
     from styleforge.config import TransferOptions
+    from styleforge.devices import autocast, cpu_has_bf16
     from styleforge.transfer.model import load_style_model
     from styleforge.transfer.runtimes import copy_of, openvino_forward
 
@@ -40,12 +44,39 @@ def measure(model_file: str, options: dict) -> None:
     copy = copy_of(model.net)
     openvino_forward(model, copy)  # converts (recording the first use) when not cached
     begin = time.perf_counter()
-    forward, _ = openvino_forward(model, copy)  # a start from the caches, as later runs start
+    openvino_forward(model, copy)  # a start from the caches, as later runs start
     copy.record(start=import_seconds + time.perf_counter() - begin)
-    x = (torch.rand(1, 3, TIMING_SIDE, TIMING_SIDE) * 255).contiguous(memory_format=model.memory_format)
+    x = photo_like(TIMING_SIDE).contiguous(memory_format=model.memory_format)
     area = TIMING_SIDE * TIMING_SIDE / 1e6
     with torch.inference_mode():
-        copy.record(pytorch=_best_of(lambda: model.net(x), 3) / area, openvino=_best_of(lambda: forward(x), 3) / area)
+        reference = model.net(x)
+        for precision in ("fp32", "bf16") if cpu_has_bf16() else ("fp32",):
+            def pytorch(precision: str = precision) -> torch.Tensor:
+                with autocast(model.device, precision):  # as StyleModel.stylize runs the network
+                    return model.net(x)
+
+            forward, _ = openvino_forward(model, copy, precision)
+            copy.record(**{f"pytorch_{precision}": _best_of(pytorch, 3) / area,
+                           f"openvino_{precision}": _best_of(lambda forward=forward: forward(x), 3) / area})
+            if precision != "fp32":
+                copy.record(**{f"pytorch_{precision}_psnr_db": psnr_db(pytorch(), reference),
+                               f"openvino_{precision}_psnr_db": psnr_db(forward(x), reference)})
+
+
+def photo_like(side: int, seed: int = 0) -> torch.Tensor:
+    """A smooth, photo-like 0-255 image batch of ``side`` x ``side`` (bicubic-enlarged
+    noise: white noise would overstate the rounding error of real photos)."""
+    import torch.nn.functional as F
+
+    small = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 255
+    return F.interpolate(small, size=(side, side), mode="bicubic", align_corners=False).clamp(0, 255)
+
+
+def psnr_db(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR in dB of two network outputs rounded to 8 bits, as they are saved."""
+    a, b = (t.float().clamp(0, 255).round() for t in (output, reference))
+    mse = float(((a - b) ** 2).mean())
+    return 10 * math.log10(255.0**2 / mse) if mse > 0 else 200.0
 
 
 def _best_of(call: object, repeats: int) -> float:

@@ -9,22 +9,25 @@ is kept in ``<cache>/openvino/<fingerprint>/``; the fingerprint hashes the param
 buffers and module settings with the torch, OpenVINO and styleforge versions, so any
 change to the network is a new copy. Compiled blobs are kept per machine beside it
 (``blobs-<machine>/``: a blob is specific to the CPU and the OpenVINO version). The copy
-runs in fp32, or in bf16 where the CPU has it natively and the precision is ``auto`` or
-``bf16`` (47 dB PSNR against fp32 on a Zen 4, the same as PyTorch's default bf16 path).
+runs in fp32, or in OpenVINO's bf16 where the CPU has it natively.
 
 **The choice** (``--runtime auto``, :func:`choose_runtime`): OpenVINO when the job's
-saving repays its start, weighed with this machine's measured speeds of the model on both
-runtimes when it has them (``timings-<machine>.json`` beside the copy), with
-:class:`~styleforge.config.RuntimePolicy`'s thresholds before. A job too small to repay a
-first conversion runs in PyTorch, and the conversion and a timing of both runtimes then
-run in a background process (:mod:`styleforge.transfer.background`) for the next run.
-Tiles always run in PyTorch (they share the whole image's statistics); AdaIN and
-style-vector models, ``--compile``, ``--power-difference`` and CUDA stay in PyTorch. Each
-choice carries its reason, which ``transfer`` prints first.
+saving repays its start, weighed with this machine's measured speeds of the model
+(``timings-<machine>.json`` beside the copy) and, for a bf16 job, the measured PSNR of
+OpenVINO's bf16 (which rounds more than PyTorch's autocast: it is used only when it keeps
+:class:`~styleforge.config.RuntimePolicy`'s fidelity, else the copy is weighed in fp32).
+Before measurements: an fp32 job follows the policy's size thresholds, a bf16 job runs in
+PyTorch. A job that ran in PyTorch with the measurements incomplete has the conversion
+and the timing run by a background process (:mod:`styleforge.transfer.background`)
+started when this process exits, for the next run. Tiles always run in PyTorch (they
+share the whole image's statistics); AdaIN and style-vector models, ``--compile``,
+``--power-difference`` and CUDA stay in PyTorch. Each choice carries its reason, which
+``transfer`` prints first.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -67,14 +70,39 @@ COPY_TOLERANCE = 0.05
 
 @dataclass
 class Timings:
-    """What this machine measured for one model: seconds per megapixel of whole images in
-    each runtime, the first use of OpenVINO (conversion and compilation) and a later start
-    (import and compilation from the blob cache), in seconds. None: not measured yet."""
+    """What this machine measured for one model (:mod:`styleforge.transfer.background`).
+    None: not measured (bf16 is measured only where the CPU runs it natively).
 
-    pytorch: float | None = None
-    openvino: float | None = None
+    Attributes:
+        pytorch_fp32, pytorch_bf16: seconds per megapixel of whole images in PyTorch, as
+            ``StyleModel.stylize`` runs them (bf16: autocast).
+        openvino_fp32, openvino_bf16: the same for the OpenVINO copy compiled in each precision.
+        pytorch_bf16_psnr_db, openvino_bf16_psnr_db: PSNR of each bf16 path's 8-bit output
+            against PyTorch's fp32 output on a photo-like image (the fidelity ``auto``
+            weighs: the copy's bf16 is OpenVINO's own, which rounds more than autocast).
+        first_use: seconds of OpenVINO's first use (conversion, check, compilation).
+        start: seconds of a later start (import, compilation from the blob cache).
+    """
+
+    pytorch_fp32: float | None = None
+    pytorch_bf16: float | None = None
+    openvino_fp32: float | None = None
+    openvino_bf16: float | None = None
+    pytorch_bf16_psnr_db: float | None = None
+    openvino_bf16_psnr_db: float | None = None
     first_use: float | None = None
     start: float | None = None
+
+    def speed(self, runtime: str, precision: str) -> float | None:
+        """Seconds per megapixel of ``runtime`` (pytorch, openvino) in ``precision``."""
+        return getattr(self, f"{runtime}_{precision}", None)
+
+    def complete_for(self, precision: str) -> bool:
+        """True when everything ``auto`` weighs for a job in ``precision`` is measured."""
+        needed = [self.pytorch_fp32, self.openvino_fp32, self.start]
+        if precision == "bf16":
+            needed += [self.pytorch_bf16, self.openvino_bf16, self.pytorch_bf16_psnr_db, self.openvino_bf16_psnr_db]
+        return all(value is not None for value in needed)
 
 
 @dataclass
@@ -129,6 +157,7 @@ class RuntimeChoice:
     runtime: str
     reason: str
     copy: ConvertedCopy | None = field(default=None, repr=False)
+    precision: str = "fp32"  # the OpenVINO copy's
 
     @property
     def line(self) -> str:
@@ -228,22 +257,42 @@ def choose_runtime(model: RunnableModel, work_megapixels: float, policy: Runtime
             raise StyleforgeError(f"--runtime openvino: {reason}; use --runtime pytorch (or auto)")
         return RuntimeChoice("pytorch", reason)
     copy = copy_of(model.net)
+    precision = "bf16" if model.options.precision == "bf16" else "fp32"
     if requested == "openvino":
-        return RuntimeChoice("openvino", "--runtime openvino" + ("" if copy.exists() else ", converted once for this model"), copy)
-    return _weighed_choice(copy, work_megapixels, policy)
+        return RuntimeChoice("openvino", "--runtime openvino" + ("" if copy.exists() else ", converted once for this model"),
+                             copy, precision)
+    return _weighed_choice(copy, precision, work_megapixels, policy)
 
 
-def _weighed_choice(copy: ConvertedCopy, work: float, policy: RuntimePolicy) -> RuntimeChoice:
+def faithful_openvino_speeds(timings: Timings, precision: str, policy: RuntimePolicy) -> dict[str, float]:
+    """The copy's measured seconds per megapixel in each precision that keeps fidelity for a
+    job in ``precision``: fp32 always; bf16 for a bf16 job when its PSNR against fp32 is at
+    least ``policy.min_psnr_db`` or within ``policy.psnr_tolerance_db`` of PyTorch's bf16."""
+    speeds = {"fp32": timings.openvino_fp32} if timings.openvino_fp32 else {}
+    if precision == "bf16" and timings.openvino_bf16 and timings.openvino_bf16_psnr_db is not None:
+        floor = min(policy.min_psnr_db, (timings.pytorch_bf16_psnr_db or 0.0) - policy.psnr_tolerance_db)
+        if timings.openvino_bf16_psnr_db >= floor:
+            speeds["bf16"] = timings.openvino_bf16
+    return speeds
+
+
+def _weighed_choice(copy: ConvertedCopy, precision: str, work: float, policy: RuntimePolicy) -> RuntimeChoice:
     cached, timings = copy.exists(), copy.timings()
-    if timings.pytorch and timings.openvino:
-        speedup = timings.pytorch / timings.openvino
+    pytorch, speeds = timings.speed("pytorch", precision), faithful_openvino_speeds(timings, precision, policy)
+    if pytorch and speeds:
+        best = min(speeds, key=speeds.__getitem__)
+        speedup = pytorch / speeds[best]
         if speedup <= 1.0:
-            return RuntimeChoice("pytorch", f"OpenVINO measured no faster for this model here ({speedup:.2f}x)", copy)
+            return RuntimeChoice("pytorch", f"OpenVINO measured no faster for this model here ({speedup:.2f}x in "
+                                 f"{best}{_bf16_note(timings, precision, speeds)})", copy)
         cost = (timings.start if cached else timings.first_use) or (0.5 if cached else 3.0)
-        saving = work * (timings.pytorch - timings.openvino)
-        if saving > cost:
-            return RuntimeChoice("openvino", f"{speedup:.2f}x PyTorch measured here" + ("" if cached else "; converting once"), copy)
+        if work * (pytorch - speeds[best]) > cost:
+            return RuntimeChoice("openvino", f"{speedup:.2f}x PyTorch measured here, {best}"
+                                 + ("" if cached else "; converting once"), copy, best)
         return RuntimeChoice("pytorch", f"a job of {work:.2f} MP saves less than OpenVINO's {cost:.1f} s start", copy)
+    if precision != "fp32":
+        return RuntimeChoice("pytorch", f"OpenVINO in {precision} is chosen only from this machine's measured speed and "
+                             "PSNR of this model", copy)
     if cached:
         if work >= policy.warm_min_megapixels:
             return RuntimeChoice("openvino", "converted copy cached for this model", copy)
@@ -252,6 +301,12 @@ def _weighed_choice(copy: ConvertedCopy, work: float, policy: RuntimePolicy) -> 
         return RuntimeChoice("openvino", "converting once for this model (about 2 s), cached for later runs", copy)
     return RuntimeChoice("pytorch", f"first use of this model: a job of {work:.2f} MP does not repay converting it "
                          "to OpenVINO now", copy)
+
+
+def _bf16_note(timings: Timings, precision: str, speeds: dict[str, float]) -> str:
+    if precision == "bf16" and "bf16" not in speeds and timings.openvino_bf16_psnr_db is not None:
+        return f"; its bf16 kept {timings.openvino_bf16_psnr_db:.1f} dB PSNR, too far below PyTorch's"
+    return ""
 
 
 def start_runtime(model: RunnableModel, work_megapixels: float, policy: RuntimePolicy) -> RuntimeChoice:
@@ -265,19 +320,20 @@ def start_runtime(model: RunnableModel, work_megapixels: float, policy: RuntimeP
     choice = choose_runtime(model, work_megapixels, policy)
     if choice.runtime == "openvino":
         try:
-            model.forward, model.runtime_description = openvino_forward(model, choice.copy)
+            model.forward, model.runtime_description = openvino_forward(model, choice.copy, choice.precision)
         except StyleforgeError as exc:
             if model.options.runtime == "openvino":
                 raise
             return RuntimeChoice("pytorch", f"OpenVINO copy failed: {exc}", choice.copy)
-    elif choice.copy is not None and _background_applies(choice, work_megapixels, policy):
+    elif choice.copy is not None and _background_applies(choice, model.options.precision, work_megapixels, policy):
         choice.reason += start_background_conversion(model, choice.copy)
     return choice
 
 
-def openvino_forward(model: RunnableModel, copy: ConvertedCopy | None) -> tuple[Any, str]:
+def openvino_forward(model: RunnableModel, copy: ConvertedCopy | None, precision: str = "fp32") -> tuple[Any, str]:
     """The callable running ``model``'s whole images on its OpenVINO copy (converted and
-    checked first when not cached), and its device description.
+    checked first when not cached) compiled in ``precision`` (bf16 only where the CPU runs
+    it natively; fp32 otherwise), and its device description.
 
     Raises:
         StyleforgeError: conversion failed or the copy disagrees with PyTorch.
@@ -288,7 +344,7 @@ def openvino_forward(model: RunnableModel, copy: ConvertedCopy | None) -> tuple[
 
     net = model.net
     copy = copy or copy_of(net)
-    precision = "bf16" if model.options.precision == "bf16" and cpu_has_bf16() else "fp32"
+    precision = "bf16" if precision == "bf16" and cpu_has_bf16() else "fp32"
     metadata = {"styleforge_format": STYLE_FORMAT, **net.convention()}
     fresh = not copy.exists()
     start = time.perf_counter()
@@ -351,17 +407,21 @@ def _check_copy(net: TransformNet, forward: Any) -> None:
                                       f"(max difference {difference:.3g} > {tolerance:g})")
 
 
-def _background_applies(choice: RuntimeChoice, work: float, policy: RuntimePolicy) -> bool:
+def _background_applies(choice: RuntimeChoice, precision: str, work: float, policy: RuntimePolicy) -> bool:
     assert choice.copy is not None
-    measured = choice.copy.timings()
-    return (policy.background_conversion and work >= policy.background_min_megapixels and not choice.copy.exists()
-            and not (measured.pytorch and measured.openvino))
+    return (policy.background_conversion and work >= policy.background_min_megapixels
+            and not choice.copy.timings().complete_for(precision))
+
+
+#: Background conversions to start when this process exits (:func:`start_pending_conversions`).
+_PENDING: list[list[str]] = []
 
 
 def start_background_conversion(model: RunnableModel, copy: ConvertedCopy) -> str:
-    """Start :mod:`styleforge.transfer.background` for ``model``, whose copy is ``copy``
-    (detached, at low priority), unless one already runs for it; returns the note for the
-    runtime line."""
+    """Have :mod:`styleforge.transfer.background` convert and time ``model`` (whose copy is
+    ``copy``) once this process exits, unless one already runs for it; returns the note for
+    the runtime line. At exit, not now: on a machine of few cores a conversion beside the
+    job slowed a one-photo run 2x, and its timings were skewed by the job."""
     if model.source is None:
         return ""
     marker = copy.folder.with_name(f".{copy.folder.name}.converting")
@@ -373,10 +433,18 @@ def start_background_conversion(model: RunnableModel, copy: ConvertedCopy) -> st
     except OSError:
         return ""
     options = json.dumps({**asdict(model.options), "runtime": "pytorch", "device": "cpu"})
-    subprocess.Popen([sys.executable, "-m", "styleforge.transfer.background", str(model.source), options, str(marker)],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True)
-    return "; converting in the background for the next run"
+    if not _PENDING:
+        atexit.register(start_pending_conversions)
+    _PENDING.append([sys.executable, "-m", "styleforge.transfer.background", str(model.source), options, str(marker)])
+    return "; converting in the background after this run, for the next"
+
+
+def start_pending_conversions() -> None:
+    """Start the background conversions this process asked for (detached, niced); runs at
+    exit, and may be called earlier by a long-lived program between jobs."""
+    while _PENDING:
+        subprocess.Popen(_PENDING.pop(0), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def megapixels(sizes: list[tuple[int, int]]) -> float:
