@@ -68,12 +68,11 @@ def require_openvino() -> Any:
 
 
 def openvino_available() -> bool:
-    """True when the openvino package can be imported."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when the openvino package is installed (found without importing it: the
+    import costs 0.15 s, which a check alone should not)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
 
 
 @dataclass
