@@ -255,6 +255,12 @@ CASES: dict[str, Callable[[Assets], Case]] = {
     "bench-nothing": lambda a: Case(["bench"], "one of the arguments --model --weights is required"),
     "bench-empty-calibration": lambda a: Case(["bench", "--model", str(a.model), "--calibration", str(a.folder)], "holds no images"),
     "transfer-bad-runtime": lambda a: Case(_transfer(a, str(a.photo)) + ["--runtime", "tensorrt"], "invalid choice: 'tensorrt'"),
+    "transfer-onnxruntime-for-pytorch-model": lambda a: Case(_transfer(a) + ["--runtime", "onnxruntime"],
+                                                             "--runtime onnxruntime runs exported .onnx files",
+                                                             instant=False),
+    "transfer-openvino-with-compile": lambda a: Case(_transfer(a) + ["--runtime", "openvino", "--compile"], "two compilers"),
+    "transfer-openvino-power-difference": lambda a: Case(_transfer(a) + ["--runtime", "openvino", "--power-difference"],
+                                                         "OpenVINO has no PowerDifference kernel", instant=False),
     # --- the operator (issue 11)
     "export-classifier-power-difference": lambda a: Case(["export", "--classifier", *_weights(a), "--size", "64", "-o", "v.onnx",
                                                           "--power-difference"], "applies to style models"),
