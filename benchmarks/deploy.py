@@ -37,7 +37,6 @@ from common import environment, matmul_gflops, model_gflops, print_table, write_
 
 from styleforge.deploy.bench import bench_classifier, bench_images, bench_style  # noqa: E402
 from styleforge.models.files import save_style_model  # noqa: E402
-from styleforge.nets.transform_net import TransformNet  # noqa: E402
 from styleforge.vgg.architecture import IMAGENET_WIDTHS  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -59,9 +58,12 @@ def random_classifier(folder: Path) -> Path:
 
 
 @functools.cache
-def style_gflops(size: int) -> float:
-    """FLOPs of one transform-network pass on a ``size`` x ``size`` image."""
-    net = TransformNet().eval()
+def style_gflops(model: str, size: int) -> float:
+    """FLOPs of one pass of ``model``'s network (a style-model file) on a ``size`` x
+    ``size`` image (its own architecture: magenta-26's is a tenth of the default's)."""
+    from styleforge.transfer.model import load_style_model
+
+    net = load_style_model(model).net.eval()
     with torch.no_grad():
         return model_gflops(lambda: net(torch.zeros(1, 3, size, size)))
 
@@ -94,7 +96,7 @@ def main() -> None:
         if args.skip != "style":
             model = args.style_model or str(random_style_model(Path(folder)))
             sizes = [int(s) for s in args.sizes.split(",")]
-            rows += [r.as_dict() | {"gflop": style_gflops(r.size)}
+            rows += [r.as_dict() | {"gflop": style_gflops(model, r.size)}
                      for r in bench_style(model, images, sizes, repeat=args.repeat, calibration=calibration)]
         if args.skip != "classifier":
             weights = args.weights or str(random_classifier(Path(folder)))
