@@ -211,3 +211,24 @@ def test_a_stop_of_the_process_group_during_multi_worker_training_is_clean(stop:
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     assert (tmp_path / "run" / f"style_step{step:07d}.safetensors").is_file()
     assert list(temp.iterdir()) == []  # the workers' multiprocessing folders were cleaned up
+
+
+def test_a_signal_after_the_stop_is_reported_leaves_the_exit_status_alone() -> None:
+    """The console script ignores stops once it has chosen 130/143 (cli.run): a second
+    Ctrl-C landing during the exit would otherwise raise there or, after CPython's
+    finalisation restored the default dispositions, kill the process by the signal (on a
+    fast machine the double-Ctrl-C training test above caught exactly that). SIG_IGN is the
+    disposition finalisation keeps, so the check is that it is set and that a signal
+    landing after it changes nothing."""
+    script = ("import os, signal, sys, time\n"
+              "from styleforge.utils.interrupts import absorb_further_stops, install_signal_handlers\n"
+              "install_signal_handlers()\n"
+              "absorb_further_stops()\n"
+              "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN is signal.getsignal(signal.SIGTERM)\n"
+              "os.kill(os.getpid(), signal.SIGINT)\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "time.sleep(0.2)\n"
+              "sys.exit(130)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr

@@ -34,7 +34,13 @@ from styleforge.cli import weights as weights_cmd
 from styleforge.cli.common import ArgumentParser
 from styleforge.errors import StyleforgeError
 from styleforge.utils.fs import os_reason
-from styleforge.utils.interrupts import Terminated, forget_stops, install_signal_handlers, stop_requested
+from styleforge.utils.interrupts import (
+    Terminated,
+    absorb_further_stops,
+    forget_stops,
+    install_signal_handlers,
+    stop_requested,
+)
 from styleforge.utils.memory import reuse_freed_memory
 
 COMMANDS = (weights_cmd, classify_cmd, stylize_cmd, johnson_cmd, adain_cmd, deploy_cmd, graph_cmd, service_cmd, models_cmd)
@@ -156,5 +162,9 @@ def _detach_stdout() -> None:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: exits with :func:`main`'s status, a stop's unchanged by
+    a second signal during the exit."""
+    status = main()
+    if status in (130, Terminated.exit_status):
+        absorb_further_stops()
+    sys.exit(status)

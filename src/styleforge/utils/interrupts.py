@@ -138,6 +138,18 @@ def install_signal_handlers() -> None:
         sys.unraisablehook._styleforge = True  # type: ignore[attr-defined]
 
 
+def absorb_further_stops() -> None:
+    """Once a stop is reported and its exit status chosen, ignore further SIGINT and
+    SIGTERM: a second Ctrl-C landing while the interpreter shuts down would otherwise
+    raise there, or, once CPython's finalisation has restored the default dispositions,
+    end the process by the signal instead of with 130/143 (``SIG_IGN`` is the one
+    disposition finalisation keeps). For the console script, which exits next; a no-op
+    outside the main thread."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def quiet_worker_stops(worker_id: int = 0) -> None:
     """A DataLoader ``worker_init_fn`` (``worker_id`` unused): a stop sent to the whole
     process group (Ctrl-C at a terminal, a service manager's SIGTERM) ends the worker the
