@@ -107,18 +107,24 @@ class StyleModel:
         unless ``resize`` is false; tiled when ``tile`` is given or the image exceeds
         ``options.auto_tile_pixels``)."""
         image = _resized(image.convert("RGB"), (size if size is not None else self.options.size) if resize else None)
-        tile = tile or self.options.tile
-        width, height = image.size
-        if tile is None and width * height > self.options.auto_tile_pixels:
-            tile = 1024
+        tile = self.tile_side(*image.size, tile)
         x = images_to_tensor([image], self.device).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.device, self.options.precision):
-            if tile is not None and max(width, height) > tile:
+            if tile is not None:
                 overlap = min(self.options.tile_overlap, tile // 4)  # small tiles get a proportional overlap
                 y = stylize_tiled(self.net, x, tile, overlap, self.options.stats_pixels)
             else:
                 y = self.forward(x)
         return self.finish(tensor_to_images(y)[0], image)
+
+    def tile_side(self, width: int, height: int, tile: int | None = None) -> int | None:
+        """The side of the tiles an image of ``width`` x ``height`` runs in (``tile``, else
+        ``options.tile``, else 1024 above ``options.auto_tile_pixels``), or None when it
+        runs whole (in the runtime :meth:`prepare` chose)."""
+        tile = tile or self.options.tile
+        if tile is None and width * height > self.options.auto_tile_pixels:
+            tile = 1024
+        return tile if tile is not None and max(width, height) > tile else None
 
     def stylize_batch(self, images: list[Image.Image]) -> list[Image.Image]:
         """Stylise same-size images: in one forward pass on CUDA, one image per pass on the
@@ -263,15 +269,9 @@ def planned_megapixels(model: StyleModel, items: list[TransferItem]) -> float:
         if model.options.size is not None:
             scale = model.options.size / max(size)
             size = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
-        if not _tiled(model, size):
+        if model.tile_side(*size) is None:
             sizes.append(size)
     return megapixels(sizes)
-
-
-def _tiled(model: StyleModel, size: tuple[int, int]) -> bool:
-    """True when an image of ``size`` runs in tiles (the automatic limit, or ``--tile``)."""
-    tile = model.options.tile
-    return size[0] * size[1] > model.options.auto_tile_pixels or (tile is not None and max(size) > tile)
 
 
 def transfer_files(model: StyleModel, items: list[TransferItem], report: Callable[[TransferItem, float], None] | None = None) -> TransferResult:

@@ -67,7 +67,7 @@ def planned_megapixels(model: StyleModel, info: VideoInfo) -> float:
     model's ``--size`` (math.inf when the frame count is unknown): the job size
     :meth:`~styleforge.transfer.model.StyleModel.prepare` weighs."""
     width, height = output_size(info.width, info.height, model.options.size)
-    if width * height > model.options.auto_tile_pixels or model.options.tile:
+    if model.tile_side(width, height) is not None:
         return 0.0
     return info.frames * width * height / 1e6 if info.frames else math.inf
 
@@ -151,7 +151,7 @@ def _stylise(model: StyleModel, frames: list[np.ndarray]) -> list[np.ndarray]:
     """The model's outputs for same-size RGB uint8 frames, as RGB uint8 arrays."""
     images = [Image.fromarray(frame) for frame in frames]
     height, width = frames[0].shape[:2]
-    if width * height > model.options.auto_tile_pixels or model.options.tile:
+    if model.tile_side(width, height) is not None:
         outputs = [model.stylize(img, resize=False) for img in images]
     else:
         outputs = model.stylize_batch(images)
