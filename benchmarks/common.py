@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from styleforge.devices import cpu_flags
+from styleforge.devices import cpu_flags, cpu_model_name
 from styleforge.utils.memory import reuse_freed_memory
 
 #: Every benchmark runs with the ``styleforge`` command's malloc setting (freed memory kept
@@ -48,7 +48,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
-        "cpu_model": cpu_model(),
+        "cpu_model": cpu_model_name() or platform.processor() or platform.machine(),
         "cpu_features": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16",
                                               "amx_int8", "avx512_fp16"}),
         "threads": torch.get_num_threads(),
@@ -59,18 +59,6 @@ def environment(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (the machine a figure belongs to), or the
-    platform's processor string where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5, device: torch.device = torch.device("cpu")) -> float:

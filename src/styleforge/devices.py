@@ -77,14 +77,24 @@ NATIVE_BF16_ENV = "STYLEFORGE_NATIVE_BF16"
 
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+    return frozenset(_cpuinfo_field("flags").split())
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (empty where it cannot be read)."""
+    return _cpuinfo_field("model name").strip()
+
+
+def _cpuinfo_field(name: str) -> str:
+    """The value of the first ``name`` line of /proc/cpuinfo ('' where there is none)."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
+                if line.startswith(name):
+                    return line.partition(":")[2]
     except OSError:
         pass
-    return frozenset()
+    return ""
 
 
 def cpu_has_bf16() -> bool:

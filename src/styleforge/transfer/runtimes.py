@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -46,7 +47,7 @@ import torch
 
 from styleforge import __version__
 from styleforge.config import RuntimePolicy
-from styleforge.devices import cpu_flags, cpu_has_bf16
+from styleforge.devices import cpu_flags, cpu_has_bf16, cpu_model_name
 from styleforge.errors import StyleforgeError, one_line
 from styleforge.nets.transform_net import MIN_SIDE, TransformNet, export_mode
 from styleforge.utils.home import styleforge_home
@@ -165,10 +166,11 @@ class RuntimeChoice:
         return f"runtime: {self.runtime} ({self.reason})"
 
 
+@functools.cache
 def machine_key() -> str:
-    """A short key of this CPU and OpenVINO version (compiled blobs and timings are per machine)."""
-    model_name = next((line.partition(":")[2].strip() for line in _cpuinfo_lines() if line.startswith("model name")), "")
-    text = f"{platform.machine()}|{model_name}|{' '.join(sorted(cpu_flags()))}|{os.cpu_count()}|{openvino_version()}"
+    """A short key of this CPU and OpenVINO version (compiled blobs and timings are per
+    machine); computed once per process."""
+    text = f"{platform.machine()}|{cpu_model_name()}|{' '.join(sorted(cpu_flags()))}|{os.cpu_count()}|{openvino_version()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -181,14 +183,6 @@ def openvino_version() -> str:
         return version("openvino")
     except PackageNotFoundError:
         return "none"
-
-
-def _cpuinfo_lines() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return handle.readlines()[:40]
-    except OSError:
-        return []
 
 
 def fingerprint(net: torch.nn.Module) -> str:
@@ -404,14 +398,13 @@ def _check_copy(net: TransformNet, forward: Any) -> None:
     is a separate compile of the same checked IR, whose fidelity the benchmarks measure
     (a random network's bf16 error says nothing about a trained one's)."""
     generator = torch.Generator().manual_seed(3)
-    tolerance = COPY_TOLERANCE
     with torch.inference_mode():
         for height, width in ((64, 48), (37, MIN_SIDE + 21)):
             x = torch.rand(1, 3, height, width, generator=generator) * 255
             difference = float((forward(x) - net(x)).abs().max())
-            if not difference <= tolerance:
+            if not difference <= COPY_TOLERANCE:
                 raise StyleforgeError(f"the OpenVINO copy disagrees with PyTorch at {width}x{height} "
-                                      f"(max difference {difference:.3g} > {tolerance:g})")
+                                      f"(max difference {difference:.3g} > {COPY_TOLERANCE:g})")
 
 
 def _background_applies(choice: RuntimeChoice, precision: str, work: float, policy: RuntimePolicy) -> bool:
