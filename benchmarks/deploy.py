@@ -9,8 +9,8 @@ No pretrained file can be downloaded where this runs, so the models are made loc
 * the full ImageNet-width VGG19 classifier (143.7 M parameters, He-initialised, 1000
   classes) written as a torchvision ``.pth``, or ``--weights``.
 
-Each is run through :func:`styleforge.deploy.bench.bench_style` /
-:func:`~styleforge.deploy.bench.bench_classifier`: PyTorch fp32 (the reference),
+Each is run through :func:`styleforge.bench.compare.bench_style` /
+:func:`~styleforge.bench.compare.bench_classifier`: PyTorch fp32 (the reference),
 PyTorch's default path, ONNX Runtime fp32/INT8/INT16 and OpenVINO INT8, with latency
 (median of ``--repeat`` after 2 warm-ups) and fidelity over ``--data``. INT8/INT16 are
 calibrated on ``--calibration`` (default: the paintings of ``../shared/data/style``), a
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 from common import environment, matmul_gflops, model_gflops, print_table, write_json  # noqa: E402
 
-from styleforge.deploy.bench import bench_classifier, bench_images, bench_style  # noqa: E402
+from styleforge.bench.compare import bench_classifier, bench_images, bench_style  # noqa: E402
 from styleforge.models.files import save_style_model  # noqa: E402
 from styleforge.vgg.architecture import IMAGENET_WIDTHS  # noqa: E402
 

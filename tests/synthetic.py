@@ -64,6 +64,24 @@ def random_weights(
     return SourceWeights(convs=convs, fcs=fcs, grid=grid)
 
 
+#: Widths of a small transform network: fast to convert, export and quantise in tests.
+SMALL_NET = {"widths": (4, 8, 8, 8, 4), "residual_blocks": 1}
+
+
+def small_style_model(tmp_path: Path, name: str = "m", seed: int = 0, **convention: object) -> Path:
+    """A small random network saved as a .safetensors style model (instance norms perturbed,
+    so that a blend or a strength changes the output)."""
+    from styleforge.models.files import save_style_model
+    from styleforge.nets.transform_net import TransformNet
+
+    torch.manual_seed(seed)
+    net = TransformNet(**{**SMALL_NET, **convention})  # type: ignore[arg-type]
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    return save_style_model(net, tmp_path / f"{name}.safetensors", {})
+
+
 def random_style_network(seed: int = 0) -> nn.Module:
     """The full-size TransformNet with random convolutions and random instance-norm scales
     (0.5-1.5) and shifts (-0.5-0.5), so no layer is close to an identity."""

@@ -20,15 +20,14 @@ from PIL import Image
 
 from styleforge.config import RuntimePolicy, TransferOptions
 from styleforge.errors import StyleforgeError
-from styleforge.models.files import save_style_model
 from styleforge.nets.transform_net import TransformNet
 from styleforge.transfer import runtimes
 from styleforge.transfer.model import load_style_model
 from tests.conftest import assert_user_error, make_photo, run_cli
+from tests.synthetic import SMALL_NET, small_style_model
 
 pytest.importorskip("openvino")
 
-SMALL = {"widths": (4, 8, 8, 8, 4), "residual_blocks": 1}
 #: Network conventions an imported model can have (TransformNet arguments), small widths.
 CONVENTIONS = {
     "styleforge": {},
@@ -38,17 +37,6 @@ CONVENTIONS = {
     "batch norm": {"norm": "batch"},
     "four styles": {"styles": 4},
 }
-
-
-def small_model(tmp_path: Path, name: str = "m", seed: int = 0, **convention: object) -> Path:
-    """A small random network saved as a .safetensors style model (instance norms perturbed,
-    so that a blend or a strength changes the output)."""
-    torch.manual_seed(seed)
-    net = TransformNet(**{**SMALL, **convention})  # type: ignore[arg-type]
-    with torch.no_grad():
-        for parameter in net.parameters():
-            parameter.add_(0.3 * torch.randn_like(parameter))
-    return save_style_model(net, tmp_path / f"{name}.safetensors", {})
 
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -71,7 +59,7 @@ def loaded(path: Path, runtime: str, **options: object) -> object:
 
 @pytest.mark.parametrize("convention", list(CONVENTIONS))
 def test_the_openvino_copy_gives_pytorchs_images_for_every_convention(tmp_path: Path, convention: str) -> None:
-    path = small_model(tmp_path, **CONVENTIONS[convention])
+    path = small_style_model(tmp_path, **CONVENTIONS[convention])
     options = {"style_weights": "0:1,2:3"} if convention == "four styles" else {}
     reference, copy = loaded(path, "pytorch", **options), loaded(path, "openvino", **options)
     assert copy.runtime_choice.runtime == "openvino" and "openvino" in copy.device_description
@@ -98,7 +86,7 @@ def test_bf16_compiles_the_ir_checked_in_fp32_and_stays_near_fp32(tmp_path: Path
         return real(path, precision, *args)
 
     monkeypatch.setattr(sessions, "open_openvino_ir", spy)
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
     copy, reference = loaded(path, "openvino", precision="bf16"), loaded(path, "pytorch")
     assert requested == ["fp32", "bf16"]
     image = photo(130, 97)
@@ -107,7 +95,7 @@ def test_bf16_compiles_the_ir_checked_in_fp32_and_stays_near_fp32(tmp_path: Path
 
 
 def test_strength_norm_and_pixel_strength_and_colour_apply_to_the_copy(tmp_path: Path) -> None:
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
     for options in ({"strength": 0.4, "strength_mode": "norm"}, {"strength": 0.5}, {"preserve_color": "luminance"}):
         reference, copy = loaded(path, "pytorch", **options), loaded(path, "openvino", **options)
         image = photo(45, 33)
@@ -117,14 +105,14 @@ def test_strength_norm_and_pixel_strength_and_colour_apply_to_the_copy(tmp_path:
 
 
 def test_tiles_run_in_pytorch_and_match(tmp_path: Path) -> None:
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
     reference, copy = loaded(path, "pytorch", tile=64), loaded(path, "openvino", tile=64)
     image = photo(150, 110)
     assert np.abs(pixels(copy.stylize(image)) - pixels(reference.stylize(image))).max() <= 1
 
 
 def test_the_copy_is_converted_once_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
     first = loaded(path, "openvino")
     assert "converted once" in first.runtime_choice.reason
     folder = first.runtime_choice.copy.folder
@@ -141,20 +129,20 @@ def test_the_copy_is_converted_once_and_reused(tmp_path: Path, monkeypatch: pyte
 
 
 def test_the_fingerprint_follows_everything_the_graph_depends_on(tmp_path: Path) -> None:
-    net = TransformNet(**SMALL, styles=3)
-    same = TransformNet(**SMALL, styles=3)
+    net = TransformNet(**SMALL_NET, styles=3)
+    same = TransformNet(**SMALL_NET, styles=3)
     same.load_state_dict(net.state_dict())
     base = runtimes.fingerprint(net)
     assert runtimes.fingerprint(same) == base
     same.select_styles(1)  # a plain tensor attribute, not a buffer
     assert runtimes.fingerprint(same) != base
-    other = TransformNet(**SMALL, styles=3)
+    other = TransformNet(**SMALL_NET, styles=3)
     other.load_state_dict(net.state_dict())
     with torch.no_grad():
         next(other.parameters())[0, 0, 0, 0] += 1e-3
     assert runtimes.fingerprint(other) != base
-    assert runtimes.fingerprint(TransformNet(**SMALL, styles=3, output="clamp")) != runtimes.fingerprint(
-        TransformNet(**SMALL, styles=3))
+    assert runtimes.fingerprint(TransformNet(**SMALL_NET, styles=3, output="clamp")) != runtimes.fingerprint(
+        TransformNet(**SMALL_NET, styles=3))
 
 
 class _Model:
@@ -166,7 +154,7 @@ class _Model:
 
 
 def test_the_weighed_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    net = TransformNet(**SMALL)
+    net = TransformNet(**SMALL_NET)
     policy = RuntimePolicy(background_conversion=False)
     model = _Model(net, precision="fp32")
     copy = runtimes.copy_of(net)
@@ -193,7 +181,7 @@ def test_the_weighed_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_bf16_job_weighs_openvinos_bf16_by_its_measured_fidelity(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STYLEFORGE_NATIVE_BF16", "1")
-    net = TransformNet(**SMALL)
+    net = TransformNet(**SMALL_NET)
     policy = RuntimePolicy(background_conversion=False, min_psnr_db=45.0, psnr_tolerance_db=1.0)
     model = _Model(net, precision="bf16")
     monkeypatch.setattr(runtimes.ConvertedCopy, "exists", lambda self: True)
@@ -221,21 +209,21 @@ def test_a_bf16_job_weighs_openvinos_bf16_by_its_measured_fidelity(monkeypatch: 
 ])
 def test_settings_without_a_copy_stay_in_pytorch_with_the_reason(options: dict, reason: str) -> None:
     policy = RuntimePolicy(background_conversion=False)
-    choice = runtimes.choose_runtime(_Model(TransformNet(**SMALL), **options), float("inf"), policy)
+    choice = runtimes.choose_runtime(_Model(TransformNet(**SMALL_NET), **options), float("inf"), policy)
     assert choice.runtime == "pytorch" and reason in choice.reason
     if "compile" not in options:
         with pytest.raises(StyleforgeError, match=reason):
-            runtimes.choose_runtime(_Model(TransformNet(**SMALL), runtime="openvino", **options), 1.0, policy)
+            runtimes.choose_runtime(_Model(TransformNet(**SMALL_NET), runtime="openvino", **options), 1.0, policy)
 
 
 def test_emulated_bf16_stays_in_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STYLEFORGE_NATIVE_BF16", "0")
-    choice = runtimes.choose_runtime(_Model(TransformNet(**SMALL), precision="bf16"), float("inf"), RuntimePolicy())
+    choice = runtimes.choose_runtime(_Model(TransformNet(**SMALL_NET), precision="bf16"), float("inf"), RuntimePolicy())
     assert choice.runtime == "pytorch" and "bf16" in choice.reason
 
 
 def test_a_failed_conversion_falls_back_to_pytorch_in_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
 
     def broken(*args: object) -> None:
         raise RuntimeError("no converter for this graph")
@@ -250,7 +238,7 @@ def test_a_failed_conversion_falls_back_to_pytorch_in_auto(tmp_path: Path, monke
 
 
 def test_a_copy_that_disagrees_with_pytorch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
     real = runtimes.convert
 
     def skewed(net: TransformNet, folder: Path) -> None:
@@ -268,7 +256,7 @@ def test_a_copy_that_disagrees_with_pytorch_is_refused(tmp_path: Path, monkeypat
 
 
 def test_the_background_conversion_leaves_a_copy_and_timings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
     model = load_style_model(path, options=TransferOptions(device="cpu"))
     policy = RuntimePolicy(background_conversion=True, background_min_megapixels=0.0)
     choice = model.prepare(0.01, policy)
@@ -294,7 +282,7 @@ def test_the_background_conversion_leaves_a_copy_and_timings(tmp_path: Path, mon
 
 
 def test_a_process_that_asked_for_a_background_conversion_starts_it_at_exit(tmp_path: Path) -> None:
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
     home = tmp_path / "home"
     script = ("import sys; from styleforge.config import RuntimePolicy, TransferOptions; "
               "from styleforge.transfer.model import load_style_model; "
@@ -312,7 +300,7 @@ def test_a_process_that_asked_for_a_background_conversion_starts_it_at_exit(tmp_
 
 
 def test_cli_runtime_line_json_and_parity(tmp_path: Path) -> None:
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
     source = make_photo(tmp_path / "in.png", (61, 47))
     outputs = {}
     for runtime in ("pytorch", "openvino"):
@@ -329,7 +317,7 @@ def test_cli_runtime_line_json_and_parity(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_runtimes_that_do_not_run_the_file(tmp_path: Path) -> None:
-    path = small_model(tmp_path)
+    path = small_style_model(tmp_path)
     source = make_photo(tmp_path / "in.png")
     assert_user_error(run_cli("transfer", str(source), "--model", str(path), "-o", str(tmp_path / "o.png"),
                               "--runtime", "onnxruntime"), "--runtime onnxruntime runs exported .onnx files")

@@ -72,7 +72,7 @@ def _register_bench(subparsers: Any) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """Run the bench and print one table (or JSON)."""
     from styleforge.cli.common import parse_list
-    from styleforge.deploy.bench import bench_classifier, bench_images, bench_style
+    from styleforge.bench.compare import bench_classifier, bench_images, bench_style
     from styleforge.models.store import resolve_model_file
 
     sizes = list(parse_list(args.sizes, "--sizes", int) or ()) if args.model else []

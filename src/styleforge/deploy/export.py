@@ -96,10 +96,10 @@ def export_style_model(model_path: str | os.PathLike[str], output: str | os.Path
         An :class:`ExportReport`; raises StyleforgeError (writing nothing) when the
         exported graph disagrees with PyTorch beyond :data:`STYLE_TOLERANCE`.
     """
+    from styleforge.models.blends import style_mix
     from styleforge.models.loading import ADAIN, STYLE_VECTOR, inspect_model, load_network
     from styleforge.models.store import resolve_model_file
     from styleforge.nets.transform_net import export_mode, use_power_difference
-    from styleforge.transfer.styles import style_mix
 
     model_path = resolve_model_file(model_path)
     target = onnx_target(output, [model_path])

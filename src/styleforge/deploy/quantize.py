@@ -149,6 +149,23 @@ def quantize_model(opts: QuantizeOptions) -> QuantizeReport:
     return QuantizeReport(target, count, sum(len(b) for b in batches), ranges_path)
 
 
+def quantize_style_export(onnx_path: Path, calibration: Path, target: Path, kind: str = "int8",
+                          images: int = 8, side: int = 256) -> QuantizeReport:
+    """Quantise an exported style network (``styleforge export``) to ``target`` with the
+    settings styleforge's own INT8 paths use (``bench``, ``transfer --precision int8``):
+    raw 0-255 pixels, per-channel weight scales, the first and last convolutions in float,
+    min/max ranges of up to ``images`` photos of the folder ``calibration``, each resized
+    and centre-cropped to ``side`` x ``side``.
+
+    Returns:
+        The :class:`QuantizeReport` of the written file.
+    """
+    opts = QuantizeOptions(mean=(0.0,), std=(1.0,), crop=(side, side), original_models_path=str(onnx_path),
+                           save_model_path=str(target), data_path=str(calibration), num_runs=images,
+                           quantization_type=kind, channel_quantization=True, output_tensor_names=("stylized",))
+    return quantize_model(opts)
+
+
 @contextlib.contextmanager
 def _custom_op_calibration(custom: bool) -> Iterator[None]:
     """Let ONNX Runtime's calibrator run graphs with PowerDifference nodes.

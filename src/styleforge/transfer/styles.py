@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from styleforge.config import TransferOptions, is_finite
-from styleforge.errors import StyleforgeError
+from styleforge.config import TransferOptions
 from styleforge.images.io import read_image, resize_long_side
 from styleforge.images.tensors import images_to_tensor, tensor_to_images
+from styleforge.models.blends import style_mix
 from styleforge.nets.adain import blend_statistics
 
 
@@ -78,33 +78,3 @@ def _style_pixels(image: Image.Image, style_size: int) -> torch.Tensor:
     width, height = (max(8, side - side % 8) for side in image.size)
     left, top = (image.width - width) // 2, (image.height - height) // 2
     return images_to_tensor([image.crop((left, top, left + width, top + height))], torch.device("cpu"))
-
-
-def style_mix(spec: str, names: list[str], count: int, given: bool = False) -> list[float]:
-    """Parse ``--style-weights``: ``"2"``, ``"wave"`` or ``"0:0.5,wave:0.5"`` into K weights
-    (of a multi-style model's styles, or with ``given`` of the ``--style`` images given).
-
-    Raises:
-        StyleforgeError: an unknown name, an index out of range, or a malformed weight.
-    """
-    weights = [0.0] * count
-    for item in (part.strip() for part in spec.split(",")):
-        key, _, value = item.partition(":")
-        key = key.strip()
-        if key.isdigit():
-            index = int(key)
-            if index >= count:
-                owner = f"{count} --style image(s) were given" if given else f"this model has {count} style(s)"
-                raise StyleforgeError(f"style {index} is out of range: {owner}, 0-{count - 1}")
-        elif key in names:
-            index = names.index(key)
-        else:
-            where = "among the --style images:" if given else "in this model; its styles are"
-            raise StyleforgeError(f"no style {key!r} {where} {', '.join(f'{i}:{n}' for i, n in enumerate(names))}")
-        try:
-            weights[index] += float(value) if value else 1.0
-        except ValueError:
-            raise StyleforgeError(f"style weight {value!r} in {spec!r} is not a number") from None
-    if not all(is_finite(w) and w >= 0 for w in weights) or not sum(weights) > 0:
-        raise StyleforgeError(f"style weights {spec!r} must be numbers >= 0 with a positive sum")
-    return weights

@@ -127,15 +127,11 @@ def _onnx_rows(fp32: Path, quantized: dict[str, Path]) -> dict[str, Path]:
 
 
 def _quantize_style(onnx_path: Path, images: list[Image.Image], kind: str, folder: Path) -> Path:
-    from styleforge.deploy.quantize import quantize_model
+    from styleforge.deploy.quantize import quantize_style_export
 
     calibration = _calibration_folder(images, folder / f"calibration-{kind}")
     side = min(256, max(min(img.size) for img in images))
-    opts = QuantizeOptions(mean=(0.0,), std=(1.0,), crop=(side, side), original_models_path=str(onnx_path),
-                           save_model_path=str(folder / f"model_{kind}.onnx"), data_path=str(calibration),
-                           num_runs=min(8, len(images)), quantization_type=kind, channel_quantization=True,
-                           output_tensor_names=("stylized",))
-    return quantize_model(opts).path
+    return quantize_style_export(onnx_path, calibration, folder / f"model_{kind}.onnx", kind, min(8, len(images)), side).path
 
 
 def _cuda_style_runtimes(model_path: str, styles: tuple[str, ...] = ()) -> dict[str, Any]:
