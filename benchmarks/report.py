@@ -42,6 +42,7 @@ TRANSFER_PATHS = {
     "fp16": "styleforge default (fp16)",
     "ov-fp32": "styleforge OpenVINO copy, fp32 (`--runtime openvino`)",
     "ov-bf16": "styleforge OpenVINO copy, bf16 (`--runtime openvino`)",
+    "ov-int8": "styleforge INT8 copy (`--precision int8`, OpenVINO)",
 }
 
 
@@ -195,6 +196,9 @@ HEADLINES = (
     Headline("magenta-cpu-amx", "magenta-26, 512 px (default: PyTorch bf16)",
              {"network": "magenta-26", "size": "512x512", "speedup": 1.0},
              {"network": "magenta-26", "size": "512x512", "path": "styleforge pytorch (default, bf16)"}, "ms", "ms"),
+    Headline("magenta-cpu-amx", "magenta-26, 512 px, `--precision int8` (PSNR below)",
+             {"network": "magenta-26", "size": "512x512", "speedup": 1.0},
+             {"network": "magenta-26", "size": "512x512", "path": "styleforge --precision int8 (openvino)"}, "ms", "ms"),
     Headline("train-cpu-amx", "training step, batch 4, 256 px (default bf16)", {"impl": "examples-fp32"},
              {"impl": "styleforge-bf16, examples layers"}, "s_per_step", "s"),
     Headline("gatys-cpu-amx", "Gatys, 256 px, per L-BFGS iteration (fp32: bf16 ends 36 % higher)", {"size": 256, "impl": "tutorial"},

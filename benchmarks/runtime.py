@@ -17,7 +17,9 @@ Runs per case and model:
   enough, else runs PyTorch and starts the background conversion (its timings feed the
   next run; the benchmark waits for it to finish before the next row);
 - ``auto, later runs``: the same cache, median of ``--repeats``;
-- ``openvino, later runs``: ``--runtime openvino`` with the copy cached.
+- ``openvino, later runs``: ``--runtime openvino`` with the copy cached;
+- ``int8, first run`` and ``int8, later runs``: ``--precision int8`` with an empty cache
+  (the model is exported and quantised in the run), then with its INT8 copy cached.
 
 The runtime auto chose and its reason come from the command's ``--json``. Models: a
 random full-size network (``random``; the issue's table) and the trained ``magenta-26``
@@ -107,7 +109,7 @@ def wait_for_background(home: Path, timeout: float = 300.0) -> float:
 
 
 def time_case(case: str, inputs: list[str], model: Path, extra: list[str], work: Path, repeats: int) -> list[dict]:
-    """The four kinds of run of one case and model, as rows."""
+    """The six kinds of run of one case and model, as rows."""
     out = work / f"out-{case}{'.mp4' if case == 'video' else ''}"
     pytorch_home, home = Path(tempfile.mkdtemp(dir=work)), Path(tempfile.mkdtemp(dir=work))  # home: empty for auto
     rows = []
@@ -123,6 +125,9 @@ def time_case(case: str, inputs: list[str], model: Path, extra: list[str], work:
     row("auto, first run", [run_transfer(inputs, model, extra, "auto", home, out)], wait_for_background(home))
     row("auto, later runs", [run_transfer(inputs, model, extra, "auto", home, out) for _ in range(repeats)])
     row("openvino, later runs", [run_transfer(inputs, model, extra, "openvino", home, out) for _ in range(repeats)])
+    int8, int8_home = [*extra, "--precision", "int8"], Path(tempfile.mkdtemp(dir=work))
+    row("int8, first run", [run_transfer(inputs, model, int8, "auto", int8_home, out)])
+    row("int8, later runs", [run_transfer(inputs, model, int8, "auto", int8_home, out) for _ in range(repeats)])
     base = rows[0]["wall_s"]
     for r in rows:
         r["x_pytorch"] = base / r["wall_s"]

@@ -12,7 +12,9 @@ machine in the path's precision.
 
 styleforge's paths are ``StyleModel.stylize``'s, named LAYOUT-PRECISION[-compiled][-graph]:
 on the CPU channels_last tensors (``cl-fp32``, ``cl-bf16``) and the OpenVINO copy that
-``transfer --runtime openvino`` (and ``auto`` when it pays) runs (``ov-fp32``, ``ov-bf16``;
+``transfer --runtime openvino`` (and ``auto`` when it pays) runs (``ov-fp32``, ``ov-bf16``,
+and ``ov-int8``, the INT8 copy of ``transfer --precision int8``, which has no floor: PyTorch has
+no int8 matmul to measure one;
 its conversion is not timed, ``benchmarks/runtime.py`` times first use), on CUDA NCHW (``nchw-fp32``,
 ``nchw-fp16``) and the same replayed as CUDA graphs (``-graph``, what ``transfer`` does
 for a size seen a third time). ``--compile`` adds each through ``transfer --compile``'s
@@ -183,7 +185,7 @@ def main() -> None:
         paths = [*baselines, *(base + c + r for c in compiles for r in replays for base in bases)]
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # cuDNN runs fp32 convolutions as TF32: their floor
-    needed = list(dict.fromkeys(_precision(name) for name in paths))
+    needed = list(dict.fromkeys(_precision(name) for name in paths if _precision(name) != "int8"))  # no int8 matmul yardstick
     rates = throughputs(device, needed, n=args.matmul_size or (8192 if device.type == "cuda" else 2048))
     torch.backends.cuda.matmul.allow_tf32 = False
     compiled = {}
@@ -203,6 +205,8 @@ def main() -> None:
                 model, fmt = plain, torch.contiguous_format
             elif name.startswith("baseline-"):
                 model, fmt = plain_cl, torch.channels_last
+            elif name == "ov-int8":  # transfer --precision int8's copy (quantised here, untimed)
+                model, fmt = int8_copy(net), torch.contiguous_format
             elif name.startswith("ov-"):  # transfer --runtime openvino's copy (converted here, untimed)
                 model, fmt = openvino_copy(net, precision), torch.contiguous_format
             else:
@@ -217,7 +221,7 @@ def main() -> None:
                     model = GraphedCalls(model, capture_after=1)
 
             def run(model: nn.Module = model, fmt: torch.memory_format = fmt, precision: str = precision) -> torch.Tensor:
-                with torch.inference_mode(), autocast(device, precision):
+                with torch.inference_mode(), autocast(device, "fp32" if precision == "int8" else precision):
                     return model(x.contiguous(memory_format=fmt))
 
             times = time_call(run, device, args.warmup, args.repeats)
@@ -249,10 +253,11 @@ def main() -> None:
 
 
 def _openvino_paths(reduced: list[str]) -> list[str]:
-    """The OpenVINO copy's paths where OpenVINO is installed: fp32, and bf16 where native."""
+    """The OpenVINO copy's paths where OpenVINO is installed: fp32, bf16 where native, and
+    the INT8 copy of ``transfer --precision int8``."""
     from styleforge.runtime.sessions import openvino_available
 
-    return ["ov-fp32", *(["ov-bf16"] if "bf16" in reduced else [])] if openvino_available() else []
+    return ["ov-fp32", *(["ov-bf16"] if "bf16" in reduced else []), "ov-int8"] if openvino_available() else []
 
 
 def openvino_copy(net: TransformNet, precision: str) -> object:
@@ -266,6 +271,17 @@ def openvino_copy(net: TransformNet, precision: str) -> object:
     model = load_style_model(path, options=TransferOptions(device="cpu", runtime="openvino", precision=precision))
     model.prepare()
     return model.forward
+
+
+def int8_copy(net: TransformNet) -> object:
+    """``net``'s INT8 copy as ``transfer --precision int8`` runs it (exported, quantised on the
+    shipped photos and opened in OpenVINO, in a temporary cache)."""
+    from styleforge.models.files import save_style_model
+    from styleforge.transfer.model import load_style_model
+
+    folder = Path(tempfile.mkdtemp(prefix="styleforge-bench-"))
+    path = save_style_model(net, folder / "net.safetensors", {})
+    return load_style_model(path, options=TransferOptions(device="cpu", precision="int8")).net
 
 
 def _noisy(net: TransformNet) -> TransformNet:

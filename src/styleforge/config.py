@@ -18,6 +18,9 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 #: Values accepted by every ``--precision`` option: fp32 is exact; bf16 (CPU with
 #: AVX512-BF16/AMX, or CUDA) and fp16 (CUDA only) run under torch.autocast.
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+#: ``transfer`` also takes ``int8``: the model quantised once and run in OpenVINO or ONNX
+#: Runtime (styleforge.transfer.int8).
+TRANSFER_PRECISION_CHOICES = (*PRECISION_CHOICES, "int8")
 #: Runtimes for exported ``.onnx`` models (styleforge.runtime.sessions): ``auto`` picks
 #: OpenVINO for INT8 files on the CPU when installed, ONNX Runtime otherwise.
 RUNTIME_CHOICES = ("auto", "onnxruntime", "openvino")
@@ -413,7 +416,9 @@ class TransferOptions:
             CPU one pass per image, which measured faster (``StyleModel.images_per_pass``).
         device: auto, cpu or cuda.
         precision: ``auto`` (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32),
-            ``fp32``, ``bf16`` or ``fp16`` (autocast).
+            ``fp32``, ``bf16`` or ``fp16`` (autocast), or ``int8`` (CPU: the model
+            quantised once on shipped photos, cached, and run by OpenVINO or ONNX Runtime;
+            its PSNR against fp32 is printed; :mod:`styleforge.transfer.int8`).
         compile: run the network through ``torch.compile`` (fuses the normalisation and
             padding passes: ~6x the plain eager speed at 512 px on a 2-core AMX CPU, after a
             ~25 s compilation per image size the first time on a machine and ~5 s in later

@@ -146,6 +146,8 @@ def test_unreadable_files_fail_in_one_line(tmp_path: Path) -> None:
 RULE_CASES = [
     ({"compile": True}, "zoo", "--compile applies to PyTorch models"),
     ({"runtime": "pytorch"}, "zoo", "--runtime pytorch runs PyTorch models"),
+    ({"precision": "int8"}, "zoo", "--precision int8 quantises a PyTorch model"),
+    ({"precision": "int8", "styles": ("a.jpg",)}, "adain", "quantises networks with their styles built in"),
     ({"runtime": "onnxruntime"}, "single", "--runtime onnxruntime runs exported .onnx files"),
     ({"power_difference": True}, "zoo", "--power-difference applies to PyTorch models"),
     ({"alpha": 0.5}, "single", "--alpha is AdaIN's"),

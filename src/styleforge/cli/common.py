@@ -82,14 +82,18 @@ def add_power_difference_option(parser: argparse.ArgumentParser, where: str) -> 
 PRECISION_HELP = {
     "inference": "auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32",
     "optimisation": "auto = bf16 on CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32",
+    "transfer": "auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32; int8 = the model "
+                "quantised once (cached) and run by OpenVINO or ONNX Runtime, its PSNR against fp32 printed",
 }
 
 
 def add_precision_option(parser: argparse.ArgumentParser, default: str, kind: str) -> None:
-    """Add ``--precision auto|fp32|bf16|fp16``; ``kind`` (a :data:`PRECISION_HELP` key) says what auto picks."""
-    from styleforge.config import PRECISION_CHOICES
+    """Add ``--precision auto|fp32|bf16|fp16`` (and ``int8`` for ``transfer``); ``kind`` (a
+    :data:`PRECISION_HELP` key) says what auto picks."""
+    from styleforge.config import PRECISION_CHOICES, TRANSFER_PRECISION_CHOICES
 
-    parser.add_argument("--precision", default=default, choices=("auto", *PRECISION_CHOICES), help=PRECISION_HELP[kind])
+    choices = TRANSFER_PRECISION_CHOICES if kind == "transfer" else PRECISION_CHOICES
+    parser.add_argument("--precision", default=default, choices=("auto", *choices), help=PRECISION_HELP[kind])
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

@@ -110,7 +110,7 @@ def _register_transfer(subparsers: Any) -> None:
     p.add_argument("--tile", type=positive_int, default=d.tile, help="tile side for large images (default: automatic)")
     p.add_argument("--tile-overlap", type=non_negative_int, default=d.tile_overlap, help="pixels shared by neighbouring tiles, blended")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="same-size images per pass on CUDA (the CPU takes one per pass: faster there)")
-    add_precision_option(p, d.precision, "inference")
+    add_precision_option(p, d.precision, "transfer")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (fused normalisation and padding): ~25 s per image size the first time on a machine (~5 s later: kernels cached); 1.1-1.5x in fp32 on a CPU, 1.4x in bf16 on AMX")
     p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="CUDA: run every image eagerly instead of replaying repeated sizes as CUDA graphs")

@@ -45,9 +45,16 @@ RULES: tuple[OptionRule, ...] = (
     OptionRule(lambda o: o.runtime == "pytorch", _onnx,
                "--runtime pytorch runs PyTorch models; an .onnx file runs in onnxruntime or openvino (or give the "
                ".safetensors model)"),
-    OptionRule(lambda o: o.runtime == "onnxruntime", lambda i: not _onnx(i),
-               "--runtime onnxruntime runs exported .onnx files; for '{file}' use --runtime pytorch or openvino, or "
-               "export it first with 'styleforge export'"),
+    OptionRule(lambda o: o.precision == "int8", _onnx,
+               "--precision int8 quantises a PyTorch model; '{file}' is an ONNX file already (quantise it with "
+               "'styleforge quantize' and transfer the INT8 file, or give the .safetensors model)"),
+    OptionRule(lambda o: o.precision == "int8", lambda i: i.kind in (ADAIN, STYLE_VECTOR),
+               "--precision int8 quantises networks with their styles built in; '{file}' takes the style as an input, "
+               "whose range shipped photos cannot calibrate: export it ('styleforge export'), quantise it "
+               "('styleforge quantize') and transfer the .onnx file"),
+    OptionRule(lambda o: o.runtime == "onnxruntime" and o.precision != "int8", lambda i: not _onnx(i),
+               "--runtime onnxruntime runs exported .onnx files; for '{file}' use --runtime pytorch or openvino, "
+               "--precision int8 (an INT8 copy), or export it first with 'styleforge export'"),
     OptionRule(lambda o: o.alpha != 1.0, lambda i: i.kind in (TRANSFORM_NET, STYLE_VECTOR),
                "--alpha is AdaIN's content-style trade-off; for '{file}' use --strength"),
     OptionRule(_norm_strength, lambda i: _onnx(i) and i.kind != STYLE_VECTOR,

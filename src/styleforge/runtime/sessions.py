@@ -179,11 +179,13 @@ def _cuda_provider_chosen(device: str) -> bool:
 
 
 def open_session(source: str | os.PathLike[str] | bytes, device: str = "cpu", runtime: str = "auto",
-                 metadata: dict[str, str] | None = None) -> Session:
+                 metadata: dict[str, str] | None = None, cache_dir: str | os.PathLike[str] | None = None) -> Session:
     """Open an ONNX file (a path, or the serialised model) on ``device`` (auto|cpu|cuda).
 
     ``metadata``: the file's metadata when already known (derived graphs keep their
-    source file's); read from the file otherwise.
+    source file's); read from the file otherwise. ``cache_dir``: where OpenVINO keeps the
+    compiled blobs of a file given by path (one folder per machine), so a later run
+    compiles from them.
     """
     data: bytes | None = source if isinstance(source, bytes) else None
     label = "ONNX model" if data is not None else str(check_regular_file(source, "ONNX model"))
@@ -192,7 +194,7 @@ def open_session(source: str | os.PathLike[str] | bytes, device: str = "cpu", ru
     chosen = choose_runtime(runtime, device, metadata, custom_ops)
     try:
         if chosen == "openvino":
-            return _open_openvino(data if data is not None else label, device, metadata)
+            return _open_openvino(data if data is not None else label, device, metadata, cache_dir)
         return _open_onnxruntime(data if data is not None else label, device, metadata, custom_ops)
     except StyleforgeError:
         raise
@@ -245,11 +247,16 @@ def _openvino_core() -> Any:
     return require_openvino().Core()
 
 
-def _open_openvino(source: str | bytes, device: str, metadata: dict[str, str]) -> OpenVinoSession:
+def _open_openvino(source: str | bytes, device: str, metadata: dict[str, str],
+                   cache_dir: str | os.PathLike[str] | None = None) -> OpenVinoSession:
     ov = require_openvino()
     core = _openvino_core()
-    model = core.read_model(source if isinstance(source, bytes) else str(Path(source)))
     config = {"PERFORMANCE_HINT": "LATENCY"}
+    if cache_dir is not None and not isinstance(source, bytes):
+        model: Any = str(Path(source))  # compiled from the path: the blob cache finds it without hashing the graph
+        config["CACHE_DIR"] = str(cache_dir)
+    else:
+        model = core.read_model(source if isinstance(source, bytes) else str(Path(source)))
     if not is_int8_file(metadata):
         config["INFERENCE_PRECISION_HINT"] = "f32"  # a float file runs in float, not OpenVINO's default bf16
     session = OpenVinoSession(core, model, config, "", metadata)

@@ -27,6 +27,7 @@ from styleforge.errors import StyleforgeError
 from styleforge.images.color import match_color_histogram, restore_chroma
 from styleforge.images.io import read_image, resize_long_side, write_image
 from styleforge.images.tensors import images_to_tensor, tensor_to_images
+from styleforge.models.blends import style_mix
 from styleforge.models.loading import ADAIN, STYLE_VECTOR, ModelInfo, StyleNetwork, load_network
 from styleforge.models.option_rules import checked_model_info
 from styleforge.models.store import resolve_model_file
@@ -34,7 +35,7 @@ from styleforge.nets.adain import AdaINNet, AdaINStylizer
 from styleforge.nets.transform_net import TransformNet, use_power_difference, weaken_instance_norms
 from styleforge.transfer.plan import TransferItem, validate_transfer_options
 from styleforge.transfer.runtimes import RuntimeChoice, megapixels, start_runtime
-from styleforge.transfer.styles import adain_style, style_mix, style_vector_stylizer
+from styleforge.transfer.styles import adain_style, style_vector_stylizer
 from styleforge.transfer.tiles import stylize_tiled
 
 
@@ -109,13 +110,18 @@ class StyleModel:
         image = _resized(image.convert("RGB"), (size if size is not None else self.options.size) if resize else None)
         tile = self.tile_side(*image.size, tile)
         x = images_to_tensor([image], self.device).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), autocast(self.device, self.options.precision):
+        with torch.inference_mode(), self.autocast():
             if tile is not None:
                 overlap = min(self.options.tile_overlap, tile // 4)  # small tiles get a proportional overlap
                 y = stylize_tiled(self.net, x, tile, overlap, self.options.stats_pixels)
             else:
                 y = self.forward(x)
         return self.finish(tensor_to_images(y)[0], image)
+
+    def autocast(self) -> object:
+        """PyTorch's autocast for ``options.precision`` (none for ``int8``: the INT8 copy runs
+        in its own runtime, in its own precisions)."""
+        return autocast(self.device, "fp32" if self.options.precision == "int8" else self.options.precision)
 
     def tile_side(self, width: int, height: int, tile: int | None = None) -> int | None:
         """The side of the tiles an image of ``width`` x ``height`` runs in (``tile``, else
@@ -134,7 +140,7 @@ class StyleModel:
         photos = [img.convert("RGB") for img in images]
         x = images_to_tensor(photos, self.device).contiguous(memory_format=self.memory_format)
         passes = x.split(self.images_per_pass(len(photos)))
-        with torch.inference_mode(), autocast(self.device, self.options.precision):
+        with torch.inference_mode(), self.autocast():
             outputs = [image for part in passes for image in tensor_to_images(self.forward(part))]
         return [self.finish(out, photo) for out, photo in zip(outputs, photos, strict=True)]
 
@@ -178,6 +184,8 @@ def load_style_model(path: str | os.PathLike[str], device: str | torch.device = 
     info = checked_model_info(file, opts)
     if info.runtime == "onnx":
         return _onnx_style_model(info, opts)
+    if opts.precision == "int8":
+        return _int8_style_model(info, opts)
     net, metadata = load_network(info)
     dev = resolve_device(opts.device if options else device)
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
@@ -214,11 +222,13 @@ def _style_vector_model(file: Path, net: TransformNet, metadata: dict, opts: Tra
     return model
 
 
-def _onnx_style_model(info: ModelInfo, opts: TransferOptions) -> StyleModel:
+def _onnx_style_model(info: ModelInfo, opts: TransferOptions, opened: tuple[StyleNetwork, dict] | None = None) -> StyleModel:
     """A StyleModel running an exported ``.onnx`` file (ONNX Runtime or OpenVINO, no
-    compile); an ONNX Model Zoo file runs as-is at its fixed 224x224."""
+    compile); an ONNX Model Zoo file runs as-is at its fixed 224x224. ``opened``: the
+    file's network and metadata when the caller opened it (else
+    :func:`~styleforge.models.loading.load_network` opens it)."""
     file = info.path
-    net, metadata = load_network(info, opts.device, opts.runtime)
+    net, metadata = opened or load_network(info, opts.device, opts.runtime)
     if info.kind == STYLE_VECTOR:
         net, styles = style_vector_stylizer(file, net, metadata, opts)
     elif info.kind == ADAIN:
@@ -232,6 +242,22 @@ def _onnx_style_model(info: ModelInfo, opts: TransferOptions) -> StyleModel:
     model = StyleModel(net, metadata, torch.device("cpu"), dataclasses.replace(opts, precision="fp32"), file)
     runtime = "openvino" if "openvino" in net.device_description else "onnxruntime"
     model.runtime_choice = RuntimeChoice(runtime, "an exported .onnx file" if opts.runtime == "auto" else f"--runtime {runtime}")
+    return model
+
+
+def _int8_style_model(info: ModelInfo, opts: TransferOptions) -> StyleModel:
+    """A StyleModel running the INT8 copy of the PyTorch model ``info`` describes
+    (:mod:`~styleforge.transfer.int8`: quantised once and cached), its runtime line naming
+    the copy's PSNR against fp32."""
+    from styleforge.transfer.int8 import describe, int8_model_info, measured_psnr, open_copy
+
+    int8_info, copy, seconds = int8_model_info(info, opts)
+    opened = open_copy(copy, opts)
+    model = _onnx_style_model(int8_info, dataclasses.replace(opts, style_weights=None), opened)  # the blend is baked in
+    psnr_db = measured_psnr(copy, info, opts, model.net, model.runtime_choice.runtime)
+    model.runtime_choice = dataclasses.replace(model.runtime_choice, reason=describe(copy, psnr_db, seconds))
+    model.options = dataclasses.replace(model.options, precision="int8")
+    model.metadata["int8_psnr_db"] = psnr_db
     return model
 
 

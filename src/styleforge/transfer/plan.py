@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from styleforge.config import (
-    PRECISION_CHOICES,
+    TRANSFER_PRECISION_CHOICES,
     TRANSFER_RUNTIME_CHOICES,
     STRENGTH_MODES,
     TransferOptions,
@@ -35,13 +35,14 @@ def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
         (opts.tile_overlap >= 0, "tile overlap must be >= 0"),
         (opts.batch_size >= 1, "batch size must be >= 1"),
         (opts.auto_tile_pixels >= 1 and opts.stats_pixels >= 1, "auto-tile and statistics pixel counts must be >= 1"),
-        (opts.precision in ("auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
+        (opts.precision in ("auto", *TRANSFER_PRECISION_CHOICES), f"unknown precision {opts.precision!r}"),
         (opts.runtime in TRANSFER_RUNTIME_CHOICES,
          f"unknown runtime {opts.runtime!r}; use one of {', '.join(TRANSFER_RUNTIME_CHOICES)}"),
         (not (opts.runtime == "openvino" and opts.compile),
          "--compile and --runtime openvino are two compilers of the same network: give one of them"),
         (not (opts.runtime == "openvino" and opts.device.startswith("cuda")),
          "--runtime openvino runs on the CPU; with --device cuda use --runtime pytorch (or auto)"),
+        *_int8_checks(opts),
         (is_finite(opts.strength) and 0.0 <= opts.strength <= 1.0, f"strength must be from 0 to 1, got {opts.strength}"),
         (opts.strength_mode in STRENGTH_MODES, f"unknown strength mode {opts.strength_mode!r}; use one of {', '.join(STRENGTH_MODES)}"),
         (is_finite(opts.alpha) and 0.0 <= opts.alpha <= 1.0, f"alpha must be from 0 to 1, got {opts.alpha}"),
@@ -56,6 +57,24 @@ def validate_transfer_options(opts: TransferOptions) -> TransferOptions:
     for style in opts.styles:  # an AdaIN model's style images (their contents are read with the model)
         check_regular_file(style, "image")
     return opts
+
+
+def _int8_checks(opts: TransferOptions) -> list[tuple[bool, str]]:
+    """The options ``--precision int8`` (an INT8 copy run by OpenVINO or ONNX Runtime) excludes."""
+    if opts.precision != "int8":
+        return []
+    return [
+        (opts.runtime != "pytorch", "--precision int8 runs an INT8 copy of the model in OpenVINO or ONNX Runtime; drop "
+                                    "--runtime pytorch (or use --precision fp32 or bf16)"),
+        (not opts.compile, "--compile compiles the PyTorch network, and --precision int8 runs an INT8 copy in OpenVINO "
+                           "or ONNX Runtime: give one of them"),
+        (not opts.device.startswith("cuda"), "--precision int8 runs on the CPU; with --device cuda use --precision fp16 "
+                                             "(or auto)"),
+        (not opts.power_difference, "--power-difference: the INT8 copy runs in OpenVINO, which has no PowerDifference "
+                                    "kernel; drop one of them"),
+        (opts.strength_mode != "norm", "--strength-mode norm changes the network's parameters, which the INT8 copy "
+                                       "fixes; use --strength-mode pixel with --precision int8"),
+    ]
 
 
 def check_video_options(opts: VideoOptions) -> VideoOptions:
