@@ -1,4 +1,4 @@
-"""Gatys in reduced precision: the loss after N L-BFGS steps against fp32, per ``--fp32-finish``.
+"""Gatys in reduced precision: the loss after N L-BFGS (or ``--optimizer adam``) steps against fp32, per ``--fp32-finish``.
 
 The issue-15 criterion for Gatys in bf16 is a loss after 100 L-BFGS steps within 1 % of
 the fp32 run's. L-BFGS on this non-convex objective is itself chaotic: starting the fp32
@@ -56,6 +56,8 @@ from styleforge.images.io import image_to_array, read_image, resize_long_side  #
 from styleforge.vgg.network import load_vgg19  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+#: How the table names each optimiser.
+OPTIMIZER_NAMES = {"lbfgs": "L-BFGS", "adam": "Adam"}
 
 
 # ------------------------------------------------------------ bf16 autocast, emulated
@@ -160,6 +162,8 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="cache name or file (default: random full-size weights)")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
+                        help="the optimiser of every row (GatysOptions.optimizer, with its default learning rate)")
     parser.add_argument("--seeds", type=int, default=5, help="starts per configuration")
     parser.add_argument("--jitter", type=float, default=1e-4, help="noise added to the content image for seeds > 0")
     parser.add_argument("--finishes", default="0,0.2,0.3,0.4,0.5", help="--fp32-finish shares of the bf16 rows")
@@ -183,11 +187,12 @@ def main() -> None:
     content = image_to_array(resize_long_side(read_image(args.content), args.size))
     style = image_to_array(resize_long_side(read_image(args.style), args.size))
     problems = [ScaleProblem(content, [style], start_image(content, seed, args.jitter)) for seed in range(args.seeds)]
-    base = GatysOptions(size=args.size, iterations=args.iterations, device="cpu")
+    base = GatysOptions(size=args.size, iterations=args.iterations, device="cpu", optimizer=args.optimizer)
     scorer = TorchEngine(vgg, base, cpu)
 
     def bf16(share: float) -> GatysOptions:
-        return GatysOptions(size=args.size, iterations=args.iterations, device="cpu", precision="bf16", fp32_finish=share)
+        return GatysOptions(size=args.size, iterations=args.iterations, device="cpu", optimizer=args.optimizer,
+                            precision="bf16", fp32_finish=share)
 
     default = dict(ROUNDING)
     configs = [("fp32", base, default)] + [(f"bf16, fp32 finish {share:g}", bf16(share), default)
@@ -212,7 +217,7 @@ def main() -> None:
             "vs_fp32_pct": 100 * (mean / reference - 1),
         })
         print(f"  {name}: {mean:.5g} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    print(f"Gatys, {args.size} px, {args.iterations} L-BFGS steps, {args.seeds} starts; "
+    print(f"Gatys, {args.size} px, {args.iterations} {OPTIMIZER_NAMES[args.optimizer]} steps, {args.seeds} starts; "
           f"bf16 {'emulated with fp32 kernels' if emulated else 'native kernels'}; weights: {args.weights or 'random (He init)'}")
     print_table(rows, [("config", "configuration", "s"), ("bf16_steps", "bf16 steps", "d"), ("mean_loss", "mean loss", ".5g"),
                        ("sd_pct", "spread (sd) %", ".2f"), ("vs_fp32_pct", "vs fp32 %", "+.2f")])

@@ -79,11 +79,12 @@ def gatys_table(data: dict[str, Any]) -> str:
 
 
 def gatys_fidelity_table(data: dict[str, Any]) -> str:
-    """Mean loss after N L-BFGS steps per precision schedule, over several starts
-    (``benchmarks/gatys_fidelity.py``)."""
+    """Mean loss after N optimiser steps (L-BFGS unless the run says Adam) per precision
+    schedule, over several starts (``benchmarks/gatys_fidelity.py``)."""
     env, args = data["environment"], data["args"]
     how = "emulated with fp32 kernels" if env.get("bf16") == "emulated" else "native kernels"
-    head = (f"*{args['size']} px, {args['iterations']} L-BFGS steps, {args['seeds']} starts; bf16 {how}; "
+    optimizer = {"lbfgs": "L-BFGS", "adam": "Adam"}[args.get("optimizer", "lbfgs")]
+    head = (f"*{args['size']} px, {args['iterations']} {optimizer} steps, {args['seeds']} starts; bf16 {how}; "
             f"torch {env['torch']}*\n\n")
     rows = [[r["config"], str(r["bf16_steps"]), number(r["mean_loss"], ".4f"), number(r["sd_pct"], ".2f"),
              number(r["vs_fp32_pct"], "+.2f")] for r in data["results"]]

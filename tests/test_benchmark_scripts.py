@@ -178,3 +178,12 @@ def test_gatys_fidelity_benchmark_scores_each_finish_in_fp32(tmp_path: Path) -> 
     assert rows["fp32"]["vs_fp32_pct"] == 0.0 and all(len(r["losses"]) == 2 for r in rows.values())
     assert len({r["losses"][0] for r in rows.values()}) == 6  # every rounding really differs
     assert "| bf16, fp32 finish 0.5 | 2 |" in _render(data)
+
+
+def test_gatys_fidelity_benchmark_runs_adam_when_asked(tmp_path: Path) -> None:
+    common = ("--size", "32", "--iterations", "3", "--seeds", "1", "--finishes", "0", "--emulate", "on")
+    adam = _run("gatys_fidelity", tmp_path / "adam", *common, "--optimizer", "adam")
+    lbfgs = _run("gatys_fidelity", tmp_path / "lbfgs", *common)
+    assert adam["args"]["optimizer"] == "adam" and "3 Adam steps" in _render(adam)
+    assert "3 L-BFGS steps" in _render(lbfgs)
+    assert [r["losses"] for r in adam["results"]] != [r["losses"] for r in lbfgs["results"]]
