@@ -30,7 +30,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +40,7 @@ import torch
 from styleforge import __version__
 from styleforge.config import TransferOptions
 from styleforge.images.io import read_image
+from styleforge.images.samples import shipped_photos
 from styleforge.images.tensors import images_to_tensor, tensor_to_images
 from styleforge.models.blends import style_mix
 from styleforge.models.loading import ModelInfo, inspect_model, load_network
@@ -99,9 +99,8 @@ class Int8Copy:
 
 
 def calibration_photos() -> list[Path]:
-    """The shipped calibration photos (``styleforge/data/calibration/*.jpg``), sorted."""
-    folder = resources.files("styleforge.data").joinpath("calibration")
-    return sorted(Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".jpg"))
+    """The photos a copy is calibrated and measured on (:func:`~styleforge.images.samples.shipped_photos`)."""
+    return shipped_photos()
 
 
 def blend_of(info: ModelInfo, opts: TransferOptions) -> str | None:

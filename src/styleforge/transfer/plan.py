@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from styleforge.config import (
+    STRENGTH_MODES,
     TRANSFER_PRECISION_CHOICES,
     TRANSFER_RUNTIME_CHOICES,
-    STRENGTH_MODES,
     TransferOptions,
     VideoOptions,
     is_finite,

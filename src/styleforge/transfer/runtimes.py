@@ -79,7 +79,7 @@ class Timings:
             ``StyleModel.stylize`` runs them (bf16: autocast).
         openvino_fp32, openvino_bf16: the same for the OpenVINO copy compiled in each precision.
         pytorch_bf16_psnr_db, openvino_bf16_psnr_db: PSNR of each bf16 path's 8-bit output
-            against PyTorch's fp32 output on a photo-like image (the fidelity ``auto``
+            against PyTorch's fp32 output, the mean over the shipped photos (the fidelity ``auto``
             weighs: the copy's bf16 is OpenVINO's own, which rounds more than autocast).
         first_use: seconds of OpenVINO's first use (conversion, check, compilation).
         start: seconds of a later start (import, compilation from the blob cache).
