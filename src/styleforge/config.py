@@ -698,6 +698,11 @@ class ServiceSettings:
             request's size is capped at ``gatys_size``).
         vgg: VGG19 weights for Gatys styles (cache name or file).
         device: ``auto``, ``cpu`` or ``cuda`` for the networks.
+        runtime: what runs fast-style networks on the CPU, as ``transfer --runtime``:
+            ``auto`` (the OpenVINO copy where this machine measured it faster and
+            faithful, else PyTorch; a model not yet measured runs in PyTorch while a
+            background process measures it for the next start), ``pytorch`` or
+            ``openvino``. Exported ``.onnx`` styles run in their own runtime.
         job_timeout: the longest a job may run, in seconds; Celery's visibility timeout
             is set above it so a running job is never handed to a second worker.
         max_attempts: a job whose worker died is retried until it has been started this
@@ -726,6 +731,7 @@ class ServiceSettings:
     gatys_iterations: int = 100
     vgg: str = "vgg19"
     device: str = "auto"
+    runtime: str = "auto"
     job_timeout: float = 600.0
     max_attempts: int = 3
     smtp: SmtpSettings = field(default_factory=SmtpSettings)

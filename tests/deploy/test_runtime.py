@@ -116,6 +116,30 @@ def test_openvino_compiles_a_repeated_shape_once_with_the_same_result(exported: 
     assert list(session.static) == [((1, 3, 24, 32),), ((1, 3, 32, 24),)]  # the oldest shape was dropped
 
 
+def test_threads_share_an_openvino_session_with_each_its_own_result(exported: Path) -> None:
+    """The web service's job threads call one loaded model at once: every call gets the
+    result of its own input, as when the calls run one after another."""
+    import threading
+
+    session = sessions.open_session(exported, "cpu", "openvino")
+    rng = np.random.default_rng(5)
+    inputs = [(rng.random(shape) * 255).astype(np.float32) for shape in ((1, 3, 40, 56), (1, 3, 40, 56), (1, 3, 24, 32))] * 2
+    alone = [session.run({"image": x})[0] for x in inputs]
+    together: list[np.ndarray | None] = [None] * len(inputs)
+
+    def work(index: int) -> None:
+        for _ in range(3):
+            together[index] = session.run({"image": inputs[index]})[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, expected in zip(together, alone, strict=True):
+        assert got is not None and got.shape == expected.shape and float(np.abs(got - expected).max()) < 0.05
+
+
 def test_signals_still_work_after_openvino_sessions_are_gone(exported: Path) -> None:
     """Two OpenVINO sessions (a model and its statistics graph) destroyed, then a signal:
     with one Core per session this segfaulted; with the process's one Core it is handled."""

@@ -41,6 +41,7 @@ def test_defaults_without_file_or_environment() -> None:
     ("workers = 1.5", "'workers' has a bad value"),
     ("default_size = 2048", "'default_size' (2048) is above 'max_size'"),
     ("device = 'tpu'", "'device' must be one of"),
+    ("runtime = 'tensorrt'", "'runtime' must be one of auto, pytorch, openvino"),
     ("smtp = 3", "'smtp' must be a table"),
     ("[smtp]\nsecret = 'x'", "unknown setting 'secret'"),
 ])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,13 +117,26 @@ class OpenVinoSession:
         self.output_names = [o.get_any_name() for o in self.dynamic.outputs]
         self.seen: set[tuple[tuple[int, ...], ...]] = set()
         self.static: OrderedDict[tuple[tuple[int, ...], ...], Any] = OrderedDict()
+        # Threads share the compiled models but not their infer requests (a request runs
+        # one inference at a time: the web service's job threads share one loaded model):
+        # id(compiled model) -> thread id -> request, dropped with an evicted static model.
+        self._lock = threading.Lock()
+        self._requests: dict[int, dict[int, Any]] = {}
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
-        """See :meth:`Session.run`."""
+        """See :meth:`Session.run`; safe to call from several threads at once."""
         compiled = self._compiled_for(tuple(tuple(feeds[name].shape) for name in self.input_names))
-        results = compiled(feeds)
+        results = self._request(compiled).infer(feeds)  # outputs copied out of the request's buffers
         wanted = outputs if outputs is not None else self.output_names
         return [np.asarray(results[compiled.output(name)]) for name in wanted]
+
+    def _request(self, compiled: Any) -> Any:
+        """This thread's infer request of ``compiled`` (created on its first use here)."""
+        with self._lock:
+            per_thread = self._requests.setdefault(id(compiled), {})
+            if threading.get_ident() not in per_thread:
+                per_thread[threading.get_ident()] = compiled.create_infer_request()
+            return per_thread[threading.get_ident()]
 
     @property
     def model(self) -> Any:
@@ -132,6 +146,10 @@ class OpenVinoSession:
         return self._model
 
     def _compiled_for(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
+        with self._lock:
+            return self._compiled_locked(shapes)
+
+    def _compiled_locked(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
         if shapes in self.static:
             self.static.move_to_end(shapes)
             return self.static[shapes]
@@ -142,7 +160,8 @@ class OpenVinoSession:
         model.reshape({port: list(shape) for port, shape in zip(model.inputs, shapes, strict=True)})  # by position: names may differ
         self.static[shapes] = self.core.compile_model(model, "CPU", self.config)
         if len(self.static) > self.STATIC_SHAPES:
-            self.static.popitem(last=False)
+            _, evicted = self.static.popitem(last=False)
+            self._requests.pop(id(evicted), None)
         return self.static[shapes]
 
 

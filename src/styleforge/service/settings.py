@@ -100,6 +100,10 @@ def _as_int(raw: Any) -> int:
     return int(raw)
 
 
+#: The runtimes a service can run its PyTorch styles in (``ServiceSettings.runtime``).
+SERVICE_RUNTIMES = ("auto", "pytorch", "openvino")
+
+
 def _checked(settings: ServiceSettings) -> ServiceSettings:
     for name in _POSITIVE:
         for holder in (settings, settings.smtp):
@@ -112,6 +116,8 @@ def _checked(settings: ServiceSettings) -> ServiceSettings:
         raise StyleforgeError(f"setting 'rate_limit' must be 0 (off) or positive, got {settings.rate_limit}")
     if settings.device not in DEVICE_CHOICES:
         raise StyleforgeError(f"setting 'device' must be one of {', '.join(DEVICE_CHOICES)}, got {settings.device!r}")
+    if settings.runtime not in SERVICE_RUNTIMES:
+        raise StyleforgeError(f"setting 'runtime' must be one of {', '.join(SERVICE_RUNTIMES)}, got {settings.runtime!r}")
     if settings.smtp.security not in SMTP_SECURITY_CHOICES:
         raise StyleforgeError(f"setting 'smtp.security' must be one of {', '.join(SMTP_SECURITY_CHOICES)}")
     if settings.broker and not settings.broker.startswith(("redis://", "rediss://", "unix://")):

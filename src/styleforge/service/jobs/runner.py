@@ -162,7 +162,7 @@ class JobRunner:
 
     def _fast_model(self, path: str, mtime_ns: int, index: int | None) -> object:
         with self._models_lock:
-            return _cached_style_model(path, mtime_ns, self.settings.device, index)
+            return _cached_style_model(path, mtime_ns, self.settings.device, index, self.settings.runtime)
 
     def _gatys(self, job: Job, style: Style, image: Image.Image, deadline: float) -> Image.Image:
         from styleforge.gatys.driver import run_stylize
@@ -217,14 +217,22 @@ class JobRunner:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_style_model(path: str, mtime_ns: int, device: str, index: int | None = None) -> object:
+def _cached_style_model(path: str, mtime_ns: int, device: str, index: int | None = None, runtime: str = "auto") -> object:
     """A loaded fast style model (style ``index`` of a multi-style one), kept while its file
-    is unchanged (``mtime_ns`` is part of the key, so a replaced model file is reloaded).
-    Whole images run in PyTorch: the OpenVINO copy is not used by the service yet."""
+    is unchanged (``mtime_ns`` is part of the key, so a replaced model file is reloaded),
+    its whole images in the runtime ``runtime`` chooses for a long-lived service
+    (:meth:`~styleforge.transfer.model.StyleModel.prepare`). A measurement that choice asks
+    for starts now in a background process, not at exit: a service runs for days."""
     from styleforge.transfer.model import load_style_model
+    from styleforge.transfer.runtimes import start_pending_conversions
 
     weights = None if index is None else str(index)
-    return load_style_model(path, options=TransferOptions(device=device, style_weights=weights))
+    if path.endswith(".onnx") and runtime == "pytorch":
+        runtime = "auto"  # an exported file runs in its own runtime
+    model = load_style_model(path, options=TransferOptions(device=device, style_weights=weights, runtime=runtime))
+    log.info("style %s: %s", Path(path).name, model.prepare().line)
+    start_pending_conversions()
+    return model
 
 
 @functools.lru_cache(maxsize=1)
