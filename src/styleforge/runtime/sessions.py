@@ -222,20 +222,17 @@ def open_session(source: str | os.PathLike[str] | bytes, device: str = "cpu", ru
 
 
 def read_model_info(source: str | os.PathLike[str] | bytes) -> tuple[dict[str, str], bool]:
-    """The file's ``metadata_props`` as a dict, and whether it holds styleforge's own nodes."""
-    import onnx
+    """The file's ``metadata_props`` as a dict, and whether it holds styleforge's own nodes
+    (read by :mod:`~styleforge.runtime.onnx_header`, without importing ``onnx``)."""
+    from styleforge.runtime.custom_ops import DOMAIN
+    from styleforge.runtime.onnx_header import read_header
 
     try:
-        if isinstance(source, bytes):
-            model = onnx.load_from_string(source)
-        else:
-            model = onnx.load(str(source), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 (protobuf's DecodeError and friends)
+        header = read_header(source)
+    except Exception as exc:  # noqa: BLE001 (OSError, protobuf's DecodeError)
         raise StyleforgeError(f"cannot read ONNX model '{source if not isinstance(source, bytes) else 'in memory'}': "
                               f"{one_line(exc, 200)}") from None
-    from styleforge.runtime.custom_ops import uses_custom_domain
-
-    return {p.key: p.value for p in model.metadata_props}, uses_custom_domain(model)
+    return header.metadata, DOMAIN in header.domains
 
 
 def _open_onnxruntime(source: str | bytes, device: str, metadata: dict[str, str], custom_ops: bool = False) -> OrtSession:

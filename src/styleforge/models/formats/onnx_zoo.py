@@ -96,17 +96,16 @@ def convert_zoo_file(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 def is_zoo_file(file: Path) -> bool:
     """Whether ``file`` is an ONNX graph with the zoo's fixed ``input1`` and no styleforge metadata."""
-    import onnx
+    from styleforge.runtime.onnx_header import read_header
 
     try:
-        model = onnx.load(str(file), load_external_data=False)
-    except Exception:  # not ONNX at all: the styleforge reader reports it
+        header = read_header(file)
+    except Exception:  # noqa: BLE001 (not ONNX at all: the styleforge reader reports it)
         return False
-    if any(prop.key == "styleforge_format" for prop in model.metadata_props) or len(model.graph.input) != 1:
+    if "styleforge_format" in header.metadata or len(header.inputs) != 1:
         return False
-    graph_input = model.graph.input[0]
-    shape = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
-    return (graph_input.name, shape) == ZOO_INPUT
+    name, dims = header.inputs[0]
+    return (name, list(dims)) == ZOO_INPUT
 
 
 class ZooOnnxNet:
