@@ -250,8 +250,16 @@ def headline_table() -> str:
     return markdown(["what", "machine", "baseline, same run", "styleforge", "ratio", "JSON"], rows, numeric_from=3)
 
 
+def service_table(data: dict[str, Any]) -> str:
+    """Jobs per second of the web service per mode against the bare work (``benchmarks/service.py``)."""
+    rows = [[r["mode"], number(r["jobs_per_s"], ".2f"), number(100 * r["of_bare"], ".0f"), number(r.get("p50_s"), ".2f"),
+             number(r.get("p99_s"), ".2f"), number(r.get("health_p99_ms"), ".1f")] for r in data["rows"]]
+    head = machine(data) if "environment" in data else ""
+    return head + markdown(["mode", "jobs/s", "% of bare", "p50 s", "p99 s", "/healthz p99 ms"], rows)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "magenta": magenta_table, "runtime": runtime_table,
+    "magenta": magenta_table, "runtime": runtime_table, "service": service_table,
     "gatys": gatys_table, "gatys_fidelity": gatys_fidelity_table, "train": train_table, "transfer": transfer_table, "networks": networks_table,
 }
 

@@ -5,7 +5,9 @@ job with long polls (``?wait=30``) until it is done and download the result; a s
 client asks /healthz every 50 ms the whole time. Reported per mode (embedded with its
 default pool; Celery + Redis with one ``styleforge worker`` of ``--concurrency`` 1 and 2,
 i.e. 1 and 2 worker processes): jobs/s, p50/p99 latency from submission to result in hand, and /healthz
-p50/p99 while the queue is full. The reference is the same work done in one process
+p50/p99 while the queue is full. ``embedded-pytorch`` and ``embedded-openvino`` run the
+embedded mode with the ``runtime`` setting named (``embedded`` keeps the default, ``auto``;
+its first start here measures the model in a background process). The reference is the same work done in one process
 without HTTP (read the photo, stylise at the size, encode the result: what
 ``styleforge transfer`` does per image), so jobs/s over it is what the service keeps of
 the machine.
@@ -33,7 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from common import print_table, write_json  # noqa: E402
+from common import environment, print_table, write_json  # noqa: E402
 
 from tests.service.processes import RedisServer, Server  # noqa: E402
 
@@ -130,14 +132,15 @@ def drive(server: Server, photos: list[bytes], size: int, clients: int, jobs: in
             "health_p99_ms": 1000 * percentile(health, 99), "health_requests": len(health)}
 
 
-def start_serve(models: Path, data: Path, *extra: str) -> Server:
+def start_serve(models: Path, data: Path, *extra: str, runtime: str = "auto") -> Server:
     server = Server(["serve", "--port", "0", "--models", str(models), "--data", str(data), *extra],
-                    {"STYLEFORGE_RATE_LIMIT": "0", "STYLEFORGE_MAX_QUEUED": "1000"})
+                    {"STYLEFORGE_RATE_LIMIT": "0", "STYLEFORGE_MAX_QUEUED": "1000", "STYLEFORGE_RUNTIME": runtime})
     return server.wait_until_serving()
 
 
-def run_embedded(models: Path, folder: Path, photos: list[bytes], args: argparse.Namespace) -> dict:
-    server = start_serve(models, folder / "embedded")
+def run_embedded(models: Path, folder: Path, photos: list[bytes], args: argparse.Namespace, runtime: str = "auto") -> dict:
+    """The embedded mode with the ``runtime`` setting (``embedded`` is the default, ``auto``)."""
+    server = start_serve(models, folder / f"embedded-{runtime}", runtime=runtime)
     try:
         drive(server, photos, args.size, args.clients, 2)  # warm-up: model load, first-call costs
         return drive(server, photos, args.size, args.clients, args.jobs)
@@ -170,7 +173,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="long side of the results")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
     parser.add_argument("--jobs", type=int, default=40, help="jobs per mode")
-    parser.add_argument("--modes", default="embedded,celery-1,celery-2", help="comma-separated modes to run")
+    parser.add_argument("--modes", default="embedded,celery-1,celery-2",
+                        help="comma-separated modes to run: embedded (the default runtime setting, auto), "
+                             "embedded-pytorch, embedded-openvino, celery-1, celery-2")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
@@ -184,8 +189,8 @@ def main() -> None:
         bare = bare_throughput(models, photos, args.size, args.jobs)
         rows = [{"mode": "bare transfer (no HTTP)", "jobs_per_s": bare, "of_bare": 1.0}]
         for mode in args.modes.split(","):
-            if mode == "embedded":
-                result = run_embedded(models, folder, photos, args)
+            if mode.startswith("embedded"):
+                result = run_embedded(models, folder, photos, args, mode.partition("-")[2] or "auto")
             else:
                 result = run_celery(models, folder, photos, args, int(mode.split("-")[1]))
             rows.append({"mode": mode, **result, "of_bare": result["jobs_per_s"] / bare})
@@ -197,8 +202,9 @@ def main() -> None:
     print_table(rows, [("mode", "mode", "s"), ("jobs_per_s", "jobs/s", ".2f"), ("of_bare", "of bare", ".0%"),
                        ("p50_s", "p50 s", ".2f"), ("p99_s", "p99 s", ".2f"), ("health_p50_ms", "health p50 ms", ".1f"),
                        ("health_p99_ms", "health p99 ms", ".1f")])
-    write_json(args.json, {"benchmark": "service", "size": args.size, "clients": args.clients, "jobs": args.jobs,
-                           "cores": os.cpu_count(), "torch": torch.__version__, "rows": rows})
+    write_json(args.json, {"benchmark": "service", "environment": environment(torch.device("cpu")), "size": args.size,
+                           "clients": args.clients, "jobs": args.jobs, "cores": os.cpu_count(), "torch": torch.__version__,
+                           "rows": rows})
 
 
 if __name__ == "__main__":

@@ -285,7 +285,7 @@ def _gatys_losses(engine: str, weights: Path, **changes: object) -> list[float]:
     content = Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
     style = Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
     settings: dict[str, object] = dict(size=56, iterations=10, optimizer="adam", weights=str(weights), engine=engine,
-                                       device="cpu", init="noise", tv_weight=0.5)
+                                       device="cpu", init="noise", tv_weight=0.5, precision="fp32")  # parity: fp32 on any CPU
     settings.update(changes)
     opts = GatysOptions(**settings)  # type: ignore[arg-type]
     return run_stylize(content, style, opts, progress=False).history.column("total")

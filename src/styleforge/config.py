@@ -215,9 +215,12 @@ class GatysOptions:
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (as for training: bf16 on
             CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32).
             Reduced precision runs VGG19 under autocast with channels_last; the image,
-            the Gram matrices, the losses and L-BFGS's history stay fp32. The default
-            stays fp32 until reduced precision is timed faster on native-bf16 hardware
-            at the same loss (``benchmarks/gatys.py`` prints both).
+            the Gram matrices, the losses and L-BFGS's history stay fp32. ``None``
+            (default): what the fidelity study measured faithful, per optimiser. With
+            Adam, bf16 where the device runs it natively: after 100 steps it ended 0.4-0.5 %
+            above fp32's loss at 256 and 512 px on an AMX Xeon, within the 1 % criterion.
+            With L-BFGS, fp32: bf16 ended 1.7 % above at 256 px
+            (docs/benchmarks.md, "An AMX Xeon").
         fp32_finish: in reduced precision, the fraction of each scale's steps run at the
             end with VGG19 in fp32 (0 = reduced throughout, 1 = fp32 throughout). bf16's
             rounding of the forward activations costs little early on but holds L-BFGS
@@ -250,7 +253,7 @@ class GatysOptions:
     pooling: str = "max"
     engine: str = "torch"
     power_difference: bool = False
-    precision: str = "fp32"
+    precision: str | None = None
     fp32_finish: float = 0.5
     extend: str | None = None
 

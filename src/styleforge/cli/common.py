@@ -82,6 +82,8 @@ def add_power_difference_option(parser: argparse.ArgumentParser, where: str) -> 
 PRECISION_HELP = {
     "inference": "auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32",
     "optimisation": "auto = bf16 on CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32",
+    "gatys": "default: bf16 with --optimizer adam where the CPU or GPU runs bf16 natively (measured within 1 %% of fp32's "
+             "loss), else fp32; auto = bf16 on CPUs with native bf16 and bf16-capable GPUs, fp16 on older GPUs, else fp32",
     "transfer": "auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32; int8 = the model "
                 "quantised once (cached) and run by OpenVINO or ONNX Runtime, its PSNR against fp32 printed",
 }

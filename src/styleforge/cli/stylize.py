@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=non_negative_int, default=d.seed, help="seed of the noise initialisation")
     p.add_argument("--weights", default=d.weights, help="VGG19 weights: cache name or file")
     p.add_argument("--engine", default=d.engine, choices=("torch", "numpy"), help="torch, or the from-scratch NumPy engine")
-    add_precision_option(p, d.precision, "optimisation")
+    add_precision_option(p, d.precision, "gatys")
     p.add_argument("--fp32-finish", type=non_negative_float, default=d.fp32_finish, metavar="FRACTION",
                    help=f"with a reduced --precision: run the last FRACTION of each scale's steps in fp32, where "
                         f"bf16 rounding would hold L-BFGS back (0 = reduced throughout; default {d.fp32_finish})")

@@ -27,6 +27,16 @@ def reduced_precision_steps(steps: int, precision: str, fp32_finish: float) -> i
     return steps - math.ceil(fp32_finish * steps - 1e-9)
 
 
+def default_precision(optimizer: str, device: torch.device) -> str:
+    """The precision of ``GatysOptions(precision=None)`` for ``optimizer`` on ``device``:
+    bf16 for Adam where the device runs bf16 natively (its loss after 100 steps stayed
+    within 1 % of fp32's at 256 and 512 px), fp32 for L-BFGS (1.7 % above at 256 px) and
+    wherever bf16 would be emulated."""
+    from styleforge.devices import auto_precision
+
+    return "bf16" if optimizer == "adam" and auto_precision(device, training=True) == "bf16" else "fp32"
+
+
 class TorchEngine:
     """Gatys optimisation of one scale on PyTorch (any device)."""
 
@@ -46,7 +56,7 @@ class TorchEngine:
     def __init__(self, vgg: torch.nn.Module, opts: GatysOptions, device: torch.device) -> None:
         from styleforge.devices import describe_device, resolve_precision
 
-        self.precision = resolve_precision(opts.precision, device, training=True)
+        self.precision = resolve_precision(opts.precision or default_precision(opts.optimizer, device), device, training=True)
         # channels_last feeds tensor cores on CUDA and oneDNN's bf16 kernels on the CPU; in
         # fp32 on the CPU it measured no faster (benchmarks/gatys.py), and plain NCHW keeps
         # results bit-identical to a naive loop.
