@@ -703,8 +703,8 @@ class ServiceSettings:
         device: ``auto``, ``cpu`` or ``cuda`` for the networks.
         runtime: what runs fast-style networks on the CPU, as ``transfer --runtime``:
             ``auto`` (the OpenVINO copy where this machine measured it faster and
-            faithful, else PyTorch; a model not yet measured runs in PyTorch while a
-            background process measures it for the next start), ``pytorch`` or
+            faithful, else PyTorch; a model not yet measured runs in PyTorch, and a
+            background process measures it when the service exits), ``pytorch`` or
             ``openvino``. Exported ``.onnx`` styles run in their own runtime.
         job_timeout: the longest a job may run, in seconds; Celery's visibility timeout
             is set above it so a running job is never handed to a second worker.
