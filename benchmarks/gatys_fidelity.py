@@ -187,7 +187,7 @@ def main() -> None:
     content = image_to_array(resize_long_side(read_image(args.content), args.size))
     style = image_to_array(resize_long_side(read_image(args.style), args.size))
     problems = [ScaleProblem(content, [style], start_image(content, seed, args.jitter)) for seed in range(args.seeds)]
-    base = GatysOptions(size=args.size, iterations=args.iterations, device="cpu", optimizer=args.optimizer)
+    base = GatysOptions(size=args.size, iterations=args.iterations, device="cpu", optimizer=args.optimizer, precision="fp32")
     scorer = TorchEngine(vgg, base, cpu)
 
     def bf16(share: float) -> GatysOptions:
