@@ -20,11 +20,11 @@ from styleforge.config import TransferOptions
 from styleforge.errors import StyleforgeError
 from styleforge.images.color import restore_chroma
 from styleforge.images.io import read_image
+from styleforge.images.samples import shipped_photos
 from styleforge.models.files import save_style_model
 from styleforge.models.loading import load_network
 from styleforge.nets.transform_net import TransformNet
 from styleforge.runtime.sessions import is_int8_file, openvino_available
-from styleforge.transfer import int8
 from styleforge.transfer.model import load_style_model
 from styleforge.utils.home import styleforge_home
 from tests.conftest import make_photo, run_cli
@@ -65,14 +65,14 @@ def test_the_copy_is_int8_near_fp32_and_its_psnr_is_the_one_measured(tmp_path: P
     assert sum(node.op_type == "QuantizeLinear" for node in graph.graph.node) >= 3  # the middle convolutions
     # The printed figure is the mean PSNR on the shipped photos, recomputed here independently.
     values = []
-    for photo_file in int8.calibration_photos():
+    for photo_file in shipped_photos():
         photo = read_image(photo_file)
         values.append(own_psnr(np.asarray(model.stylize(photo)), fp32_output(path, photo)))
     assert model.metadata["int8_psnr_db"] == pytest.approx(float(np.mean(values)), abs=1e-3)
     assert 10.0 < model.metadata["int8_psnr_db"] < 60.0  # near fp32 (a small random network rounds badly), not equal
     assert f"{model.metadata['int8_psnr_db']:.1f} dB PSNR against fp32" in model.prepare().line
     assert model.options.precision == "int8"
-    assert len(int8.calibration_photos()) == 4
+    assert len(shipped_photos()) == 4
 
 
 def test_cli_quantises_once_then_reuses_the_copy(tmp_path: Path) -> None:

@@ -53,3 +53,21 @@ def test_outputs_written_together_appear_all_or_none(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked", "old.png"]  # no temporary left
     write_together([(tmp_path / "old.png", b"new image"), (tmp_path / "log.csv", b"log")])
     assert (tmp_path / "old.png").read_bytes() == b"new image" and (tmp_path / "log.csv").read_bytes() == b"log"
+
+
+def test_recorded_figures_merge_and_unreadable_ones_count_as_absent(tmp_path: Path) -> None:
+    from styleforge.utils.fs import read_figures, record_figures
+
+    path = tmp_path / "cache" / "figures.json"
+    assert read_figures(path) == {}
+    record_figures(path, a=1.5)
+    record_figures(path, b=2)
+    assert read_figures(path) == {"a": 1.5, "b": 2.0}
+    path.write_text('{"a": "fast", "b": null, "c": true, "d": 3}')
+    assert read_figures(path) == {"d": 3.0}
+    path.write_text("not json")
+    assert read_figures(path) == {}
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    record_figures(blocked / "figures.json", a=1.0)  # its folder cannot be made: the figures are lost, nothing raised
+    assert blocked.read_text() == "x"

@@ -22,15 +22,13 @@ and quantise them by hand (:mod:`~styleforge.models.option_rules`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +42,8 @@ from styleforge.images.samples import shipped_photos
 from styleforge.images.tensors import images_to_tensor, tensor_to_images
 from styleforge.models.blends import style_mix
 from styleforge.models.loading import ModelInfo, inspect_model, load_network
+from styleforge.models.store import package_version
+from styleforge.utils.fs import read_figures, record_figures
 from styleforge.utils.home import styleforge_home
 
 if TYPE_CHECKING:
@@ -82,25 +82,12 @@ class Int8Copy:
 
     def fidelity(self) -> dict[str, float]:
         """The recorded figures (empty when none or unreadable)."""
-        try:
-            data = json.loads(self.fidelity_file.read_text())
-            return {str(k): float(v) for k, v in data.items()}
-        except (OSError, ValueError, TypeError, AttributeError):
-            return {}
+        return read_figures(self.fidelity_file)
 
     def record(self, **values: float) -> None:
         """Merge ``values`` into the recorded figures; a cache that cannot be written only
         loses them."""
-        figures = self.fidelity() | values
-        with contextlib.suppress(OSError):
-            temporary = self.fidelity_file.with_name(f".{self.fidelity_file.name}.{os.getpid()}")
-            temporary.write_text(json.dumps(figures, indent=1))
-            os.replace(temporary, self.fidelity_file)
-
-
-def calibration_photos() -> list[Path]:
-    """The photos a copy is calibrated and measured on (:func:`~styleforge.images.samples.shipped_photos`)."""
-    return shipped_photos()
+        record_figures(self.fidelity_file, **values)
 
 
 def blend_of(info: ModelInfo, opts: TransferOptions) -> str | None:
@@ -111,18 +98,11 @@ def blend_of(info: ModelInfo, opts: TransferOptions) -> str | None:
 
 def copy_key(info: ModelInfo, blend: str | None) -> str:
     """A hash of the model file's bytes, the blend and the versions of what writes the copy."""
-    digest = hashlib.sha256(f"{__version__}|{_version('onnxruntime')}|{_version('onnx')}|{blend}".encode())
+    digest = hashlib.sha256(f"{__version__}|{package_version('onnxruntime')}|{package_version('onnx')}|{blend}".encode())
     with info.path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:32]
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "none"
 
 
 def int8_copy(info: ModelInfo, opts: TransferOptions) -> tuple[Int8Copy, float | None]:
@@ -144,7 +124,7 @@ def int8_copy(info: ModelInfo, opts: TransferOptions) -> tuple[Int8Copy, float |
 
 
 def build_copy(model: Path, blend: str | None, folder: Path) -> None:
-    """Export ``model`` (in ``blend``), quantise it on :func:`calibration_photos` and move the
+    """Export ``model`` (in ``blend``), quantise it on :func:`~styleforge.images.samples.shipped_photos` and move the
     file into ``folder``; a process stopped midway leaves nothing in ``folder``."""
     from styleforge.deploy.export import export_style_model
     from styleforge.deploy.quantize import quantize_style_export
@@ -154,7 +134,7 @@ def build_copy(model: Path, blend: str | None, folder: Path) -> None:
         work_dir = Path(work)
         calibration = work_dir / "calibration"
         calibration.mkdir()
-        photos = calibration_photos()
+        photos = shipped_photos()
         for photo in photos:
             shutil.copyfile(photo, calibration / photo.name)
         exported = export_style_model(model, work_dir / "model.onnx", style_weights=blend).path
@@ -163,8 +143,8 @@ def build_copy(model: Path, blend: str | None, folder: Path) -> None:
         os.replace(work_dir / "model_int8.onnx", folder / "model_int8.onnx")
 
 
-def measured_psnr(copy: Int8Copy, info: ModelInfo, opts: TransferOptions, int8_net: torch.nn.Module | object,
-                  runtime: str) -> float:
+def measured_psnr(copy: Int8Copy, info: ModelInfo, opts: TransferOptions,
+                  int8_net: Callable[[torch.Tensor], torch.Tensor], runtime: str) -> float:
     """The PSNR (dB) of ``int8_net`` (the copy opened in ``runtime``) against the model's
     PyTorch fp32 network on the calibration photos, measured once per runtime and recorded."""
     recorded = copy.fidelity().get(f"psnr_db_{runtime}")
@@ -178,7 +158,7 @@ def measured_psnr(copy: Int8Copy, info: ModelInfo, opts: TransferOptions, int8_n
     reference = reference.float().eval()
     values = []
     with torch.inference_mode():
-        for photo in calibration_photos():
+        for photo in shipped_photos():
             x = images_to_tensor([read_image(photo)], torch.device("cpu"))
             values.append(psnr(tensor_to_images(int8_net(x))[0], tensor_to_images(reference(x))[0]))
     value = float(np.mean(values))
@@ -205,13 +185,8 @@ def open_copy(copy: Int8Copy, opts: TransferOptions) -> tuple[OnnxTransformNet, 
     return net, dict(net.metadata)
 
 
-def photo_count() -> int:
-    """How many photos calibrate (and measure) a copy."""
-    return len(calibration_photos())
-
-
-def describe(copy: Int8Copy, psnr_db: float, seconds: float | None) -> str:
+def describe(psnr_db: float, seconds: float | None) -> str:
     """The reason ``transfer`` prints for an INT8 run: how the copy came about and its PSNR."""
     made = f"quantised now in {seconds:.1f} s, cached" if seconds is not None else "cached"
-    return (f"--precision int8: {made}; {psnr_db:.1f} dB PSNR against fp32 on {photo_count()} calibration photos")
+    return (f"--precision int8: {made}; {psnr_db:.1f} dB PSNR against fp32 on {len(shipped_photos())} calibration photos")
 

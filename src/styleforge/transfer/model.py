@@ -255,7 +255,7 @@ def _int8_style_model(info: ModelInfo, opts: TransferOptions) -> StyleModel:
     opened = open_copy(copy, opts)
     model = _onnx_style_model(int8_info, dataclasses.replace(opts, style_weights=None), opened)  # the blend is baked in
     psnr_db = measured_psnr(copy, info, opts, model.net, model.runtime_choice.runtime)
-    model.runtime_choice = dataclasses.replace(model.runtime_choice, reason=describe(copy, psnr_db, seconds))
+    model.runtime_choice = dataclasses.replace(model.runtime_choice, reason=describe(psnr_db, seconds))
     model.options = dataclasses.replace(model.options, precision="int8")
     model.metadata["int8_psnr_db"] = psnr_db
     return model

@@ -28,7 +28,6 @@ share the whole image's statistics); AdaIN and style-vector models, ``--compile`
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import hashlib
 import json
@@ -49,7 +48,9 @@ from styleforge import __version__
 from styleforge.config import RuntimePolicy
 from styleforge.devices import cpu_flags, cpu_has_bf16, cpu_model_name
 from styleforge.errors import StyleforgeError, one_line
+from styleforge.models.store import package_version
 from styleforge.nets.transform_net import MIN_SIDE, TransformNet, export_mode
+from styleforge.utils.fs import read_figures, record_figures
 from styleforge.utils.home import styleforge_home
 
 
@@ -133,21 +134,12 @@ class ConvertedCopy:
 
     def timings(self) -> Timings:
         """The recorded :class:`Timings` (empty when none or unreadable)."""
-        try:
-            data = json.loads(self.timings_file.read_text())
-            return Timings(**{k: float(v) for k, v in data.items() if k in Timings.__dataclass_fields__ and v is not None})
-        except (OSError, ValueError, TypeError):
-            return Timings()
+        return Timings(**{k: v for k, v in read_figures(self.timings_file).items() if k in Timings.__dataclass_fields__})
 
     def record(self, **values: float) -> None:
         """Merge ``values`` (fields of :class:`Timings`) into the recorded timings; a cache
         that cannot be written only loses the figures."""
-        timings = asdict(self.timings()) | values
-        with contextlib.suppress(OSError):
-            self.folder.mkdir(parents=True, exist_ok=True)
-            temporary = self.timings_file.with_name(f".{self.timings_file.name}.{os.getpid()}")
-            temporary.write_text(json.dumps(timings, indent=1))
-            os.replace(temporary, self.timings_file)
+        record_figures(self.timings_file, **values)
 
 
 @dataclass
@@ -177,12 +169,7 @@ def machine_key() -> str:
 def openvino_version() -> str:
     """The installed OpenVINO's version, read from its package metadata: importing
     OpenVINO costs 0.15 s, which a job that stays in PyTorch should not pay."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("openvino")
-    except PackageNotFoundError:
-        return "none"
+    return package_version("openvino") or "none"
 
 
 def fingerprint(net: torch.nn.Module) -> str:

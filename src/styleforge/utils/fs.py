@@ -12,6 +12,7 @@ SIGTERM or any failure removes the temporary file and leaves the destination as 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import tempfile
@@ -160,6 +161,24 @@ def _write_all(path: Path, data: bytes) -> None:
             raise OSError(f"the file holds {os.fstat(fd).st_size} of {len(data)} bytes")
     finally:
         os.close(fd)
+
+
+def read_figures(path: str | os.PathLike[str]) -> dict[str, float]:
+    """The numbers recorded in the JSON object at ``path`` (a cache's measurements), by
+    name; a missing or unreadable file, or a value that is not a number, counts as absent."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def record_figures(path: str | os.PathLike[str], **values: float) -> None:
+    """Merge ``values`` into the JSON object at ``path`` (its folder created), written
+    atomically; a cache that cannot be written only loses the figures."""
+    with contextlib.suppress(OSError, StyleforgeError):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, json.dumps(read_figures(path) | values, indent=1).encode())
 
 
 def write_error(path: Path, exc: OSError) -> StyleforgeError:
