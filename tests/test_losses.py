@@ -156,6 +156,24 @@ def test_gradients_match_finite_differences(name: str) -> None:
     assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_gram_matrix_in_either_layout_matches_loops_and_finite_differences(layout: str) -> None:
+    x = torch.from_numpy(RNG.normal(size=(2, 3, 4, 5)))
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+        assert not x.is_contiguous()
+    np.testing.assert_allclose(gram_matrix(x).numpy(), _gram_loops(x.numpy()), rtol=1e-12)
+    x.requires_grad_(True)
+    assert torch.autograd.gradcheck(gram_matrix, (x,), eps=1e-6, atol=1e-8)
+    # the gradient against an independent closed form, in the features' own layout
+    weights = torch.from_numpy(RNG.normal(size=(2, 3, 3)))
+    (gram_matrix(x) * weights).sum().backward()
+    flat = x.detach().reshape(2, 3, 20)
+    expected = ((weights + weights.transpose(1, 2)) @ flat).reshape(x.shape)
+    torch.testing.assert_close(x.grad, expected, rtol=1e-12, atol=1e-12)
+    assert x.grad.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+
+
 def test_half_precision_features_get_a_float32_gram() -> None:
     x = torch.from_numpy(X).to(torch.bfloat16)
     assert gram_matrix(x).dtype == torch.float32
