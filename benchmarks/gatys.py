@@ -15,7 +15,8 @@ images, L-BFGS from the content image:
 * ``styleforge-<precision>``: ``styleforge.gatys.driver.run_stylize`` with ``--precision``
   fp32 and, where the hardware runs it natively, bf16 (CPUs with AVX512-BF16/AMX, GPUs)
   and fp16 (GPUs), the last ``--fp32-finish`` share of their steps in fp32 (styleforge's
-  default). ``loss vs fp32`` is the final loss against styleforge's fp32 run (the same
+  default: half with L-BFGS, none with Adam); ``--optimizer adam`` runs these rows with
+  Adam, whose step is the same forward and backward pass as an L-BFGS iteration. ``loss vs fp32`` is the final loss against styleforge's fp32 run (the same
   objective) from one start; ``benchmarks/gatys_fidelity.py`` measures it over several.
 
 Time per iteration is the steady state, the same for every row: from the end of the
@@ -202,7 +203,11 @@ def main() -> None:
                         help="iterations of the tutorial and naive rows (default: --iterations; their time per iteration is flat)")
     parser.add_argument("--precisions", default=None, help="styleforge precisions, e.g. fp32,bf16 (default: fp32 + native ones)")
     parser.add_argument("--fp32-finish", type=float, default=GatysOptions.fp32_finish,
-                        help="share of the last steps reduced-precision rows run in fp32 (see benchmarks/gatys_fidelity.py)")
+                        help="share of the last steps reduced-precision rows run in fp32 (default: the product's, "
+                             "0.5 for L-BFGS and 0 for Adam; see benchmarks/gatys_fidelity.py)")
+    parser.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"),
+                        help="the styleforge rows' optimiser (the tutorial row is always its own L-BFGS): an Adam "
+                             "step costs the same forward and backward pass as an L-BFGS iteration")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive row")
     parser.add_argument("--content", default=str(EXAMPLES / "chelsea.jpg"))
     parser.add_argument("--style", default=str(EXAMPLES / "coffee.jpg"))
@@ -227,7 +232,8 @@ def main() -> None:
             timed.append(("naive", "fp32", naive(vgg, content, style, base_opts), None))
         for precision in precisions:
             seconds, losses = styleforge_run(vgg, content_img, style_img, GatysOptions(
-                size=size, iterations=args.iterations, device=str(device), precision=precision, fp32_finish=args.fp32_finish))
+                size=size, iterations=args.iterations, device=str(device), precision=precision, fp32_finish=args.fp32_finish,
+                optimizer=args.optimizer))
             timed.append((f"styleforge-{precision}", precision, seconds, losses))
         fp32_loss = next(losses[-1] for name, _, _, losses in timed if name == "styleforge-fp32")
         reference = timed[0][2]
@@ -240,7 +246,8 @@ def main() -> None:
                 "loss_vs_fp32_pct": 100 * (losses[-1] / fp32_loss - 1) if losses else None,
             })
             print(f"  {name} {size}px: {seconds:.3f} s/it", file=sys.stderr)
-    print(f"Gatys style transfer, L-BFGS, {args.iterations} iterations; weights: {args.weights or 'random (He init)'}")
+    optimizer = {"lbfgs": "L-BFGS", "adam": "styleforge rows Adam, tutorial L-BFGS"}[args.optimizer]
+    print(f"Gatys style transfer, {optimizer}, {args.iterations} iterations; weights: {args.weights or 'random (He init)'}")
     print_table(rows, [
         ("device", "device", "s"), ("size", "size", "d"), ("impl", "implementation", "s"),
         ("s_per_it", "s/iter", ".3f"), ("speedup", "x tutorial", ".2f"), ("floor_s", "floor s", ".3f"),

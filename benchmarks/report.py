@@ -70,11 +70,13 @@ def machine(data: dict[str, Any]) -> str:
 
 
 def gatys_table(data: dict[str, Any]) -> str:
-    """Seconds per L-BFGS iteration per implementation (``benchmarks/gatys.py``)."""
+    """Seconds per L-BFGS iteration (or Adam step, ``--optimizer adam``) per
+    implementation (``benchmarks/gatys.py``)."""
+    steps = "*styleforge rows: Adam steps; tutorial: its L-BFGS*\n\n" if data["args"].get("optimizer") == "adam" else ""
     rows = [[str(r["size"]), r["impl"], number(r["s_per_it"], ".3f"), number(r["speedup"], ".2f"),
              number(r["floor_s"], ".3f"), number(r["x_floor"], ".1f"), number(r.get("loss_vs_fp32_pct"), "+.2f")]
             for r in data["results"]]
-    return machine(data) + markdown(["size", "implementation", "s/iter", "x tutorial", "floor s", "x floor", "loss vs fp32 %"],
+    return machine(data) + steps + markdown(["size", "implementation", "s/iter", "x tutorial", "floor s", "x floor", "loss vs fp32 %"],
                                     rows, numeric_from=2)
 
 
@@ -204,6 +206,8 @@ HEADLINES = (
              {"impl": "styleforge-bf16, examples layers"}, "s_per_step", "s"),
     Headline("gatys-cpu-amx", "Gatys, 256 px, per L-BFGS iteration (fp32: bf16 ends 36 % higher)", {"size": 256, "impl": "tutorial"},
              {"size": 256, "impl": "styleforge-fp32"}, "s_per_it", "s"),
+    Headline("gatys-adam-cpu-amx", "Gatys, 256 px, `--optimizer adam` (default bf16) per step vs the tutorial's L-BFGS",
+             {"size": 256, "impl": "tutorial"}, {"size": 256, "impl": "styleforge-bf16"}, "s_per_it", "s"),
     Headline("transfer-cuda-h100", "fast transfer, 512 px", {"size": "512", "path": "baseline-fp32"},
              {"size": "512", "path": "nchw-fp16"}, "ms", "ms"),
     Headline("service-cpu", "web service, 256 px jobs, 4 clients", {"mode": "bare transfer (no HTTP)"},

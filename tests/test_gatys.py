@@ -328,3 +328,16 @@ def test_the_default_precision_is_the_one_measured_faithful_per_optimizer(vgg: s
     monkeypatch.setenv(NATIVE_BF16_ENV, native)
     assert TorchEngine(vgg, _opts(optimizer=optimizer), torch.device("cpu")).precision == expected
     assert TorchEngine(vgg, _opts(optimizer=optimizer, precision="fp32"), torch.device("cpu")).precision == "fp32"
+
+
+@pytest.mark.parametrize(("optimizer", "reduced"), [("adam", 10), ("lbfgs", 5)])
+def test_the_default_fp32_finish_is_the_one_measured_per_optimizer(vgg: sf.VGG19, optimizer: str, reduced: int) -> None:
+    """Adam in bf16 ended as close to fp32 without an fp32 finish as with one, L-BFGS
+    needs its last half in fp32 (docs/benchmarks.md), so fp32_finish=None runs Adam in
+    bf16 to the end; a finish given is kept."""
+    from styleforge.gatys.torch_engine import TorchEngine
+
+    engine = TorchEngine(vgg, _opts(optimizer=optimizer, precision="bf16"), torch.device("cpu"))
+    assert engine.reduced_steps(10) == reduced
+    assert ("then fp32" in engine.device_description) == (optimizer == "lbfgs")
+    assert TorchEngine(vgg, _opts(optimizer=optimizer, precision="bf16", fp32_finish=0.3), torch.device("cpu")).reduced_steps(10) == 7

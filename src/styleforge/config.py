@@ -222,11 +222,14 @@ class GatysOptions:
             With L-BFGS, fp32: bf16 ended 1.7 % above at 256 px
             (docs/benchmarks.md, "An AMX Xeon").
         fp32_finish: in reduced precision, the fraction of each scale's steps run at the
-            end with VGG19 in fp32 (0 = reduced throughout, 1 = fp32 throughout). bf16's
-            rounding of the forward activations costs little early on but holds L-BFGS
-            back near convergence: after 100 steps at 128 px (5 starts), bf16 throughout
-            ends 6.2 % above fp32's mean loss, finishing the last 40 % in fp32 1.2 %,
-            the last half 0.9 % (docs/benchmarks.md, "Gatys in bf16").
+            end with VGG19 in fp32 (0 = reduced throughout, 1 = fp32 throughout). ``None``
+            (default): 0.5 for L-BFGS, 0 for Adam. bf16's rounding of the forward
+            activations costs little early on but holds L-BFGS back near convergence:
+            after 100 steps at 128 px (5 starts), bf16 throughout ends 6.2 % above fp32's
+            mean loss, finishing the last 40 % in fp32 1.2 %, the last half 0.9 %
+            (docs/benchmarks.md, "Gatys in bf16"). Adam gains nothing from the finish
+            (0.47 % above fp32 throughout in bf16, 0.49 % with the last half in fp32, at
+            256 px on an AMX Xeon), so it keeps bf16's speed to the end.
     """
 
     size: int = 512
@@ -254,7 +257,7 @@ class GatysOptions:
     engine: str = "torch"
     power_difference: bool = False
     precision: str | None = None
-    fp32_finish: float = 0.5
+    fp32_finish: float | None = None
     extend: str | None = None
 
     def loss_weights(self, convention_name: str, input_scale: float) -> tuple[float, float]:

@@ -67,8 +67,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--engine", default=d.engine, choices=("torch", "numpy"), help="torch, or the from-scratch NumPy engine")
     add_precision_option(p, d.precision, "gatys")
     p.add_argument("--fp32-finish", type=non_negative_float, default=d.fp32_finish, metavar="FRACTION",
-                   help=f"with a reduced --precision: run the last FRACTION of each scale's steps in fp32, where "
-                        f"bf16 rounding would hold L-BFGS back (0 = reduced throughout; default {d.fp32_finish})")
+                   help="with a reduced --precision: run the last FRACTION of each scale's steps in fp32, where "
+                        "bf16 rounding would hold L-BFGS back (0 = reduced throughout; default 0.5 with L-BFGS, 0 with Adam)")
     add_power_difference_option(p, "the content, style and TV losses")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_option(p, d.device)

@@ -206,7 +206,7 @@ def validate_options(opts: GatysOptions) -> GatysOptions:
         (not (opts.power_difference and opts.engine == "numpy"),
          "--power-difference is a PyTorch operator; the NumPy engine computes its own squares (drop one of the two)"),
         (opts.precision in (None, "auto", *PRECISION_CHOICES), f"unknown precision {opts.precision!r}; use one of auto, {', '.join(PRECISION_CHOICES)}"),
-        (is_finite(opts.fp32_finish) and 0 <= opts.fp32_finish <= 1, "fp32 finish must be a fraction from 0 to 1"),
+        (opts.fp32_finish is None or (is_finite(opts.fp32_finish) and 0 <= opts.fp32_finish <= 1), "fp32 finish must be a fraction from 0 to 1"),
         (opts.engine != "numpy" or opts.precision in (None, "auto", "fp32"),
          f"--precision {opts.precision} is for the torch engine; the NumPy engine computes in fp32"),
     ]

@@ -37,6 +37,17 @@ def default_precision(optimizer: str, device: torch.device) -> str:
     return "bf16" if optimizer == "adam" and auto_precision(device, training=True) == "bf16" else "fp32"
 
 
+#: ``GatysOptions(fp32_finish=None)`` per optimiser (the fidelity study in
+#: :class:`~styleforge.config.GatysOptions`): L-BFGS needs fp32 near convergence, Adam not.
+DEFAULT_FP32_FINISH = {"lbfgs": 0.5, "adam": 0.0}
+
+
+def default_fp32_finish(optimizer: str) -> float:
+    """The share of each scale's steps ``GatysOptions(fp32_finish=None)`` runs in fp32
+    after a reduced-precision start, for ``optimizer`` (``lbfgs`` or ``adam``)."""
+    return DEFAULT_FP32_FINISH[optimizer]
+
+
 class TorchEngine:
     """Gatys optimisation of one scale on PyTorch (any device)."""
 
@@ -65,6 +76,7 @@ class TorchEngine:
         self.vgg = vgg.to(device, memory_format=self.memory_format)
         self.opts = opts
         self.device = device
+        self.fp32_finish = default_fp32_finish(opts.optimizer) if opts.fp32_finish is None else opts.fp32_finish
         self.device_description = describe_device(device) + (f", {self.precision}{self._finish_note()}" if reduced else "")
         self.alpha, self.beta = opts.loss_weights(vgg.convention.name, vgg.convention.input_scale)
         self.layer_weights = normalized_layer_weights(opts.style_layers, opts.style_layer_weights)
@@ -73,10 +85,10 @@ class TorchEngine:
     def reduced_steps(self, steps: int) -> int:
         """How many of a scale's ``steps`` run VGG19 in the engine's reduced precision
         (see :func:`reduced_precision_steps`)."""
-        return reduced_precision_steps(steps, self.precision, self.opts.fp32_finish)
+        return reduced_precision_steps(steps, self.precision, self.fp32_finish)
 
     def _finish_note(self) -> str:
-        share = self.opts.fp32_finish
+        share = self.fp32_finish
         return "" if share == 0 else " (fp32 throughout)" if share >= 1 else f" then fp32 for the last {share:.0%} of steps"
 
     def features(self, image: torch.Tensor, layers: Sequence[str], precision: str | None = None) -> dict[str, torch.Tensor]:
