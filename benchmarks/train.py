@@ -34,6 +34,7 @@ ones for the naive loop) over the measured matrix-multiply throughput in that pr
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -214,13 +215,15 @@ def main() -> None:
                         names: object = "style.png") -> Trainer:
             opts = TrainOptions(batch_size=args.batch_size, image_size=args.image_size, device=str(device), workers=0,
                                 precision=precision, **LAYOUTS[layers])
-            return Trainer(images, names, folder, Path(tmp) / f"{name}-{layers}-{precision}", opts, vgg=vgg, progress=False)
+            # a VGG19 of its own: the trainer sets its memory format for its precision, which
+            # on a shared network would change the examples rows' layout too
+            return Trainer(images, names, folder, Path(tmp) / f"{name}-{layers}-{precision}", opts, vgg=copy.deepcopy(vgg),
+                           progress=False)
 
         first = trainer_for("fp32")
         batches = [torch.stack([first.dataset[i] for i in range(b * args.batch_size, (b + 1) * args.batch_size)])
                    for b in range(args.steps + 1)]
         gflops = {layers: step_gflops(trainer_for("fp32", layers), batches[0]) for layers in LAYOUTS}
-        vgg.to(memory_format=torch.contiguous_format)
         steppers: dict[str, tuple[str, Callable[[torch.Tensor], float]]] = {}
         for precision in precisions:
             steppers[f"examples-{precision}"] = (precision, examples_stepper(vgg, style, precision, device, 0))

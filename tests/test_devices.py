@@ -111,3 +111,12 @@ def test_a_bad_override_is_one_line_and_exit_2(style_model: Path, photos: list[P
                    "--device", "cpu", env={NATIVE_BF16_ENV: "maybe"})
     assert_user_error(done, "STYLEFORGE_NATIVE_BF16='maybe'")
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(("device", "precision", "channels_last"), [
+    ("cpu", "fp32", False), ("cpu", "bf16", True), ("cuda", "fp32", True), ("cuda", "fp16", True)])
+def test_vgg19_runs_channels_last_where_it_measured_faster(device: str, precision: str, channels_last: bool) -> None:
+    from styleforge.devices import vgg_memory_format
+
+    expected = torch.channels_last if channels_last else torch.contiguous_format
+    assert vgg_memory_format(torch.device(device), precision) == expected

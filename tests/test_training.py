@@ -242,3 +242,23 @@ def test_training_runs_on_cuda(photo_dir: Path, style_path: Path, weight_files: 
     path = train(style_path, photo_dir, tmp_path / "gpu", weights=str(weight_files["pth"]), max_steps=2, progress=False,
                  **{**SMALL, "device": "cuda"})
     assert load_style_model(path, device="cuda").stylize(Image.new("RGB", (33, 21))).size == (33, 21)
+
+
+def test_reduced_precision_keeps_vgg19_channels_last_with_the_nchw_losses(photo_dir: Path, style_path: Path,
+                                                                          weight_files: dict[str, Path], tmp_path: Path) -> None:
+    """In bf16, VGG19 holds channels_last weights (oneDNN's bf16 kernels would otherwise
+    reorder every activation); the losses are those of the same trainer in NCHW."""
+    vgg = sf.load_vgg19(str(weight_files["pth"]))
+    opts = TrainOptions(**{**SMALL, "precision": "bf16"})
+    trainer = Trainer(Image.open(style_path).convert("RGB"), "wave.png", photo_dir, tmp_path / "run", opts, vgg=vgg,
+                      progress=False)
+    assert trainer.vgg.conv1_1.weight.is_contiguous(memory_format=torch.channels_last)
+    batch = torch.stack([trainer.dataset[i] for i in range(4)])
+    channels_last = {k: float(v.detach()) for k, v in trainer.losses(batch, 0).items()}
+    trainer.vgg.to(memory_format=torch.contiguous_format)
+    nchw = {k: float(v.detach()) for k, v in trainer.losses(batch, 0).items()}
+    for term in ("content", "style", "tv", "total"):
+        assert channels_last[term] == pytest.approx(nchw[term], rel=2e-2), term
+    fp32 = Trainer(Image.open(style_path).convert("RGB"), "wave.png", photo_dir, tmp_path / "fp32",
+                   TrainOptions(**{**SMALL, "precision": "fp32"}), vgg=sf.load_vgg19(str(weight_files["pth"])), progress=False)
+    assert fp32.vgg.conv1_1.weight.is_contiguous()

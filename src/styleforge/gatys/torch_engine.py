@@ -65,14 +65,11 @@ class TorchEngine:
         return cls(vgg, opts, device)
 
     def __init__(self, vgg: torch.nn.Module, opts: GatysOptions, device: torch.device) -> None:
-        from styleforge.devices import describe_device, resolve_precision
+        from styleforge.devices import describe_device, resolve_precision, vgg_memory_format
 
         self.precision = resolve_precision(opts.precision or default_precision(opts.optimizer, device), device, training=True)
-        # channels_last feeds tensor cores on CUDA and oneDNN's bf16 kernels on the CPU; in
-        # fp32 on the CPU it measured no faster (benchmarks/gatys.py), and plain NCHW keeps
-        # results bit-identical to a naive loop.
         reduced = self.precision != "fp32"
-        self.memory_format = torch.channels_last if device.type == "cuda" or reduced else torch.contiguous_format
+        self.memory_format = vgg_memory_format(device, self.precision)
         self.vgg = vgg.to(device, memory_format=self.memory_format)
         self.opts = opts
         self.device = device

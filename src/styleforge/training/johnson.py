@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from styleforge.config import TrainOptions, options_from_kwargs
-from styleforge.devices import autocast
+from styleforge.devices import autocast, vgg_memory_format
 from styleforge.errors import StyleforgeError
 from styleforge.images.io import image_to_array, read_image, resize_long_side
 from styleforge.losses.perceptual import content_loss, style_loss, style_target, total_variation
@@ -79,7 +79,7 @@ class Trainer(TrainingLoop):
         self.vgg = vgg if vgg is not None else load_vgg19(opts.weights, device=self.device)
         if not isinstance(self.vgg, VGG19):
             raise StyleforgeError("vgg must be a styleforge VGG19 (see sf.load_vgg19)")
-        self.vgg = self.vgg.to(self.device).eval().requires_grad_(False)
+        self.vgg = self.vgg.to(self.device, memory_format=vgg_memory_format(self.device, self.precision)).eval().requires_grad_(False)
         self.alpha, self.beta, self.gamma = opts.loss_weights(self.vgg.convention.name, self.vgg.convention.input_scale)
         self.layer_weights = normalized_layer_weights(opts.style_layers, None)
         # Indexed by the network's style index; an extended model's existing styles have none.
