@@ -217,7 +217,7 @@ class GatysOptions:
             Reduced precision runs VGG19 under autocast with channels_last; the image,
             the Gram matrices, the losses and L-BFGS's history stay fp32. ``None``
             (default): what the fidelity study measured faithful, per optimiser. With
-            Adam, bf16 where the device runs it natively: after 100 steps it ended 0.4-0.5 %
+            Adam, bf16 where the device runs it natively: after 100 steps it ended 0.5-0.7 %
             above fp32's loss at 256 and 512 px on an AMX Xeon, within the 1 % criterion.
             With L-BFGS, fp32: bf16 ended 1.7 % above at 256 px
             (docs/benchmarks.md, "An AMX Xeon").
@@ -228,8 +228,9 @@ class GatysOptions:
             after 100 steps at 128 px (5 starts), bf16 throughout ends 6.2 % above fp32's
             mean loss, finishing the last 40 % in fp32 1.2 %, the last half 0.9 %
             (docs/benchmarks.md, "Gatys in bf16"). Adam gains nothing from the finish
-            (0.47 % above fp32 throughout in bf16, 0.49 % with the last half in fp32, at
-            256 px on an AMX Xeon), so it keeps bf16's speed to the end.
+            (0.65 % above fp32 throughout in bf16, 0.68 % with the last half in fp32, at
+            256 px on an AMX Xeon; 0.50 % throughout at 512 px), so it keeps bf16's speed
+            to the end.
     """
 
     size: int = 512

@@ -144,8 +144,7 @@ def vgg_memory_format(device: torch.device, precision: str) -> torch.memory_form
     """The memory format VGG19 should hold its weights in for losses on ``device`` in
     ``precision``: channels_last on CUDA (tensor cores) and in reduced precision on the
     CPU, where oneDNN's bf16 kernels otherwise reorder every NCHW activation (a Johnson
-    training step at batch 4, 256 px: 1.64 -> 1.11 s, a Gatys step 1.4x, on an AMX Xeon);
+    training step at batch 4, 256 px: 1.64 -> 1.11 s on an AMX Xeon);
     contiguous NCHW for fp32 on the CPU, which measured no faster in channels_last and so
     stays bit-identical to a plain loop (benchmarks/train.py, benchmarks/gatys.py)."""
     return torch.channels_last if device.type == "cuda" or precision != "fp32" else torch.contiguous_format
-

@@ -61,7 +61,7 @@ def _positions_by_channels(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 class _Gram(torch.autograd.Function):
-    """:math:`G = XX^\top` with the gradient :math:`(\bar G + \bar G^\top)X` as one
+    r""":math:`G = XX^\top` with the gradient :math:`(\bar G + \bar G^\top)X` as one
     matrix product in the features' own memory layout.
 
     Autograd's own ``bmm(X, X^T)`` gives two products, one transposed, added strided, and
@@ -88,7 +88,7 @@ class _Gram(torch.autograd.Function):
 
 
 def gram_matrix(x: torch.Tensor) -> torch.Tensor:
-    """Gram matrices :math:`G_n = X_n X_n^\top` of (N, C, H, W) features, shape (N, C, C).
+    r"""Gram matrices :math:`G_n = X_n X_n^\top` of (N, C, H, W) features, shape (N, C, C).
 
     Summed over the H*W positions (the course's G). Half-precision inputs are promoted
     to float32 (Gram entries sum H*W products and lose too much in bf16/fp16). Works on

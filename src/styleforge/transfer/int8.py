@@ -43,6 +43,7 @@ from styleforge.images.tensors import images_to_tensor, tensor_to_images
 from styleforge.models.blends import style_mix
 from styleforge.models.loading import ModelInfo, inspect_model, load_network
 from styleforge.models.store import package_version
+from styleforge.transfer.runtimes import CachedCopy
 from styleforge.utils.fs import read_figures, record_figures
 from styleforge.utils.home import styleforge_home
 
@@ -54,22 +55,13 @@ CALIBRATION_SIDE = 256
 
 
 @dataclass
-class Int8Copy:
+class Int8Copy(CachedCopy):
     """The cached INT8 file of one model and blend, and the PSNRs measured of it."""
-
-    folder: Path
 
     @property
     def model(self) -> Path:
         """The quantised ONNX file."""
         return self.folder / "model_int8.onnx"
-
-    @property
-    def blobs(self) -> Path:
-        """This machine's OpenVINO compiled-blob folder."""
-        from styleforge.transfer.runtimes import machine_key
-
-        return self.folder / f"blobs-{machine_key()}"
 
     @property
     def fidelity_file(self) -> Path:

@@ -108,20 +108,26 @@ class Timings:
 
 
 @dataclass
-class ConvertedCopy:
-    """The OpenVINO copy of one configured network: where it lives and what was measured."""
+class CachedCopy:
+    """A converted file of one model cached in ``folder``, with OpenVINO's compiled blobs
+    for this machine beside it (the OpenVINO copy, the INT8 copy)."""
 
     folder: Path
+
+    @property
+    def blobs(self) -> Path:
+        """This machine's OpenVINO compiled-blob folder."""
+        return self.folder / f"blobs-{machine_key()}"
+
+
+@dataclass
+class ConvertedCopy(CachedCopy):
+    """The OpenVINO copy of one configured network: where it lives and what was measured."""
 
     @property
     def xml(self) -> Path:
         """The IR file."""
         return self.folder / "model.xml"
-
-    @property
-    def blobs(self) -> Path:
-        """This machine's compiled-blob folder."""
-        return self.folder / f"blobs-{machine_key()}"
 
     @property
     def timings_file(self) -> Path:
