@@ -12,6 +12,7 @@ from styleforge.nets.transform_net import (
     InstanceNorm,
     TransformNet,
     channels_last_moments,
+    convolution_gflop_per_megapixel,
     parameter_count,
     set_norm_mode,
 )
@@ -37,6 +38,25 @@ def test_parameter_count_of_the_default_network() -> None:
     assert parameter_count(TransformNet()) == convs + norms == 1_679_235
     assert parameter_count(TransformNet(upsample="deconv")) == 1_679_235
 
+
+
+def test_convolution_flops_per_megapixel_of_the_default_network_in_closed_form() -> None:
+    # multiply-adds per input pixel: 9x9 3->32, 3x3 32->64 at 1/4 of the pixels, 64->128 and
+    # ten 128->128 at 1/16, 128->64 at 1/4, 64->32 at full size, 9x9 32->3
+    macs = 3 * 32 * 81 + 32 * 64 * 9 / 4 + 64 * 128 * 9 / 16 + 10 * 128 * 128 * 9 / 16 + 128 * 64 * 9 / 4 \
+        + 64 * 32 * 9 + 32 * 3 * 81
+    assert convolution_gflop_per_megapixel(TransformNet()) == pytest.approx(2 * macs / 1e3) == pytest.approx(307.584)
+
+
+@pytest.mark.parametrize("config", [{"upsample": "deconv"}, {"widths": (32, 32, 32, 8, 4), "residual_blocks": 6}])
+def test_convolution_flops_per_megapixel_match_torchs_flop_counter(config: dict) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = TransformNet(**config).eval()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        net(torch.rand(1, 3, 96, 128) * 255)  # another size than the function's own pass
+    assert convolution_gflop_per_megapixel(net) == pytest.approx(counter.get_total_flops() / (96 * 128) * 1e6 / 1e9)
+    assert convolution_gflop_per_megapixel(nn.Sequential(nn.ReLU())) == 0.0
 
 def test_gradients_reach_every_parameter() -> None:
     net = TransformNet()

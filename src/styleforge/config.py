@@ -506,13 +506,20 @@ class RuntimePolicy:
     the thresholds below before it has.
 
     Attributes:
-        cold_min_megapixels: with no converted copy of the model cached, a job of at least
-            this many megapixels (whole images or frames) converts now; a smaller one runs
-            in PyTorch. 8 MP: 30 photos at 512 px or 35 frames at 640x360; break-even was
-            1.3 MP on the Zen 3 and about 6 MP on the Zen 4 (where OpenVINO gains less).
-        warm_min_megapixels: with a cached copy but no measured speeds yet, a job of at
-            least this many megapixels runs in OpenVINO (0.26 MP is one 512 px photo, about
-            break-even on the Zen 3).
+        cold_min_gflop: with no converted copy of the model cached, a job needing at least
+            this many GFLOP of the network's convolutions (its megapixels times
+            :func:`~styleforge.nets.transform_net.convolution_gflop_per_megapixel`) converts
+            now; a smaller one runs in PyTorch and has the copy made in the background for
+            the next run. 2500: 8 MP of the default full-size network (308 GFLOP per MP;
+            30 photos at 512 px or 35 frames at 640x360), whose break-even was 1.3 MP on a
+            Zen 3 and about 6 MP on a Zen 4. Counted in FLOPs, not pixels, because the
+            conversion costs about the same for any network while the saving grows with
+            its work: magenta-26 (39 GFLOP per MP) converted in the job lost 0.85-0.92x on
+            a folder of 20 photos of 1024x768 on a Zen 3, where running PyTorch first loses
+            nothing.
+        warm_min_gflop: with a cached copy but no measured speeds yet, a job of at least
+            this many GFLOP runs in OpenVINO: 80, one 512 px photo of the full-size network
+            (about break-even on the Zen 3), 2 MP for magenta-26.
         background_min_megapixels: after a job run in PyTorch because the cache was cold,
             the conversion (and a timing of both runtimes) runs in a background process for
             the next run, when the job held at least this many megapixels (smaller ones are
@@ -529,8 +536,8 @@ class RuntimePolicy:
             in PyTorch and the background process measures.
     """
 
-    cold_min_megapixels: float = 8.0
-    warm_min_megapixels: float = 0.26
+    cold_min_gflop: float = 2500.0
+    warm_min_gflop: float = 80.0
     background_min_megapixels: float = 0.2
     background_conversion: bool = field(default_factory=lambda: os.environ.get("STYLEFORGE_BACKGROUND_CONVERSION", "1") != "0")
     min_psnr_db: float = 45.0

@@ -16,8 +16,9 @@ saving repays its start, weighed with this machine's measured speeds of the mode
 (``timings-<machine>.json`` beside the copy) and, for a bf16 job, the measured PSNR of
 OpenVINO's bf16 (which rounds more than PyTorch's autocast: it is used only when it keeps
 :class:`~styleforge.config.RuntimePolicy`'s fidelity, else the copy is weighed in fp32).
-Before measurements: an fp32 job follows the policy's size thresholds, a bf16 job runs in
-PyTorch. A job that ran in PyTorch with the measurements incomplete has the conversion
+Before measurements: an fp32 job follows the policy's thresholds on the job's work in
+GFLOP of the network (a small network gains less per pixel), a bf16 job runs in PyTorch.
+A job that ran in PyTorch with the measurements incomplete has the conversion
 and the timing run by a background process (:mod:`styleforge.transfer.background`)
 started when this process exits, for the next run. Tiles always run in PyTorch (they
 share the whole image's statistics); AdaIN and style-vector models, ``--compile``,
@@ -49,7 +50,7 @@ from styleforge.config import RuntimePolicy
 from styleforge.devices import cpu_flags, cpu_has_bf16, cpu_model_name
 from styleforge.errors import StyleforgeError, one_line
 from styleforge.models.store import package_version
-from styleforge.nets.transform_net import MIN_SIDE, TransformNet, export_mode
+from styleforge.nets.transform_net import MIN_SIDE, TransformNet, convolution_gflop_per_megapixel, export_mode
 from styleforge.utils.fs import read_figures, record_figures
 from styleforge.utils.home import styleforge_home
 
@@ -255,7 +256,7 @@ def choose_runtime(model: RunnableModel, work_megapixels: float, policy: Runtime
     if requested == "openvino":
         return RuntimeChoice("openvino", "--runtime openvino" + ("" if copy.exists() else ", converted once for this model"),
                              copy, precision)
-    return _weighed_choice(copy, precision, work_megapixels, policy)
+    return _weighed_choice(copy, precision, work_megapixels, policy, model.net)
 
 
 def faithful_openvino_speeds(timings: Timings, precision: str, policy: RuntimePolicy) -> dict[str, float]:
@@ -270,7 +271,8 @@ def faithful_openvino_speeds(timings: Timings, precision: str, policy: RuntimePo
     return speeds
 
 
-def _weighed_choice(copy: ConvertedCopy, precision: str, work: float, policy: RuntimePolicy) -> RuntimeChoice:
+def _weighed_choice(copy: ConvertedCopy, precision: str, work: float, policy: RuntimePolicy,
+                    net: torch.nn.Module) -> RuntimeChoice:
     cached, timings = copy.exists(), copy.timings()
     pytorch, speeds = timings.speed("pytorch", precision), faithful_openvino_speeds(timings, precision, policy)
     if pytorch and speeds:
@@ -287,14 +289,15 @@ def _weighed_choice(copy: ConvertedCopy, precision: str, work: float, policy: Ru
     if precision != "fp32":
         return RuntimeChoice("pytorch", f"OpenVINO in {precision} is chosen only from this machine's measured speed and "
                              "PSNR of this model", copy)
+    gflop = work * convolution_gflop_per_megapixel(net)
     if cached:
-        if work >= policy.warm_min_megapixels:
+        if gflop >= policy.warm_min_gflop:
             return RuntimeChoice("openvino", "converted copy cached for this model", copy)
-        return RuntimeChoice("pytorch", f"a job of {work:.2f} MP is below OpenVINO's start cost", copy)
-    if work >= policy.cold_min_megapixels:
+        return RuntimeChoice("pytorch", f"a job of {work:.2f} MP ({gflop:,.0f} GFLOP) is below OpenVINO's start cost", copy)
+    if gflop >= policy.cold_min_gflop:
         return RuntimeChoice("openvino", "converting once for this model (about 2 s), cached for later runs", copy)
-    return RuntimeChoice("pytorch", f"first use of this model: a job of {work:.2f} MP does not repay converting it "
-                         "to OpenVINO now", copy)
+    return RuntimeChoice("pytorch", f"first use of this model: a job of {work:.2f} MP ({gflop:,.0f} GFLOP) does not "
+                         "repay converting it to OpenVINO now", copy)
 
 
 def _bf16_note(timings: Timings, precision: str, speeds: dict[str, float]) -> str:
