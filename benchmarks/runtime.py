@@ -24,7 +24,7 @@ Runs per case and model:
 The runtime auto chose and its reason come from the command's ``--json``. Models: a
 random full-size network (``random``; the issue's table) and the trained ``magenta-26``
 (Dumoulin et al.'s 26 styles, style 19), both as ``.safetensors`` files copied into the
-run's folder. The web service keeps PyTorch (docs/runtimes.md): its jobs/s are
+run's folder. The web service's jobs/s, per ``runtime`` setting, are
 ``benchmarks/service.py``'s.
 
     python benchmarks/runtime.py --json bench-results/runtime-cpu.json
