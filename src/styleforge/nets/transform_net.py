@@ -689,11 +689,11 @@ def convolution_gflop_per_megapixel(net: nn.Module) -> float:
     counts: list[tuple[float, int]] = []  # (FLOPs, output pixels) per convolution, in call order
 
     def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        kernel = module.kernel_size[0] * module.kernel_size[1] * 2
+        flops_per_tap = 2 * module.kernel_size[0] * module.kernel_size[1]  # a multiply and an add per weight
         if isinstance(module, nn.ConvTranspose2d):  # each input value meets every output tap
-            flops = inputs[0].numel() * module.out_channels // module.groups * kernel
+            flops = inputs[0].numel() * module.out_channels // module.groups * flops_per_tap
         else:
-            flops = output.numel() * module.in_channels // module.groups * kernel
+            flops = output.numel() * module.in_channels // module.groups * flops_per_tap
         counts.append((float(flops), output.shape[-2] * output.shape[-1]))
 
     hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
