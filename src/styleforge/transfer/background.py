@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from styleforge.utils.memory import reuse_freed_memory
-
 import torch
+
+from styleforge.utils.memory import reuse_freed_memory
 
 #: The size both runtimes are timed at (a photo's typical working size).
 TIMING_SIDE = 512
