@@ -16,13 +16,17 @@ from tests.service.conftest import Server, photo_bytes, serve, wait_for_job
 
 def test_jobs_survive_a_killed_server(servers: list[Server], style_folder: Path, weight_files: dict[str, Path], tmp_path: Path) -> None:
     data = tmp_path / "data"
-    env = {"STYLEFORGE_VGG": str(weight_files["pth"]), "STYLEFORGE_GATYS_ITERATIONS": "50", "STYLEFORGE_GATYS_SIZE": "64",
-           "STYLEFORGE_DEVICE": "cpu", "STYLEFORGE_WORKERS": "1"}  # one job at a time: two are left waiting
+    # One job at a time: two are left waiting. 400 iterations (several seconds): with 50 the
+    # first job could finish before the three uploads on a loaded 2-core machine, and the
+    # wait below for "running" never saw it.
+    env = {"STYLEFORGE_VGG": str(weight_files["pth"]), "STYLEFORGE_GATYS_ITERATIONS": "400", "STYLEFORGE_GATYS_SIZE": "64",
+           "STYLEFORGE_DEVICE": "cpu", "STYLEFORGE_WORKERS": "1"}
     first = serve(servers, style_folder, data, env=env)
     ids = [httpx.post(first.url("/api/jobs"), files={"file": ("p.png", photo_bytes(tmp_path))},
                       data={"style": style}).json()["id"] for style in ("starry", "wave", "candy")]
     deadline = time.monotonic() + 30
-    while httpx.get(first.url(f"/api/jobs/{ids[0]}")).json()["status"] != "running":
+    while (status := httpx.get(first.url(f"/api/jobs/{ids[0]}")).json()["status"]) != "running":
+        assert status == "queued", f"the first job was {status} before it was seen running"
         assert time.monotonic() < deadline
         time.sleep(0.01)
     first.stop(signal.SIGKILL)  # no clean shutdown: the Gatys job is mid-run, two wait behind it
