@@ -318,6 +318,7 @@ def test_the_background_process_times_pytorch_with_the_commands_allocator(tmp_pa
     from styleforge.transfer import background
 
     calls = []
+    monkeypatch.setattr(background.os, "nice", lambda increment: 0)  # main() would renice the test worker for good
     monkeypatch.setattr(background, "reuse_freed_memory", lambda: calls.append("reuse") or True)
     monkeypatch.setattr(background, "measure", lambda model_file, options: calls.append(("measure", model_file, options)))
     marker = tmp_path / ".copy.converting"
@@ -332,6 +333,7 @@ def test_a_background_process_that_cannot_set_up_measures_nothing_and_clears_its
     from styleforge.transfer import background
     from styleforge.utils.memory import ALLOCATOR_VARIABLE
 
+    monkeypatch.setattr(background.os, "nice", lambda increment: 0)  # main() would renice the test worker for good
     monkeypatch.setenv(ALLOCATOR_VARIABLE, "jemalloc")  # the real set-up refuses it
     monkeypatch.setattr(background, "measure", lambda *args: pytest.fail("measured after a failed set-up"))
     marker = tmp_path / ".copy.converting"
