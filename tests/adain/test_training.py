@@ -83,6 +83,25 @@ def test_loss_terms_match_an_independent_computation(folders: tuple[Path, Path],
     torch.testing.assert_close(got["style"], 3.0 * style, rtol=1e-3, atol=0)  # eps in the deviation: sqrt(var + 1e-5)
 
 
+def test_reduced_precision_keeps_the_encoder_channels_last_with_the_nchw_losses(
+        folders: tuple[Path, Path], weight_files: dict[str, Path], tmp_path: Path) -> None:
+    """In bf16 the frozen encoder holds channels_last weights, as Johnson training's VGG19
+    does; its loss terms are those of the same trainer with the encoder in NCHW. fp32 on
+    the CPU keeps NCHW (bit-identical to a plain loop)."""
+    trainer = _trainer(folders, tmp_path / "bf16", weight_files, precision="bf16")
+    assert trainer.net.encoder.conv1_1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not trainer.net.encoder.conv1_1.weight.is_contiguous()
+    batch = _fixed_batch(trainer)
+    with torch.no_grad():
+        channels_last = {k: float(v) for k, v in trainer.losses(batch).items()}
+        trainer.net.encoder.to(memory_format=torch.contiguous_format)
+        nchw = {k: float(v) for k, v in trainer.losses(batch).items()}
+    for term in ("content", "style", "total"):
+        assert channels_last[term] == pytest.approx(nchw[term], rel=2e-2), term
+    fp32 = _trainer(folders, tmp_path / "fp32", weight_files, precision="fp32")
+    assert fp32.net.encoder.conv1_1.weight.is_contiguous()
+
+
 def test_resume_continues_exactly(folders: tuple[Path, Path], weight_files: dict[str, Path], tmp_path: Path) -> None:
     common = dict(weights=str(weight_files["pth"]), epochs=3, progress=False, **SMALL)
     straight = train_adain(*folders, tmp_path / "straight", max_steps=5, **common)

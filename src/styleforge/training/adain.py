@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from styleforge.config import AdaINTrainOptions, options_from_kwargs
-from styleforge.devices import autocast
+from styleforge.devices import autocast, vgg_memory_format
 from styleforge.errors import StyleforgeError
 from styleforge.images.io import image_to_array, read_image
 from styleforge.nets.adain import ENCODER_LAYERS, AdaINNet, adain, channel_statistics
@@ -95,7 +95,10 @@ class AdaINTrainer(TrainingLoop):
         vgg = vgg if vgg is not None else load_vgg19(opts.weights, device=self.device)
         if not isinstance(vgg, VGG19):
             raise StyleforgeError("vgg must be a styleforge VGG19 (see sf.load_vgg19)")
+        # The encoder runs in every loss (three passes a step), so it takes the layout
+        # the precision's kernels want (channels_last in bf16 on the CPU), as Johnson's VGG19 does.
         self.net = AdaINNet(vgg.to(self.device)).to(self.device)
+        self.net.encoder.to(memory_format=vgg_memory_format(self.device, self.precision))
         self.net.decoder.train()
         self.identity = {"styles": folder_checksum(styles), "vgg": vgg_checksum(self.net.encoder, list(ENCODER_LAYERS))}
         self.optimizer = torch.optim.Adam(self.net.decoder.parameters(), lr=opts.lr)
