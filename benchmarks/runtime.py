@@ -11,15 +11,19 @@ encoding): what a user waits for. The cases are the issue's:
 
 Runs per case and model:
 
-- ``pytorch``: ``--runtime pytorch``, median of ``--repeats``;
+- ``pytorch``: ``--runtime pytorch``, median of ``--repeats`` (after one unrecorded run
+  that warms the file cache);
 - ``auto, first run``: ``--runtime auto`` with an empty cache (a fresh ``STYLEFORGE_HOME``):
   no OpenVINO copy and nothing measured yet, so auto converts now when the job is big
   enough, else runs PyTorch and starts the background conversion (its timings feed the
   next run; the benchmark waits for it to finish before the next row);
 - ``auto, later runs``: the same cache, median of ``--repeats``;
-- ``openvino, later runs``: ``--runtime openvino`` with the copy cached;
+- ``openvino, later runs``: ``--runtime openvino`` with the copy cached. The repeats of
+  these two and of ``pytorch`` run in turn (pytorch, auto, openvino, pytorch, ...), so a
+  shared machine's drift falls on all three alike;
 - ``int8, first run`` and ``int8, later runs``: ``--precision int8`` with an empty cache
-  (the model is exported and quantised in the run), then with its INT8 copy cached.
+  (the model is exported and quantised in the run), then with its INT8 copy cached
+  (``--no-int8`` leaves them out).
 
 The runtime auto chose and its reason come from the command's ``--json``. Models: a
 random full-size network (``random``; the issue's table) and the trained ``magenta-26``
@@ -33,6 +37,7 @@ run's folder. The web service's jobs/s, per ``runtime`` setting, are
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -108,8 +113,9 @@ def wait_for_background(home: Path, timeout: float = 300.0) -> float:
     return time.monotonic() - start
 
 
-def time_case(case: str, inputs: list[str], model: Path, extra: list[str], work: Path, repeats: int) -> list[dict]:
-    """The six kinds of run of one case and model, as rows."""
+def time_case(case: str, inputs: list[str], model: Path, extra: list[str], work: Path, repeats: int,
+              int8: bool = True) -> list[dict]:
+    """The kinds of run of one case and model (six, four without ``int8``), as rows."""
     out = work / f"out-{case}{'.mp4' if case == 'video' else ''}"
     pytorch_home, home = Path(tempfile.mkdtemp(dir=work)), Path(tempfile.mkdtemp(dir=work))  # home: empty for auto
     rows = []
@@ -121,13 +127,23 @@ def time_case(case: str, inputs: list[str], model: Path, extra: list[str], work:
                      "background_s": waited})
         print(f"  {case} {label}: {rows[-1]['wall_s']:.2f} s ({last['runtime']}: {last['runtime_reason']})", file=sys.stderr)
 
-    row("pytorch", [run_transfer(inputs, model, extra, "pytorch", pytorch_home, out) for _ in range(repeats)])
-    row("auto, first run", [run_transfer(inputs, model, extra, "auto", home, out)], wait_for_background(home))
-    row("auto, later runs", [run_transfer(inputs, model, extra, "auto", home, out) for _ in range(repeats)])
-    row("openvino, later runs", [run_transfer(inputs, model, extra, "openvino", home, out) for _ in range(repeats)])
-    int8, int8_home = [*extra, "--precision", "int8"], Path(tempfile.mkdtemp(dir=work))
-    row("int8, first run", [run_transfer(inputs, model, int8, "auto", int8_home, out)])
-    row("int8, later runs", [run_transfer(inputs, model, int8, "auto", int8_home, out) for _ in range(repeats)])
+    run = functools.partial(run_transfer, inputs, model)
+    run(extra, "pytorch", pytorch_home, out)  # unrecorded: warms the file cache for every row
+    first = [run(extra, "auto", home, out)]
+    waited = wait_for_background(home)
+    # The three warm runs interleave, so the shared machine's drift falls on all alike.
+    later: dict[str, list[dict]] = {"pytorch": [], "auto": [], "openvino": []}
+    for _ in range(repeats):
+        for runtime, reports in later.items():
+            reports.append(run(extra, runtime, pytorch_home if runtime == "pytorch" else home, out))
+    row("pytorch", later["pytorch"])
+    row("auto, first run", first, waited)
+    row("auto, later runs", later["auto"])
+    row("openvino, later runs", later["openvino"])
+    if int8:
+        int8_extra, int8_home = [*extra, "--precision", "int8"], Path(tempfile.mkdtemp(dir=work))
+        row("int8, first run", [run(int8_extra, "auto", int8_home, out)])
+        row("int8, later runs", [run(int8_extra, "auto", int8_home, out) for _ in range(repeats)])
     base = rows[0]["wall_s"]
     for r in rows:
         r["x_pytorch"] = base / r["wall_s"]
@@ -140,6 +156,8 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time --precision int8 (first and later runs)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     rows = []
@@ -148,7 +166,7 @@ def main() -> None:
         inputs = make_inputs(work, args.frames)
         for name, (path, extra) in model_files(work, args.models.split(",")).items():
             for case in args.cases.split(","):
-                rows += [{"model": name, **r} for r in time_case(case, inputs[case], path, extra, work, args.repeats)]
+                rows += [{"model": name, **r} for r in time_case(case, inputs[case], path, extra, work, args.repeats, args.int8)]
     print("transfer, end to end (wall clock of the command; median of "
           f"{args.repeats} where 'later runs' or pytorch)")
     print_table(rows, [("model", "model", "s"), ("case", "case", "s"), ("run", "run", "s"), ("chosen", "ran", "s"),
