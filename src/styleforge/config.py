@@ -500,8 +500,8 @@ class RuntimePolicy:
     OpenVINO runs the same network faster here (1.5x at 512 px in fp32 on a 2-core Zen 3,
     1.26x against PyTorch's bf16 on a Zen 4), but its first use on a machine costs a
     conversion and a compilation (about 2 s for the default network), and every later
-    start the import and a compile from the blob cache (about 0.4 s). ``auto`` therefore
-    weighs the job's size against that cost: with this machine's measured speeds of the
+    start the import, a compile from the blob cache and a first-image set-up (0.3-0.6 s
+    on a 2-core Zen 3). ``auto`` therefore weighs the job's size against that cost: with this machine's measured speeds of the
     model on both runtimes when it has them (recorded beside the converted model), with
     the thresholds below before it has.
 

@@ -295,6 +295,20 @@ def test_the_background_conversion_leaves_a_copy_and_timings(tmp_path: Path, mon
     assert again.runtime == ("openvino" if best < timings.speed("pytorch", precision) else "pytorch")
 
 
+def test_the_start_is_timed_in_a_process_without_openvino_loaded(tmp_path: Path) -> None:
+    """A later run pays OpenVINO's import, Core and plugin load; a process that converted
+    the copy has them loaded already, and timed the start short (0.2 against 0.3 s)."""
+    from styleforge.transfer import background
+
+    model = loaded(small_style_model(tmp_path), "openvino")  # converts: this process has OpenVINO loaded
+    copy = runtimes.copy_of(model.net)
+    assert "openvino" in sys.modules and copy.exists()
+    with pytest.raises(RuntimeError, match="fresh process"):
+        background.time_start_here(str(copy.xml), str(copy.blobs), runtimes.openvino_metadata(model.net))
+    seconds = background.openvino_start_seconds(copy, runtimes.openvino_metadata(model.net))
+    assert 0.0 < seconds < 60.0
+
+
 def test_a_process_that_asked_for_a_background_conversion_starts_it_at_exit(tmp_path: Path) -> None:
     path = small_style_model(tmp_path)
     home = tmp_path / "home"

@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,25 +39,19 @@ def measure(model_file: str, options: dict) -> None:
     """Convert ``model_file``'s network as ``options`` configure it, if not cached, and
     record this machine's timings and bf16 fidelity of it in every precision the CPU runs
     natively (:class:`~styleforge.transfer.runtimes.Timings`)."""
-    started = time.perf_counter()
-    import openvino  # noqa: F401 (timed: part of every later start)
-
-    import_seconds = time.perf_counter() - started
     from styleforge.config import TransferOptions
     from styleforge.devices import autocast, cpu_has_bf16
     from styleforge.images.io import read_image
     from styleforge.images.samples import shipped_photos
     from styleforge.images.tensors import images_to_tensor
     from styleforge.transfer.model import load_style_model
-    from styleforge.transfer.runtimes import copy_of, openvino_forward
+    from styleforge.transfer.runtimes import copy_of, openvino_forward, openvino_metadata
 
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     model = load_style_model(model_file, options=TransferOptions(**fields))
     copy = copy_of(model.net)
     openvino_forward(model, copy)  # converts (recording the first use) when not cached
-    begin = time.perf_counter()
-    openvino_forward(model, copy)  # a start from the caches, as later runs start
-    copy.record(start=import_seconds + time.perf_counter() - begin)
+    copy.record(start=openvino_start_seconds(copy, openvino_metadata(model.net)))
     x = photo_like(TIMING_SIDE).contiguous(memory_format=model.memory_format)
     shapes = [photo_like(TIMING_SIDE, seed=i)[..., :TIMING_SIDE - 16 * i, :TIMING_SIDE - 8 * i].contiguous(
         memory_format=model.memory_format) for i in range(1, 4)]
@@ -75,6 +70,53 @@ def measure(model_file: str, options: dict) -> None:
             if precision != "fp32":  # on real photos: a synthetic image overstated OpenVINO's bf16 error
                 copy.record(**{f"pytorch_{precision}_psnr_db": mean_psnr_db(pytorch, photos, references),
                                f"openvino_{precision}_psnr_db": mean_psnr_db(forward, photos, references)})
+
+
+def openvino_start_seconds(copy: Any, metadata: dict[str, str]) -> float:
+    """Seconds a later run pays to start ``copy`` (a
+    :class:`~styleforge.transfer.runtimes.ConvertedCopy`) beyond its images' own time,
+    timed in a fresh process as ``transfer`` pays it (:func:`time_start_here`). In this
+    process OpenVINO's Core and CPU plugin are already loaded by the conversion, and a
+    second open timed here was about 0.2 s where a fresh start costs about 0.3 s (random
+    full-size network, 2-core Zen 3), so ``auto`` took the copy for one photo it did not repay.
+
+    Raises:
+        subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError: the timing
+            process failed (the caller records nothing).
+    """
+    code = ("import json, sys; from styleforge.transfer.background import time_start_here; "
+            "print(time_start_here(*json.loads(sys.argv[1])))")
+    arguments = json.dumps([str(copy.xml), str(copy.blobs), metadata])
+    result = subprocess.run([sys.executable, "-c", code, arguments], capture_output=True, text=True, timeout=300,
+                            check=True)
+    return float(result.stdout.split()[-1])
+
+
+def time_start_here(xml: str, blobs: str, metadata: dict[str, str]) -> float:
+    """In a process that has not used OpenVINO yet: seconds from opening the IR file ``xml``
+    (importing OpenVINO, creating its Core, loading the CPU plugin, compiling in fp32
+    from the blob folder ``blobs``) to the end of the first image, less that image's
+    share at the speed of a second image of a new size (which the per-megapixel timings
+    already count).
+
+    Raises:
+        RuntimeError: OpenVINO is already imported here, so the start would be undercounted.
+    """
+    if "openvino" in sys.modules:
+        raise RuntimeError("time OpenVINO's start in a fresh process (openvino_start_seconds)")
+    from styleforge.nets.onnx import OnnxTransformNet
+    from styleforge.runtime.sessions import open_openvino_ir
+
+    first, second = photo_like(TIMING_SIDE), photo_like(TIMING_SIDE, seed=1)[..., : TIMING_SIDE - 16, : TIMING_SIDE - 8]
+    with torch.inference_mode():
+        began = time.perf_counter()
+        net = OnnxTransformNet(xml, session=open_openvino_ir(xml, "fp32", blobs, metadata))
+        net(first)
+        started = time.perf_counter() - began
+        began = time.perf_counter()
+        net(second)
+        per_pixel = (time.perf_counter() - began) / second[0, 0].numel()
+    return max(0.0, started - per_pixel * first[0, 0].numel())
 
 
 def seconds_per_megapixel(call: Any, warmup: torch.Tensor, images: list[torch.Tensor]) -> float:

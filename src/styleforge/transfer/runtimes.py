@@ -336,13 +336,12 @@ def openvino_forward(model: RunnableModel, copy: ConvertedCopy | None, precision
         StyleforgeError: conversion failed or the copy disagrees with PyTorch.
     """
     from styleforge.nets.onnx import OnnxTransformNet
-    from styleforge.runtime.exports import STYLE_FORMAT
     from styleforge.runtime.sessions import open_openvino_ir
 
     net = model.net
     copy = copy or copy_of(net)
     precision = "bf16" if precision == "bf16" and cpu_has_bf16() else "fp32"
-    metadata = {"styleforge_format": STYLE_FORMAT, **net.convention()}
+    metadata = openvino_metadata(net)
     fresh = not copy.exists()
     start = time.perf_counter()
     try:
@@ -362,6 +361,14 @@ def openvino_forward(model: RunnableModel, copy: ConvertedCopy | None, precision
     if fresh:
         copy.record(first_use=time.perf_counter() - start)
     return OnnxTransformNet(str(copy.xml), session=session), session.description
+
+
+def openvino_metadata(net: TransformNet) -> dict[str, str]:
+    """The metadata a session of ``net``'s OpenVINO copy reports (an IR file carries none):
+    the style format and the network's image convention, as an ONNX export's."""
+    from styleforge.runtime.exports import STYLE_FORMAT
+
+    return {"styleforge_format": STYLE_FORMAT, **net.convention()}
 
 
 def convert(net: TransformNet, folder: Path) -> None:
