@@ -77,7 +77,7 @@ def openvino_start_seconds(copy: Any, metadata: dict[str, str]) -> float:
     :class:`~styleforge.transfer.runtimes.ConvertedCopy`) beyond its images' own time,
     timed in a fresh process as ``transfer`` pays it (:func:`time_start_here`). In this
     process OpenVINO's Core and CPU plugin are already loaded by the conversion, and a
-    second open timed here was about 0.2 s where a fresh start costs about 0.3 s (random
+    second open timed here recorded 0.2 s where a fresh start measured about 0.6 s (random
     full-size network, 2-core Zen 3), so ``auto`` took the copy for one photo it did not repay.
 
     Raises:
