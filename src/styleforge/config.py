@@ -501,9 +501,9 @@ class RuntimePolicy:
     1.26x against PyTorch's bf16 on a Zen 4), but its first use on a machine costs a
     conversion and a compilation (about 2 s for the default network), and every later
     start the import, a compile from the blob cache and a first-image set-up (0.3-0.6 s
-    on a 2-core Zen 3). ``auto`` therefore weighs the job's size against that cost: with this machine's measured speeds of the
-    model on both runtimes when it has them (recorded beside the converted model), with
-    the thresholds below before it has.
+    on a 2-core Zen 3). ``auto`` therefore weighs the job's size against that cost: with
+    this machine's measured speeds of the model on both runtimes when it has them
+    (recorded beside the converted model), with the thresholds below before it has.
 
     Attributes:
         cold_min_gflop: with no converted copy of the model cached, a job needing at least

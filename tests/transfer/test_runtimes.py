@@ -297,7 +297,7 @@ def test_the_background_conversion_leaves_a_copy_and_timings(tmp_path: Path, mon
 
 def test_the_start_is_timed_in_a_process_without_openvino_loaded(tmp_path: Path) -> None:
     """A later run pays OpenVINO's import, Core and plugin load; a process that converted
-    the copy has them loaded already, and timed the start short (0.2 against 0.3 s)."""
+    the copy has them loaded already, and timed the start short (0.2 against 0.6 s)."""
     from styleforge.transfer import background
 
     model = loaded(small_style_model(tmp_path), "openvino")  # converts: this process has OpenVINO loaded
